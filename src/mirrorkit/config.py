@@ -1,0 +1,396 @@
+"""The config file, loaded from TOML into typed, validated values.
+
+Every problem is reported at load time as one line naming the file, the key and the
+reason, e.g. ``mirrorkit.toml: mirrors[2].bucket: required for type "s3"``.  Relative
+paths are relative to the config file.  ``${ENV_VAR}`` in a string is replaced by that
+variable; secrets are never echoed back in errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from mirrorkit.errors import ConfigError
+
+DEFAULT_CONFIG = "mirrorkit.toml"
+SOURCE_TYPES = ("feed", "sitemap", "listing")
+MIRROR_TYPES = ("s3", "local")
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+               "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class OutletConfig:
+    id: str
+    name: str
+    origin: str
+    language: str = "en"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SigningConfig:
+    secret_key: Path
+    public_key: Path
+    expires_after: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    allow_private_addresses: bool = False
+    concurrency: int = 8
+    per_host: int = 4
+    timeout: float = 30.0
+    max_page_size: int = 5 * 1000**2
+    max_image_size: int = 10 * 1000**2
+    max_articles_per_source: int = 200
+    user_agent: str = "mirrorkit/0.1 (+https://github.com/mirrorkit)"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    type: str
+    url: str
+    name: str
+
+
+@dataclass(frozen=True)
+class MirrorConfig:
+    name: str
+    type: str
+    public_url: str
+    path: Path | None = None
+    bucket: str | None = None
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    provider: str = "generic"
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    templates: Path | None = None
+    home_articles: int = 50
+    feed_items: int = 50
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    grace: timedelta = timedelta(hours=1)
+    concurrency: int = 8
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    outlet: OutletConfig
+    state_dir: Path
+    signing: SigningConfig
+    fetch: FetchConfig
+    build: BuildConfig
+    publish: PublishConfig
+    sources: tuple[SourceConfig, ...]
+    mirrors: tuple[MirrorConfig, ...]
+
+    def mirror(self, name: str) -> MirrorConfig:
+        for m in self.mirrors:
+            if m.name == name:
+                return m
+        raise ConfigError(
+            f"no mirror named {name!r}", where=str(self.path),
+            hint="names: " + ", ".join(m.name for m in self.mirrors),
+        )
+
+
+# -- parsing helpers ----------------------------------------------------------------------
+
+def parse_duration(text: str) -> timedelta:
+    """``"90s"``, ``"15m"``, ``"12h"``, ``"7d"``, ``"2w"``."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 12h, 7d)")
+    return timedelta(seconds=int(m.group(1)) * _DURATION_UNITS[m.group(2)])
+
+
+def parse_size(text: str | int) -> int:
+    """``5MB``, ``512KiB``, ``100`` (bytes)."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE.match(text)
+    if not m:
+        raise ValueError(f"not a size: {text!r} (use e.g. 512KiB, 5MB)")
+    return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()]
+
+
+T = TypeVar("T")
+
+
+class _Table:
+    """One TOML table being read: tracks the keys used so unknown ones can be named."""
+
+    def __init__(self, data: Any, where: str, file: Path):
+        if not isinstance(data, dict):
+            raise ConfigError("must be a table", where=f"{file.name}: {where}")
+        self.data: dict[str, Any] = data
+        self.where = where
+        self.file = file
+        self.known: set[str] = set()
+
+    def _error(self, key: str, reason: str) -> ConfigError:
+        name = f"{self.where}.{key}" if self.where else key
+        return ConfigError(reason, where=f"{self.file.name}: {name}")
+
+    def get(self, key: str, kind: type[T], default: T | None = None, *,
+            secret: bool = False) -> T | None:
+        self.known.add(key)
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if isinstance(value, str):
+            value = self._expand(key, value, secret)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            shown = "(hidden)" if secret else repr(value)
+            raise self._error(key, f"must be {kind.__name__}, got {shown}")
+        return value
+
+    def require(self, key: str, kind: type[T], reason: str = "required") -> T:
+        value = self.get(key, kind)
+        if value is None or value == "":
+            raise self._error(key, reason)
+        return value
+
+    def convert(self, key: str, parse: Callable[[Any], T], default: T) -> T:
+        raw = self.get(key, object)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except ValueError as e:
+            raise self._error(key, str(e)) from e
+
+    def _expand(self, key: str, value: str, secret: bool) -> str:
+        def sub(m: re.Match[str]) -> str:
+            var = m.group(1)
+            if var not in os.environ:
+                raise self._error(key, f"environment variable {var} is not set")
+            return os.environ[var]
+
+        return _ENV.sub(sub, value)
+
+    def finish(self) -> None:
+        for key in self.data:
+            if key not in self.known:
+                close = difflib.get_close_matches(key, sorted(self.known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise self._error(key, f"unknown key{hint}")
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a URL string")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"must be an http(s) URL, got {value!r}")
+    return value
+
+
+def _base_url(value: Any) -> str:
+    url = _url(value)
+    return url if url.endswith("/") else url + "/"
+
+
+def _positive(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _str_duration(value: Any) -> timedelta:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a duration string such as \"7d\", got {value!r}")
+    return parse_duration(value)
+
+
+# -- loading ------------------------------------------------------------------------------
+
+def load(path: Path) -> Config:
+    """Read and validate ``path``; raises :class:`ConfigError` naming file, key and reason."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(
+            "config file not found", where=str(path),
+            hint="give --config PATH or run 'mirrorkit init'",
+        ) from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config: {e}", where=str(path)) from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"not valid TOML: {e}", where=str(path)) from e
+    return from_dict(raw, path)
+
+
+def from_dict(raw: Mapping[str, Any], path: Path) -> Config:
+    base = path.resolve().parent
+    root = _Table(dict(raw), "", path)
+
+    def table(name: str, required: bool = True) -> _Table:
+        root.known.add(name)
+        if name not in root.data:
+            if required:
+                raise ConfigError("required table is missing", where=f"{path.name}: [{name}]")
+            return _Table({}, name, path)
+        return _Table(root.data[name], name, path)
+
+    def rel(p: str) -> Path:
+        return (base / os.path.expanduser(p)).resolve()
+
+    t = table("outlet")
+    outlet_id = t.require("id", str)
+    if not _NAME.match(outlet_id):
+        raise ConfigError("must be lowercase letters, digits, '-' or '_'",
+                          where=f"{path.name}: outlet.id")
+    outlet = OutletConfig(
+        id=outlet_id,
+        name=t.require("name", str),
+        origin=t.convert("origin", _base_url, ""),
+        language=t.get("language", str, "en") or "en",
+        description=t.get("description", str, "") or "",
+    )
+    if not outlet.origin:
+        raise ConfigError("required", where=f"{path.name}: outlet.origin")
+    t.finish()
+
+    t = table("state", required=False)
+    state_dir = rel(t.get("dir", str, "state") or "state")
+    t.finish()
+
+    t = table("signing")
+    signing = SigningConfig(
+        secret_key=rel(t.require("secret_key", str)),
+        public_key=rel(t.require("public_key", str)),
+        expires_after=t.convert("expires_after", _str_duration, timedelta(days=7)),
+    )
+    t.finish()
+
+    t = table("fetch", required=False)
+    d = FetchConfig()
+    fetch = FetchConfig(
+        allow_private_addresses=bool(t.get("allow_private_addresses", bool, False)),
+        concurrency=t.convert("concurrency", _positive, d.concurrency),
+        per_host=t.convert("per_host", _positive, d.per_host),
+        timeout=float(t.convert("timeout", _positive, int(d.timeout))),
+        max_page_size=t.convert("max_page_size", parse_size, d.max_page_size),
+        max_image_size=t.convert("max_image_size", parse_size, d.max_image_size),
+        max_articles_per_source=t.convert("max_articles_per_source", _positive,
+                                          d.max_articles_per_source),
+        user_agent=t.get("user_agent", str, d.user_agent) or d.user_agent,
+    )
+    t.finish()
+
+    t = table("build", required=False)
+    templates = t.get("templates", str)
+    build = BuildConfig(
+        templates=rel(templates) if templates else None,
+        home_articles=t.convert("home_articles", _positive, BuildConfig.home_articles),
+        feed_items=t.convert("feed_items", _positive, BuildConfig.feed_items),
+    )
+    t.finish()
+
+    t = table("publish", required=False)
+    publish = PublishConfig(
+        grace=t.convert("grace", _str_duration, PublishConfig.grace),
+        concurrency=t.convert("concurrency", _positive, PublishConfig.concurrency),
+    )
+    t.finish()
+
+    sources = tuple(_source(s, i, path) for i, s in enumerate(_array(root, "sources", path)))
+    mirrors = tuple(
+        _mirror(m, i, path, rel) for i, m in enumerate(_array(root, "mirrors", path))
+    )
+    seen: set[str] = set()
+    for i, m in enumerate(mirrors):
+        if m.name in seen:
+            raise ConfigError(f"duplicate mirror name {m.name!r}",
+                              where=f"{path.name}: mirrors[{i}].name")
+        seen.add(m.name)
+    root.finish()
+    return Config(path=path.resolve(), outlet=outlet, state_dir=state_dir, signing=signing,
+                  fetch=fetch, build=build, publish=publish, sources=sources,
+                  mirrors=mirrors)
+
+
+def _array(root: _Table, key: str, path: Path) -> list[Any]:
+    root.known.add(key)
+    value = root.data.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"must be an array of tables: [[{key}]]", where=f"{path.name}: {key}")
+    return value
+
+
+def _source(raw: Any, i: int, path: Path) -> SourceConfig:
+    t = _Table(raw, f"sources[{i}]", path)
+    kind = t.get("type", str, "feed") or "feed"
+    if kind not in SOURCE_TYPES:
+        raise t._error("type", f"must be one of {', '.join(SOURCE_TYPES)}, got {kind!r}")
+    url = t.convert("url", _url, "")
+    if not url:
+        raise t._error("url", "required")
+    source = SourceConfig(type=kind, url=url, name=t.get("name", str, url) or url)
+    t.finish()
+    return source
+
+
+def _mirror(raw: Any, i: int, path: Path, rel: Callable[[str], Path]) -> MirrorConfig:
+    t = _Table(raw, f"mirrors[{i}]", path)
+    name = t.require("name", str)
+    if not _NAME.match(name):
+        raise t._error("name", "must be lowercase letters, digits, '-' or '_'")
+    kind = t.require("type", str)
+    if kind not in MIRROR_TYPES:
+        raise t._error("type", f"must be one of {', '.join(MIRROR_TYPES)}, got {kind!r}")
+    public_url = t.convert("public_url", _base_url, "")
+    if not public_url:
+        raise t._error("public_url", "required: the URL readers use to reach this mirror")
+    local_path = t.get("path", str)
+    bucket = t.get("bucket", str)
+    endpoint = t.get("endpoint_url", str)
+    prefix = (t.get("prefix", str, "") or "").strip("/")
+    if kind == "local" and not local_path:
+        raise t._error("path", 'required for type "local"')
+    if kind == "s3" and not bucket:
+        raise t._error("bucket", 'required for type "s3"')
+    if endpoint:
+        try:
+            _url(endpoint)
+        except ValueError as e:
+            raise t._error("endpoint_url", str(e)) from e
+    mirror = MirrorConfig(
+        name=name, type=kind, public_url=public_url,
+        path=rel(local_path) if local_path else None,
+        bucket=bucket, prefix=prefix, endpoint_url=endpoint,
+        region=t.get("region", str, "us-east-1") or "us-east-1",
+        provider=t.get("provider", str, "generic") or "generic",
+        access_key_id=t.get("access_key_id", str, secret=True),
+        secret_access_key=t.get("secret_access_key", str, secret=True),
+    )
+    t.finish()
+    return mirror

@@ -1,0 +1,93 @@
+"""Every error mirrorkit raises on purpose, in one tree.
+
+::
+
+    MirrorkitError                 what, where, and what to do; exit code 1 unless below
+    ├── ConfigError                bad config file, key or value (exit 2)
+    ├── KeyFileError               missing, unreadable or wrong secret/public key (exit 2)
+    ├── FetchError                 a source or article could not be fetched or read
+    │   ├── BlockedAddressError    a URL resolves to a private or link-local address
+    │   └── SourceError            a feed or page that is broken or unreadable
+    ├── StoreError                 the state directory or database is unusable
+    ├── BuildError                 rendering or writing the bundle failed
+    ├── PublishError               a mirror could not be brought to the new version
+    └── VerifyError                a target could not be verified at all
+        └── TargetUnreachableError the target could not be read (exit 3 for verify)
+
+Library errors (aiohttp, botocore, sqlite3, OSError) are wrapped where they cross into
+mirrorkit with ``raise ... from e``.  Whether an error is worth retrying is decided in one
+place: :attr:`MirrorkitError.retryable`.
+
+No message ever carries a secret: keys and credentials are named by where they come
+from (file path, config key, environment variable), never by value.
+"""
+
+from __future__ import annotations
+
+
+class MirrorkitError(Exception):
+    """Base of all mirrorkit errors.  ``str(e)`` is one line: what, where, what to do."""
+
+    exit_code = 1
+    retryable = False
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
+        self.what = message
+        self.where = where
+        self.hint = hint
+        super().__init__(self._line())
+
+    def _line(self) -> str:
+        text = f"{self.where}: {self.what}" if self.where else self.what
+        if self.hint:
+            text += f" ({self.hint})"
+        return " ".join(text.split())
+
+
+class ConfigError(MirrorkitError):
+    exit_code = 2
+
+
+class KeyFileError(MirrorkitError):
+    exit_code = 2
+
+
+class FetchError(MirrorkitError):
+    pass
+
+
+class BlockedAddressError(FetchError):
+    pass
+
+
+class SourceError(FetchError):
+    pass
+
+
+class StoreError(MirrorkitError):
+    pass
+
+
+class BuildError(MirrorkitError):
+    pass
+
+
+class PublishError(MirrorkitError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        where: str | None = None,
+        hint: str | None = None,
+        retryable: bool = False,
+    ):
+        super().__init__(message, where=where, hint=hint)
+        self.retryable = retryable
+
+
+class VerifyError(MirrorkitError):
+    pass
+
+
+class TargetUnreachableError(VerifyError):
+    exit_code = 3

@@ -1,0 +1,275 @@
+"""The embedded store: one SQLite database plus a content-addressed blob folder.
+
+Layout under the state directory::
+
+    mirrorkit.sqlite3     articles, HTTP validators, builds, publishes
+    blobs/ab/abcdef...    image bytes, named by SHA-256, written once
+    builds/<version>/     bundles written by the build stage
+
+Every write is a transaction, and blobs are written to a temporary file and renamed, so a
+process killed at any point leaves the store as it was before or after the write, never
+in between.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mirrorkit.errors import StoreError
+from mirrorkit.models import Article, Media
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS articles (
+    id TEXT PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL,
+    title TEXT NOT NULL,
+    authors TEXT NOT NULL,
+    published TEXT,
+    updated TEXT,
+    language TEXT NOT NULL,
+    text TEXT NOT NULL,
+    html TEXT NOT NULL,
+    media TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    fetched_at TEXT NOT NULL,
+    changed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS media (
+    name TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    media_type TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS http_cache (
+    url TEXT PRIMARY KEY,
+    etag TEXT,
+    last_modified TEXT,
+    checked_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS builds (
+    version INTEGER PRIMARY KEY,
+    created TEXT NOT NULL,
+    path TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS publishes (
+    mirror TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    published_at TEXT NOT NULL,
+    PRIMARY KEY (mirror, version)
+);
+"""
+
+_EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "image/avif": "avif",
+}
+
+
+def media_extension(media_type: str) -> str | None:
+    """File extension for an image type mirrorkit stores, or None if it is not one."""
+    return _EXTENSIONS.get(media_type.split(";")[0].strip().lower())
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class Store:
+    """Articles, images and build records of one outlet."""
+
+    def __init__(self, state_dir: Path):
+        self.dir = state_dir
+        self.blob_dir = state_dir / "blobs"
+        self.builds_dir = state_dir / "builds"
+        try:
+            self.blob_dir.mkdir(parents=True, exist_ok=True)
+            self.builds_dir.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(state_dir / "mirrorkit.sqlite3", isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(
+                f"cannot open the store: {e}", where=str(state_dir),
+                hint="check [state] dir and its permissions",
+            ) from e
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- HTTP validators for conditional requests ------------------------------------
+
+    def validators(self, url: str) -> tuple[str | None, str | None]:
+        row = self._db.execute(
+            "SELECT etag, last_modified FROM http_cache WHERE url = ?", (url,)
+        ).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def set_validators(self, url: str, etag: str | None, last_modified: str | None) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO http_cache (url, etag, last_modified, checked_at)"
+            " VALUES (?, ?, ?, ?)",
+            (url, etag, last_modified, _now()),
+        )
+
+    # -- articles -----------------------------------------------------------------------
+
+    def content_hash(self, url: str) -> str | None:
+        row = self._db.execute(
+            "SELECT content_hash FROM articles WHERE url = ?", (url,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def save_article(self, article: Article) -> bool:
+        """Insert or update; returns True if the article is new or its content changed."""
+        digest = article.content_hash
+        if self.content_hash(article.url) == digest:
+            return False
+        now = _now()
+        self._db.execute(
+            "INSERT OR REPLACE INTO articles (id, url, source, title, authors, published,"
+            " updated, language, text, html, media, summary, content_hash, fetched_at,"
+            " changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                article.id, article.url, article.source, article.title,
+                json.dumps(list(article.authors), ensure_ascii=False),
+                _iso(article.published), _iso(article.updated), article.language,
+                article.text, article.html, json.dumps(list(article.media)),
+                article.summary, digest, now, now,
+            ),
+        )
+        return True
+
+    def articles(self) -> list[Article]:
+        """All stored articles, newest first."""
+        rows = self._db.execute(
+            "SELECT id, url, source, title, authors, published, updated, language, text,"
+            " html, media, summary FROM articles"
+            " ORDER BY COALESCE(published, updated, fetched_at) DESC, id"
+        ).fetchall()
+        return [
+            Article(
+                id=r[0], url=r[1], source=r[2], title=r[3], authors=tuple(json.loads(r[4])),
+                published=_dt(r[5]), updated=_dt(r[6]), language=r[7], text=r[8],
+                html=r[9], media=tuple(json.loads(r[10])), summary=r[11],
+            )
+            for r in rows
+        ]
+
+    def last_change(self) -> datetime | None:
+        row = self._db.execute("SELECT MAX(changed_at) FROM articles").fetchone()
+        return _dt(row[0])
+
+    # -- media blobs --------------------------------------------------------------------
+
+    def put_media(self, data: bytes, media_type: str) -> Media:
+        ext = media_extension(media_type)
+        if ext is None:
+            raise StoreError(f"not a stored image type: {media_type!r}")
+        digest = hashlib.sha256(data).hexdigest()
+        media = Media(name=f"{digest}.{ext}", sha256=digest, size=len(data),
+                      media_type=media_type.split(";")[0].strip().lower())
+        path = self.blob_path(digest)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, data)
+        self._db.execute(
+            "INSERT OR IGNORE INTO media (name, sha256, size, media_type) VALUES (?, ?, ?, ?)",
+            (media.name, media.sha256, media.size, media.media_type),
+        )
+        return media
+
+    def media(self, name: str) -> Media | None:
+        row = self._db.execute(
+            "SELECT name, sha256, size, media_type FROM media WHERE name = ?", (name,)
+        ).fetchone()
+        return Media(*row) if row else None
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.blob_dir / sha256[:2] / sha256
+
+    # -- builds and publishes -----------------------------------------------------------
+
+    def last_version(self) -> int:
+        row = self._db.execute("SELECT MAX(version) FROM builds").fetchone()
+        return int(row[0] or 0)
+
+    def build_path(self, version: int) -> Path | None:
+        row = self._db.execute(
+            "SELECT path FROM builds WHERE version = ?", (version,)
+        ).fetchone()
+        return Path(row[0]) if row else None
+
+    def build_created(self, version: int) -> datetime | None:
+        row = self._db.execute(
+            "SELECT created FROM builds WHERE version = ?", (version,)
+        ).fetchone()
+        return _dt(row[0]) if row else None
+
+    def record_build(self, version: int, created: datetime, path: Path) -> None:
+        self._db.execute(
+            "INSERT INTO builds (version, created, path) VALUES (?, ?, ?)",
+            (version, created.isoformat(), str(path)),
+        )
+
+    def record_publish(self, mirror: str, version: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO publishes (mirror, version, published_at) VALUES (?, ?, ?)",
+            (mirror, version, _now()),
+        )
+
+    def published_version(self, mirror: str) -> int:
+        row = self._db.execute(
+            "SELECT MAX(version) FROM publishes WHERE mirror = ?", (mirror,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+
+def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            Path(tmp).chmod(mode)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Every regular file under ``root``, in a stable order."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
