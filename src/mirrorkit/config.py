@@ -12,8 +12,8 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +41,11 @@ class OutletConfig:
     origin: str
     language: str = "en"
     description: str = ""
+
+
+@dataclass(frozen=True)
+class StateKeys:
+    dir: Path
 
 
 @dataclass(frozen=True)
@@ -145,13 +150,19 @@ T = TypeVar("T")
 class _Table:
     """One TOML table being read: tracks the keys used so unknown ones can be named."""
 
-    def __init__(self, data: Any, where: str, file: Path):
+    def __init__(self, data: Any, where: str, file: Path, keys: Iterable[str]):
         if not isinstance(data, dict):
-            raise ConfigError("must be a table", where=f"{file.name}: {where}")
+            raise ConfigError("must be a table", where=f"{file.name}: {where or 'top level'}")
         self.data: dict[str, Any] = data
         self.where = where
         self.file = file
-        self.known: set[str] = set()
+        self.known = set(keys)
+        # Unknown keys first: a misspelled key is the likely cause of a "required" error.
+        for key in self.data:
+            if key not in self.known:
+                close = difflib.get_close_matches(key, sorted(self.known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise self._error(key, f"unknown key{hint}")
 
     def _error(self, key: str, reason: str) -> ConfigError:
         name = f"{self.where}.{key}" if self.where else key
@@ -159,7 +170,6 @@ class _Table:
 
     def get(self, key: str, kind: type[T], default: T | None = None, *,
             secret: bool = False) -> T | None:
-        self.known.add(key)
         if key not in self.data:
             return default
         value = self.data[key]
@@ -196,13 +206,6 @@ class _Table:
 
         return _ENV.sub(sub, value)
 
-    def finish(self) -> None:
-        for key in self.data:
-            if key not in self.known:
-                close = difflib.get_close_matches(key, sorted(self.known), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise self._error(key, f"unknown key{hint}")
-
 
 def _url(value: Any) -> str:
     if not isinstance(value, str):
@@ -232,6 +235,18 @@ def _str_duration(value: Any) -> timedelta:
 
 # -- loading ------------------------------------------------------------------------------
 
+# Each table's keys are its dataclass's fields: one list, which the docs test checks too.
+_TABLES: dict[str, Any] = {
+    "outlet": OutletConfig, "state": StateKeys, "signing": SigningConfig,
+    "fetch": FetchConfig, "build": BuildConfig, "publish": PublishConfig,
+    "sources": SourceConfig, "mirrors": MirrorConfig,
+}
+
+
+def _keys(kind: Any) -> list[str]:
+    return [f.name for f in fields(kind)]
+
+
 def load(path: Path) -> Config:
     """Read and validate ``path``; raises :class:`ConfigError` naming file, key and reason."""
     try:
@@ -250,15 +265,12 @@ def load(path: Path) -> Config:
 
 def from_dict(raw: Mapping[str, Any], path: Path) -> Config:
     base = path.resolve().parent
-    root = _Table(dict(raw), "", path)
+    root = _Table(dict(raw), "", path, _TABLES)
 
     def table(name: str, required: bool = True) -> _Table:
-        root.known.add(name)
-        if name not in root.data:
-            if required:
-                raise ConfigError("required table is missing", where=f"{path.name}: [{name}]")
-            return _Table({}, name, path)
-        return _Table(root.data[name], name, path)
+        if name not in root.data and required:
+            raise ConfigError("required table is missing", where=f"{path.name}: [{name}]")
+        return _Table(root.data.get(name, {}), name, path, _keys(_TABLES[name]))
 
     def rel(p: str) -> Path:
         return (base / os.path.expanduser(p)).resolve()
@@ -277,11 +289,9 @@ def from_dict(raw: Mapping[str, Any], path: Path) -> Config:
     )
     if not outlet.origin:
         raise ConfigError("required", where=f"{path.name}: outlet.origin")
-    t.finish()
 
     t = table("state", required=False)
     state_dir = rel(t.get("dir", str, "state") or "state")
-    t.finish()
 
     t = table("signing")
     signing = SigningConfig(
@@ -289,7 +299,6 @@ def from_dict(raw: Mapping[str, Any], path: Path) -> Config:
         public_key=rel(t.require("public_key", str)),
         expires_after=t.convert("expires_after", _str_duration, timedelta(days=7)),
     )
-    t.finish()
 
     t = table("fetch", required=False)
     d = FetchConfig()
@@ -304,7 +313,6 @@ def from_dict(raw: Mapping[str, Any], path: Path) -> Config:
                                           d.max_articles_per_source),
         user_agent=t.get("user_agent", str, d.user_agent) or d.user_agent,
     )
-    t.finish()
 
     t = table("build", required=False)
     templates = t.get("templates", str)
@@ -313,14 +321,12 @@ def from_dict(raw: Mapping[str, Any], path: Path) -> Config:
         home_articles=t.convert("home_articles", _positive, BuildConfig.home_articles),
         feed_items=t.convert("feed_items", _positive, BuildConfig.feed_items),
     )
-    t.finish()
 
     t = table("publish", required=False)
     publish = PublishConfig(
         grace=t.convert("grace", _str_duration, PublishConfig.grace),
         concurrency=t.convert("concurrency", _positive, PublishConfig.concurrency),
     )
-    t.finish()
 
     sources = tuple(_source(s, i, path) for i, s in enumerate(_array(root, "sources", path)))
     mirrors = tuple(
@@ -332,14 +338,12 @@ def from_dict(raw: Mapping[str, Any], path: Path) -> Config:
             raise ConfigError(f"duplicate mirror name {m.name!r}",
                               where=f"{path.name}: mirrors[{i}].name")
         seen.add(m.name)
-    root.finish()
     return Config(path=path.resolve(), outlet=outlet, state_dir=state_dir, signing=signing,
                   fetch=fetch, build=build, publish=publish, sources=sources,
                   mirrors=mirrors)
 
 
 def _array(root: _Table, key: str, path: Path) -> list[Any]:
-    root.known.add(key)
     value = root.data.get(key, [])
     if not isinstance(value, list):
         raise ConfigError(f"must be an array of tables: [[{key}]]", where=f"{path.name}: {key}")
@@ -347,7 +351,7 @@ def _array(root: _Table, key: str, path: Path) -> list[Any]:
 
 
 def _source(raw: Any, i: int, path: Path) -> SourceConfig:
-    t = _Table(raw, f"sources[{i}]", path)
+    t = _Table(raw, f"sources[{i}]", path, _keys(SourceConfig))
     kind = t.get("type", str, "feed") or "feed"
     if kind not in SOURCE_TYPES:
         raise t._error("type", f"must be one of {', '.join(SOURCE_TYPES)}, got {kind!r}")
@@ -355,12 +359,11 @@ def _source(raw: Any, i: int, path: Path) -> SourceConfig:
     if not url:
         raise t._error("url", "required")
     source = SourceConfig(type=kind, url=url, name=t.get("name", str, url) or url)
-    t.finish()
     return source
 
 
 def _mirror(raw: Any, i: int, path: Path, rel: Callable[[str], Path]) -> MirrorConfig:
-    t = _Table(raw, f"mirrors[{i}]", path)
+    t = _Table(raw, f"mirrors[{i}]", path, _keys(MirrorConfig))
     name = t.require("name", str)
     if not _NAME.match(name):
         raise t._error("name", "must be lowercase letters, digits, '-' or '_'")
@@ -392,5 +395,4 @@ def _mirror(raw: Any, i: int, path: Path, rel: Callable[[str], Path]) -> MirrorC
         access_key_id=t.get("access_key_id", str, secret=True),
         secret_access_key=t.get("secret_access_key", str, secret=True),
     )
-    t.finish()
     return mirror

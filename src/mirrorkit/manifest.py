@@ -95,6 +95,11 @@ class Manifest:
     previous: str | None = None
     retired: tuple[RetiredEntry, ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        # One order for the same content, so equal manifests are equal values and bytes.
+        object.__setattr__(self, "files", tuple(sorted(self.files, key=lambda f: f.path)))
+        object.__setattr__(self, "retired", tuple(sorted(self.retired, key=lambda r: r.path)))
+
     def file(self, path: str) -> FileEntry | None:
         return self.by_path.get(path)
 
@@ -115,11 +120,11 @@ class Manifest:
             "previous": self.previous,
             "files": [
                 {"path": f.path, "size": f.size, "sha256": f.sha256, "type": f.type}
-                for f in sorted(self.files, key=lambda f: f.path)
+                for f in self.files
             ],
             "retired": [
                 {"path": r.path, "size": r.size, "sha256": r.sha256, "since": _ts(r.since)}
-                for r in sorted(self.retired, key=lambda r: r.path)
+                for r in self.retired
             ],
         }
         return (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

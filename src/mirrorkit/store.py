@@ -146,6 +146,13 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
+    def article_times(self, url: str) -> tuple[datetime | None, datetime | None] | None:
+        """``(published, updated)`` of a stored article, or None if it is not stored."""
+        row = self._db.execute(
+            "SELECT published, updated FROM articles WHERE url = ?", (url,)
+        ).fetchone()
+        return (_dt(row[0]), _dt(row[1])) if row else None
+
     def save_article(self, article: Article) -> bool:
         """Insert or update; returns True if the article is new or its content changed."""
         digest = article.content_hash

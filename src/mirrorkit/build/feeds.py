@@ -1,0 +1,85 @@
+"""Per-mirror RSS 2.0 and Atom 1.0 feeds with the full text of the newest articles.
+
+A feed served by a mirror links to that mirror's own copies with absolute URLs (item
+links, images in the content, the self link), because feed readers resolve nothing
+relative reliably.  Item ids do not name a mirror or a version,
+``urn:mirrorkit:<outlet>:<article id>``, so a reader who switches mirrors, or
+reads after a rebuild, sees no duplicates.
+
+The bytes depend only on the inputs: feedgen's own clock (lastBuildDate, updated) is
+replaced by the build time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from feedgen.feed import FeedGenerator
+
+from mirrorkit.build.render import article_path, body_html, newest_first, summary_text, utc
+from mirrorkit.config import Config, MirrorConfig
+from mirrorkit.models import Article
+
+RSS_NAME = "rss.xml"
+ATOM_NAME = "atom.xml"
+
+
+def item_id(outlet_id: str, article: Article) -> str:
+    """The id (Atom) and guid (RSS) of an article: the same on every mirror and version."""
+    return f"urn:mirrorkit:{outlet_id}:{article.id}"
+
+
+def render_feeds(config: Config, articles: Sequence[Article], mirror: MirrorConfig, *,
+                 built: datetime) -> dict[str, bytes]:
+    """``{"rss.xml": ..., "atom.xml": ...}`` for ``mirror``."""
+    items = newest_first(articles)[: config.build.feed_items]
+    rss = _feed(config, items, mirror, built, RSS_NAME, "application/rss+xml")
+    atom = _feed(config, items, mirror, built, ATOM_NAME, "application/atom+xml")
+    return {
+        RSS_NAME: bytes(rss.rss_str(pretty=True)),
+        ATOM_NAME: bytes(atom.atom_str(pretty=True)),
+    }
+
+
+def _feed(config: Config, items: Sequence[Article], mirror: MirrorConfig, built: datetime,
+          self_name: str, self_type: str) -> Any:
+    outlet = config.outlet
+    base = mirror.public_url
+    fg = FeedGenerator()
+    # RSS <author> must be an e-mail address; dc:creator carries plain names.
+    fg.load_extension("dc", atom=False, rss=True)
+    fg.id(f"urn:mirrorkit:{outlet.id}")
+    fg.title(outlet.name)
+    fg.description(outlet.description or outlet.name)
+    fg.language(outlet.language)
+    # Atom needs an author on the feed unless every entry has one.
+    fg.author({"name": outlet.name})
+    # feedgen takes the RSS <link> from the last link given: the home page, not the feed.
+    fg.link(href=base + self_name, rel="self", type=self_type)
+    fg.link(href=base + "index.html", rel="alternate", type="text/html")
+    fg.generator("mirrorkit")
+    fg.updated(utc(built))  # also RSS lastBuildDate, which feedgen would set to now
+    for article in items:
+        _add_entry(fg, outlet.id, article, base, built)
+    return fg
+
+
+def _add_entry(fg: Any, outlet_id: str, article: Article, base: str,
+               built: datetime) -> None:
+    entry = fg.add_entry(order="append")  # feedgen prepends by default
+    entry.id(item_id(outlet_id, article))  # also the RSS guid, isPermaLink="false"
+    entry.title(article.title)
+    entry.link(href=base + article_path(article), rel="alternate", type="text/html")
+    if article.authors:
+        entry.author([{"name": name} for name in article.authors])
+        entry.dc.dc_creator(list(article.authors))
+    # summary() before content(): RSS then gets <description> plus <content:encoded>.
+    entry.summary(summary_text(article))
+    entry.content(body_html(article, base), type="html")
+    published = article.published or article.updated
+    if published is not None:
+        entry.published(utc(published))
+    # Atom requires <updated>; an undated article is at least no older than this build.
+    entry.updated(utc(article.updated or published or built))

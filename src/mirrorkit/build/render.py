@@ -1,0 +1,259 @@
+"""Render the static site of one version: pages, stylesheet and mirror list.
+
+Templates come from the user's directory first (``[build] templates``) and the packaged
+theme second, so a user overrides one file (say ``base.html``) and keeps the rest.
+
+What this module guarantees, and the tests show:
+
+- every internal link is relative and names a file (``../../index.html``), so a copy
+  works from an S3 REST endpoint, which serves no index documents, and from ``file://``;
+- the packaged theme loads nothing from another host and has no JavaScript;
+- output depends only on the inputs, never on the clock: the same articles give the
+  same bytes, so the publisher skips unchanged files.  Article pages carry no version or
+  build time, so they change only when their article does; only the pointers
+  (``index.html``, ``mirrors.html``, ``mirrors.json``) show the version.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+import unicodedata
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import jinja2
+from markupsafe import Markup
+
+from mirrorkit.config import Config, MirrorConfig
+from mirrorkit.errors import BuildError
+from mirrorkit.models import MEDIA_SCHEME, Article
+from mirrorkit.resources import theme_dir
+
+__all__ = [
+    "article_path",
+    "body_html",
+    "make_environment",
+    "mirrors_json",
+    "newest_first",
+    "render_feeds",
+    "render_site",
+    "summary_text",
+    "theme_dir",
+]
+
+_SLUG_MAX = 60
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+# Extensions that say how the origin serves a page, not what it is about.
+_PAGE_EXTENSION = re.compile(r"\.(?:s?html?|php\d?|aspx?|jspx?|cgi)$")
+# Primary language subtags written right to left; pages in them get dir="rtl".
+_RTL = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "ps", "sd", "ug", "ur", "yi"})
+_SUMMARY_CHARS = 280
+
+
+# -- paths and values shared with the feeds ------------------------------------------------
+
+def article_path(article: Article) -> str:
+    """``articles/<slug>-<id>/index.html``: a readable, ASCII-only, collision-free path.
+
+    The slug comes from the last segment of the article's URL and is only for people;
+    the article id (as unique as the store's primary key) makes the path unique.  The
+    path depends on this article alone, so it never moves when other articles arrive.
+    """
+    try:
+        segment = urlsplit(article.url).path.rstrip("/").rpartition("/")[2]
+    except ValueError:  # a URL urlsplit cannot read still gets a path
+        segment = ""
+    # NFKD splits accented letters into letter + mark, so "Café" keeps its "Cafe".
+    ascii_text = unicodedata.normalize("NFKD", unquote(segment)).encode("ascii", "ignore")
+    name = _PAGE_EXTENSION.sub("", ascii_text.decode("ascii").lower())
+    slug = _NOT_SLUG.sub("-", name).strip("-")[:_SLUG_MAX].strip("-") or "article"
+    tag = _NOT_SLUG.sub("", article.id.lower())
+    return f"articles/{slug}-{tag}/index.html"
+
+
+def body_html(article: Article, media_prefix: str) -> str:
+    """The article body with stored images addressed under ``media_prefix``.
+
+    ``media_prefix`` is the site root as seen from where the body is shown: relative
+    (``"../../"``) in pages, the mirror's absolute public URL in feeds.
+    """
+    return article.html.replace(MEDIA_SCHEME, media_prefix + "media/")
+
+
+def newest_first(articles: Sequence[Article]) -> list[Article]:
+    """Newest first, undated last, ties by id, so the order never depends on the input's."""
+
+    def key(a: Article) -> tuple[bool, float, str]:
+        when = a.sort_time
+        return (when is None, -utc(when).timestamp() if when else 0.0, a.id)
+
+    return sorted(articles, key=key)
+
+
+def summary_text(article: Article) -> str:
+    """The article's summary, or the start of its text when the origin gave none."""
+    if article.summary.strip():
+        return article.summary.strip()
+    return textwrap.shorten(article.text, _SUMMARY_CHARS, placeholder=" …")
+
+
+def utc(value: datetime) -> datetime:
+    """Aware UTC time; a naive time is taken to be UTC already (as the store writes it)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def iso_time(value: datetime) -> str:
+    return utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def human_time(value: datetime) -> str:
+    # Numeric and in UTC: readable in every language the theme does not translate into.
+    return utc(value).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# -- templates ----------------------------------------------------------------------------
+
+def make_environment(user_templates: Path | None) -> jinja2.Environment:
+    """A Jinja environment over the user's templates (if any), then the packaged theme.
+
+    The packaged theme is :func:`mirrorkit.resources.theme_dir`: inside the wheel, or the
+    repository's ``templates/`` in an editable install.
+    """
+    loaders: list[jinja2.BaseLoader] = []
+    if user_templates is not None:
+        if not user_templates.is_dir():
+            raise BuildError("templates directory not found", where=str(user_templates),
+                             hint="check [build] templates in the config")
+        loaders.append(jinja2.FileSystemLoader(user_templates))
+    loaders.append(jinja2.FileSystemLoader(theme_dir()))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=True,
+        # A typo in a user template fails the build instead of rendering an empty string.
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(iso=iso_time, human=human_time, summary=summary_text)
+    env.globals["article_path"] = article_path
+    return env
+
+
+def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> bytes:
+    try:
+        return env.get_template(name).render(context).encode("utf-8")
+    except jinja2.TemplateSyntaxError as e:
+        raise BuildError(f"template error: {e.message}",
+                         where=f"{e.filename or name}:{e.lineno}") from e
+    except jinja2.TemplateNotFound as e:
+        raise BuildError(f"template not found: {e.name}", where=name,
+                         hint="neither in [build] templates nor in the packaged theme") from e
+    except jinja2.TemplateError as e:
+        raise BuildError(f"cannot render: {e}", where=name) from e
+
+
+def _raw(env: jinja2.Environment, name: str) -> bytes:
+    """A theme file served as is (not a template), still overridable by the user."""
+    assert env.loader is not None
+    try:
+        source, _, _ = env.loader.get_source(env, name)
+    except jinja2.TemplateNotFound as e:
+        raise BuildError("theme file not found", where=name) from e
+    return source.encode("utf-8")
+
+
+def _page(config: Config, *, lang: str, root: str, version: int | None = None,
+          built: datetime | None = None) -> dict[str, Any]:
+    """What every page template gets; ``root`` leads from the page to the site root."""
+    return {
+        "outlet": config.outlet,
+        "lang": lang,
+        "dir": "rtl" if lang.split("-")[0].lower() in _RTL else "ltr",
+        "root": root,
+        # None on article pages: they must not change with every build.
+        "version": version,
+        "built": built,
+    }
+
+
+# -- the site -----------------------------------------------------------------------------
+
+def render_site(config: Config, articles: Sequence[Article], *, built: datetime,
+                version: int, public_key: str | None = None) -> dict[str, bytes]:
+    """Every file that is identical on all mirrors, by site path.
+
+    ``public_key`` is the text of the outlet's minisign public key; when given, the
+    mirrors page shows it beside the verify instructions.
+    """
+    env = make_environment(config.build.templates)
+    ordered = newest_first(articles)
+    site: dict[str, bytes] = {}
+
+    for article in ordered:
+        path = article_path(article)
+        if path in site:
+            raise BuildError(f"two articles share the page {path}", where=article.url,
+                             hint="article ids must be unique")
+        root = "../" * path.count("/")
+        context = _page(config, lang=article.language or config.outlet.language, root=root)
+        context.update(
+            article=article,
+            date=article.published or article.updated,
+            body=Markup(body_html(article, root)),  # noqa: S704 - sanitized at fetch
+        )
+        site[path] = _render(env, "article.html", context)
+
+    pointer = _page(config, lang=config.outlet.language, root="", version=version,
+                    built=built)
+    site["index.html"] = _render(
+        env, "index.html", {**pointer, "articles": ordered[: config.build.home_articles]}
+    )
+    site["mirrors.html"] = _render(
+        env, "mirrors.html",
+        {**pointer, "mirrors": config.mirrors, "public_key": public_key},
+    )
+    site["mirrors.json"] = mirrors_json(config, built=built)
+    site["style.css"] = _raw(env, "style.css")
+    return site
+
+
+def mirrors_json(config: Config, *, built: datetime) -> bytes:
+    """The mirror list in the Bypass Censorship v2 shape that circumvention clients read."""
+    stamp = iso_time(built)
+    # Bypass Censorship lists origins without "www.", and its clients match them so.
+    host = (urlsplit(config.outlet.origin).hostname or "").removeprefix("www.")
+    doc = {
+        "version": "2.0",
+        "sites": [{
+            "main_domain": host,
+            "available_alternatives": [
+                {
+                    "proto": urlsplit(m.public_url).scheme,
+                    "type": "mirror",
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                    "url": m.public_url,
+                }
+                for m in config.mirrors
+            ],
+        }],
+    }
+    text = json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    return text.encode("utf-8")
+
+
+def render_feeds(config: Config, articles: Sequence[Article], mirror: MirrorConfig, *,
+                 built: datetime) -> dict[str, bytes]:
+    """``rss.xml`` and ``atom.xml`` for one mirror; see :mod:`mirrorkit.build.feeds`."""
+    # Imported here because the feeds build on this module's helpers.
+    from mirrorkit.build import feeds
+
+    return feeds.render_feeds(config, articles, mirror, built=built)

@@ -1,0 +1,350 @@
+"""The command line: parse, call the library, render results, map errors to exit codes.
+
+Exit codes: 0 done and valid; 1 failed (verify: invalid, tampered, expired, rolled back,
+wrong key); 2 usage or configuration error; 3 partial (some mirrors or sources failed),
+or for verify, target unreachable or unreadable.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from mirrorkit import __version__, logs, pipeline
+from mirrorkit.config import DEFAULT_CONFIG, Config, load
+from mirrorkit.errors import ConfigError, MirrorkitError
+from mirrorkit.models import MEDIA_SCHEME
+from mirrorkit.resources import example_config
+from mirrorkit.sign import PASSPHRASE_ENV, load_public_key, write_keypair
+from mirrorkit.store import Store
+from mirrorkit.verify import Report, TrustStore, open_target, verify_target
+
+log = logging.getLogger("mirrorkit")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Context:
+    def __init__(self, config_path: str | None):
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load(Path(self.config_path or DEFAULT_CONFIG))
+        return self._config
+
+    def store(self) -> Store:
+        return Store(self.config.state_dir)
+
+
+def handle_errors(func: F) -> F:
+    """Turn mirrorkit errors into one line on stderr and the contract's exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MirrorkitError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH", envvar="MIRRORKIT_CONFIG",
+              help=f"Config file [default: ./{DEFAULT_CONFIG}; env MIRRORKIT_CONFIG].")
+@click.option("-v", "--verbose", is_flag=True, help="Also print debugging detail.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only warnings and errors.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Log lines on stderr as text or JSON objects.")
+@click.version_option(__version__, prog_name="mirrorkit")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: bool, quiet: bool,
+        log_format: str) -> None:
+    """Keep a news outlet readable where it is blocked: fetch its articles, build a
+    signed static site with feeds, publish identical copies to mirrors, verify them.
+
+    Start with 'mirrorkit demo' for an offline run on a sample outlet, or
+    'mirrorkit init DIR' for a config of your own.
+    """
+    if verbose and quiet:
+        raise click.UsageError("-v and -q exclude each other")
+    logs.setup(1 if verbose else -1 if quiet else 0, log_format)
+    ctx.obj = Context(config_path)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite an existing config (never keys).")
+@handle_errors
+def init(directory: Path, force: bool) -> None:
+    """Write a commented config and a new key pair into DIRECTORY."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = directory / DEFAULT_CONFIG
+    if config_path.exists() and not force:
+        raise ConfigError("already exists; use --force to overwrite", where=str(config_path))
+    key_prefix = directory / "keys" / "outlet"
+    if not key_prefix.with_suffix(".key").exists():
+        write_keypair(key_prefix, os.environ.get(PASSPHRASE_ENV) or None)
+    config_path.write_text(init_config_text(), encoding="utf-8")
+    click.echo(f"wrote {config_path} and keys in {key_prefix.parent}/")
+    click.echo(f"next: edit {config_path}, then run 'mirrorkit --config {config_path} sync'")
+
+
+def init_config_text() -> str:
+    """The example config, with its S3 mirror commented out and a local one in DIR."""
+    text = example_config()
+    block = re.search(r"^#>s3\n(.*?)^#<s3\n", text, flags=re.S | re.M)
+    if block:
+        commented = "".join(
+            ("# " + line if line.strip() else line) + "\n"
+            for line in block.group(1).splitlines()
+        )
+        text = text[: block.start()] + commented + text[block.end():]
+    return text.replace('path = "/srv/mirror"', 'path = "mirror"')
+
+
+@cli.command()
+@click.option("--out", "prefix", required=True, metavar="PREFIX",
+              type=click.Path(path_type=Path),
+              help="Writes PREFIX.key (secret, mode 0600) and PREFIX.pub.")
+@click.option("--force", is_flag=True, help="Overwrite existing key files.")
+@handle_errors
+def keygen(prefix: Path, force: bool) -> None:
+    """Write a new Ed25519 key pair in minisign's formats.
+
+    The secret key is encrypted with MIRRORKIT_PASSPHRASE when that is set, and written
+    unencrypted (mode 0600) otherwise, as unattended signers need.
+    """
+    passphrase = os.environ.get(PASSPHRASE_ENV) or None
+    public = write_keypair(prefix, passphrase, force=force)
+    state = "encrypted" if passphrase else "unencrypted, mode 0600"
+    click.echo(f"wrote {prefix}.key ({state}) and {prefix}.pub (key id {public.key_id_hex})")
+
+
+@cli.command("fetch")
+@pass_context
+@handle_errors
+def fetch_cmd(ctx: Context) -> None:
+    """Gather new and changed articles into the store."""
+    with ctx.store() as store:
+        report = pipeline.run_fetch(ctx.config, store)
+    _report_sources(report)
+    sys.exit(_fetch_exit(report))
+
+
+def _report_sources(report: Any) -> None:
+    for s in report.sources:
+        if not s.ok:
+            click.echo(f"error: source {s.source}: {s.error}", err=True)
+    log.info("fetched: %d new, %d changed", report.new, report.changed)
+
+
+def _fetch_exit(report: Any) -> int:
+    # A failed source is "partial": what the store and the mirrors hold stays usable.
+    return pipeline.EXIT_PARTIAL if report.any_failed else pipeline.EXIT_OK
+
+
+@cli.command("build")
+@pass_context
+@handle_errors
+def build_cmd(ctx: Context) -> None:
+    """Render the site, write feeds and manifest, sign; print the bundle path."""
+    with ctx.store() as store:
+        bundle = pipeline.run_build(ctx.config, store)
+    click.echo(str(bundle.path))
+
+
+@cli.command("publish")
+@click.option("--mirror", "names", multiple=True, metavar="NAME",
+              help="Publish to this mirror only (repeatable). Default: all mirrors.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@pass_context
+@handle_errors
+def publish_cmd(ctx: Context, names: tuple[str, ...], dry_run: bool) -> None:
+    """Bring mirrors to the latest built version (new files first, manifest last)."""
+    with ctx.store() as store:
+        outcomes = pipeline.run_publish(ctx.config, store, names, dry_run=dry_run)
+    for o in outcomes:
+        if o.published:
+            p = o.published
+            verb = "would upload" if dry_run else "uploaded"
+            click.echo(f"{o.mirror}: version {p.version}, {verb} {p.uploaded}, "
+                       f"unchanged {p.skipped}, deleted {p.deleted}")
+        else:
+            click.echo(f"error: {o.error}", err=True)
+    failed = sum(1 for o in outcomes if not o.ok)
+    sys.exit(0 if not failed else 1 if failed == len(outcomes) else 3)
+
+
+@cli.command("sync")
+@pass_context
+@handle_errors
+def sync_cmd(ctx: Context) -> None:
+    """Fetch, build if anything changed, publish to every mirror, check each mirror."""
+    with ctx.store() as store:
+        result = pipeline.sync(ctx.config, store)
+    _report_sources(result.fetch)
+    for o in result.mirrors:
+        if o.ok:
+            version = o.check.manifest.version if o.check and o.check.manifest else "?"
+            click.echo(f"{o.mirror}: ok, version {version}")
+        else:
+            problem = o.error or o.check_error or "; ".join(
+                f.line() for f in (o.check.findings if o.check else ()) if f.fatal)
+            click.echo(f"{o.mirror}: FAILED: {problem}")
+    sys.exit(result.exit_code)
+
+
+def default_trust_file() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "mirrorkit" / "trust.json"
+
+
+@cli.command("verify")
+@click.argument("target")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The outlet's minisign public key [default: the config's public_key].")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option("--trust-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where versions seen before are kept, to detect rollback "
+                   "[default: $XDG_STATE_HOME/mirrorkit/trust.json].")
+@click.option("--no-trust", is_flag=True, help="Neither read nor record versions seen.")
+@pass_context
+@handle_errors
+def verify_cmd(ctx: Context, target: str, key_path: Path | None, as_json: bool,
+               trust_file: Path | None, no_trust: bool) -> None:
+    """Check that TARGET (a directory, a .zip archive or a mirror's base URL) is exactly
+    what the outlet signed: signature, every file's hash and size, missing and extra
+    files, expiry and rollback.
+
+    Exit 0 valid; 1 invalid, tampered, expired, rolled back or wrong key; 3 unreachable.
+    """
+    key = load_public_key(key_path or ctx.config.signing.public_key)
+    trust = None if no_trust else TrustStore.load(trust_file or default_trust_file())
+    report = verify_target(open_target(target), key, trust=trust)
+    _print_report(report, as_json)
+    sys.exit(0 if report.ok else 1)
+
+
+def _print_report(report: Report, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False, sort_keys=True))
+        return
+    for f in report.findings:
+        click.echo(("" if f.fatal else "note: ") + f.line())
+    m = report.manifest
+    if report.ok and m:
+        click.echo(f"valid: {report.target}: {m.outlet} version {m.version}, mirror {m.mirror},"
+                   f" {report.files_checked} files, expires {m.expires:%Y-%m-%d %H:%M}Z")
+    else:
+        click.echo(f"INVALID: {report.target}")
+
+
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per mirror, a line each.")
+@pass_context
+@handle_errors
+def status_cmd(ctx: Context, as_json: bool) -> None:
+    """For each mirror: reachable, live version, age, signature valid."""
+    rows = pipeline.status(ctx.config)
+    for s in rows:
+        if as_json:
+            click.echo(json.dumps(s.to_json(), ensure_ascii=False, sort_keys=True))
+            continue
+        age = s.age
+        age_text = f"{int(age.total_seconds() // 3600)}h{int(age.total_seconds() % 3600 // 60):02d}m" \
+            if age else "-"
+        click.echo(f"{s.mirror:<16} {'reachable' if s.reachable else 'UNREACHABLE':<11} "
+                   f"version {s.version if s.version is not None else '-':<5} age {age_text:<8} "
+                   f"signature {'valid' if s.signature_valid else 'INVALID'}  {s.location}")
+        for problem in s.problems:
+            click.echo(f"    {problem}")
+    bad = sum(1 for s in rows if not s.reachable or not s.signature_valid or s.problems)
+    sys.exit(0 if not bad else 1 if bad == len(rows) else 3)
+
+
+@cli.command("export")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object a line with url, title, authors, published, updated, "
+                   "language, text and html.")
+@pass_context
+@handle_errors
+def export_cmd(ctx: Context, as_json: bool) -> None:
+    """Print the stored articles (newest first)."""
+    with ctx.store() as store:
+        articles = store.articles()
+    for a in articles:
+        if as_json:
+            click.echo(json.dumps({
+                "id": a.id, "url": a.url, "source": a.source, "title": a.title,
+                "authors": list(a.authors),
+                "published": a.published.isoformat() if a.published else None,
+                "updated": a.updated.isoformat() if a.updated else None,
+                "language": a.language, "summary": a.summary, "text": a.text,
+                # Images as paths relative to a site root, where the build puts them.
+                "html": a.html.replace(MEDIA_SCHEME, "media/"),
+                "media": list(a.media),
+            }, ensure_ascii=False))
+        else:
+            date = f"{a.published:%Y-%m-%d}" if a.published else "----------"
+            click.echo(f"{date}  {a.language}  {a.title}  <{a.url}>")
+
+
+@cli.command("serve")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, exists=True,
+                                                              path_type=Path))
+@click.option("--port", default=8000, show_default=True, help="Port on 127.0.0.1.")
+@pass_context
+@handle_errors
+def serve_cmd(ctx: Context, directory: Path | None, port: int) -> None:
+    """Preview a bundle or mirror directory over HTTP on loopback.
+
+    Without DIRECTORY, serves the first mirror's tree of the latest build.
+    """
+    from mirrorkit.build import latest_bundle
+    from mirrorkit.serve import serve_forever
+
+    if directory is None:
+        with ctx.store() as store:
+            bundle = latest_bundle(store)
+        if bundle is None or not bundle.trees:
+            raise MirrorkitError("nothing built yet; give a DIRECTORY or run 'mirrorkit build'")
+        directory = next(iter(bundle.trees.values()))
+    click.echo(f"serving {directory} at http://127.0.0.1:{port}/index.html (Ctrl-C stops)")
+    serve_forever([(directory, port)])
+
+
+@cli.command("demo")
+@click.option("--dir", "directory", default="mirrorkit-demo", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Where the demo writes its config, keys, state and mirrors.")
+@click.option("--serve", is_flag=True, help="Afterwards, serve both mirrors on loopback.")
+@handle_errors
+def demo_cmd(directory: Path, serve: bool) -> None:
+    """Offline end-to-end run on a built-in sample outlet: fetch, build, sign, publish to
+    two mirrors, verify both."""
+    from mirrorkit.demo import run_demo
+
+    sys.exit(run_demo(directory, serve=serve))
+
+
+def main() -> None:
+    cli(prog_name="mirrorkit")

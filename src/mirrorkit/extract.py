@@ -1,0 +1,290 @@
+"""Article pages to safe article fields: pure functions, no I/O.
+
+The fetch stage hands this module the raw bytes of a page; it gets back the title,
+authors, dates, language and a sanitized body.  Guarantees of :func:`sanitize`, which every
+body passes through:
+
+- only the tags and attributes in :data:`ALLOWED_TAGS` / :data:`ALLOWED_ATTRIBUTES` survive:
+  no scripts, styles, frames, forms, event handlers, ``srcset`` or inline styles;
+- URLs are absolute ``http``, ``https`` (or ``mailto`` for links); everything else,
+  ``javascript:`` and ``data:`` included, is removed;
+- links carry ``rel="noopener noreferrer nofollow"``.
+
+Images still point at their origin after sanitizing.  The fetch stage downloads them and
+calls :func:`localize_images`, which points each ``<img>`` at a stored copy
+(``mirrorkit:media/<name>``) and removes the ones it could not store, so a page never
+loads anything from another host.  That scheme is added only after sanitizing: the
+sanitizer itself never lets it through, so only mirrorkit can put it into a body.
+"""
+
+from __future__ import annotations
+
+import codecs
+import html as html_lib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import lxml.html
+import nh3
+import trafilatura
+from trafilatura.htmlprocessing import build_html_output
+from trafilatura.settings import Document
+
+from mirrorkit.models import MEDIA_SCHEME
+
+ALLOWED_TAGS = frozenset({
+    "p", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "dl", "dt", "dd",
+    "blockquote", "q", "cite", "figure", "figcaption", "img", "a",
+    "em", "strong", "b", "i", "u", "s", "small", "mark", "abbr", "time",
+    "br", "hr", "pre", "code", "kbd", "samp", "sub", "sup",
+    "table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td",
+})
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "abbr": {"title"},
+    "time": {"datetime"},
+    "th": {"colspan", "rowspan", "scope"},
+    "td": {"colspan", "rowspan"},
+}
+URL_SCHEMES = frozenset({"http", "https", "mailto"})
+LINK_REL = "noopener noreferrer nofollow"
+# Elements whose *content* goes too, not just the tag: their text is code or chrome,
+# never part of the article.
+_DROP_WITH_CONTENT = frozenset({
+    "script", "style", "template", "iframe", "frame", "frameset", "object", "embed",
+    "noscript", "svg", "math", "canvas", "select", "textarea", "button",
+})
+
+_BLOCKS = frozenset({
+    "p", "h2", "h3", "h4", "h5", "h6", "li", "dt", "dd", "blockquote", "figure",
+    "figcaption", "pre", "table", "tr", "caption", "hr",
+})
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE
+)
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+         (codecs.BOM_UTF16_BE, "utf-16-be"))
+# Per the HTML standard, a page's declared charset is searched for in its first 1024
+# bytes; real pages put long <head> prologues first, so look a little further.
+_PRESCAN = 4096
+
+
+@dataclass(frozen=True)
+class PageContent:
+    """What a page says about its article; ``html`` is sanitized, images still remote."""
+
+    title: str
+    authors: tuple[str, ...]
+    published: datetime | None
+    updated: datetime | None
+    language: str | None
+    html: str
+    description: str
+
+
+# -- decoding -----------------------------------------------------------------------------
+
+def _codec(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        return codecs.lookup(name.strip().strip("\"'")).name
+    except LookupError:
+        return None
+
+
+def decode_html(data: bytes, header_charset: str | None = None) -> str:
+    """Decode a page: BOM, then the Content-Type charset, then ``<meta charset>``.
+
+    Guessing comes last: statistical detection confuses the Cyrillic code pages
+    (windows-1251 and koi8-r) on short pages, while a declared charset is exact.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom):].decode(encoding, errors="replace")
+    declared = _codec(header_charset)
+    if declared is None:
+        m = _META_CHARSET.search(data[:_PRESCAN])
+        declared = _codec(m.group(1).decode("ascii")) if m else None
+    # A page cannot be UTF-16 if its ASCII markup could be scanned for the declaration.
+    if declared and not declared.startswith("utf-16"):
+        return data.decode(declared, errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return trafilatura.utils.decode_file(data)
+
+
+# -- sanitizing ---------------------------------------------------------------------------
+
+def sanitize(fragment: str, base_url: str) -> str:
+    """Reduce an HTML fragment to the allow-list, with absolute URLs (see module doc)."""
+    return nh3.clean(
+        fragment,
+        tags=set(ALLOWED_TAGS),
+        clean_content_tags=set(_DROP_WITH_CONTENT),
+        attributes={tag: set(attrs) for tag, attrs in ALLOWED_ATTRIBUTES.items()},
+        url_schemes=set(URL_SCHEMES),
+        url_relative=("rewrite_with_base", base_url),
+        link_rel=LINK_REL,
+        strip_comments=True,
+    )
+
+
+def plain_text(fragment: str) -> str:
+    """Text of an HTML fragment (a feed summary, say), whitespace collapsed."""
+    stripped = nh3.clean(fragment, tags=set(), clean_content_tags=set(_DROP_WITH_CONTENT))
+    return " ".join(html_lib.unescape(stripped).split())
+
+
+def _fragment(html: str) -> lxml.html.HtmlElement:
+    return lxml.html.fragment_fromstring(html or "", create_parent="div")
+
+
+def _serialize(root: lxml.html.HtmlElement) -> str:
+    parts = [html_lib.escape(root.text or "", quote=False)]
+    parts += [lxml.html.tostring(child, encoding="unicode") for child in root]
+    return "".join(parts)
+
+
+def image_sources(html: str) -> list[str]:
+    """Distinct ``http(s)`` image URLs of a sanitized body, in document order."""
+    seen: dict[str, None] = {}
+    for img in _fragment(html).iter("img"):
+        src = (img.get("src") or "").strip()
+        if src.startswith(("http://", "https://")):
+            seen.setdefault(src, None)
+    return list(seen)
+
+
+def localize_images(html: str, media_names: Mapping[str, str]) -> str:
+    """Point each ``<img>`` at its stored copy; remove those without one.
+
+    ``media_names`` maps an image URL to the stored media name.  A ``<figure>`` left with
+    nothing but its caption goes too: a caption of a missing picture reads as noise.
+    """
+    root = _fragment(html)
+    for img in list(root.iter("img")):
+        name = media_names.get((img.get("src") or "").strip())
+        if name:
+            img.set("src", MEDIA_SCHEME + name)
+        else:
+            img.drop_tree()
+    for figure in list(root.iter("figure")):
+        if not any(True for _ in figure.iter("img")):
+            figure.drop_tree()
+    return _serialize(root)
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of a sanitized body: blocks separated by blank lines."""
+    root = _fragment(html)
+    for el in root.iter():
+        if el.tag == "br":
+            el.tail = "\n" + (el.tail or "")
+        elif el.tag in _BLOCKS:
+            el.text = "\n\n" + (el.text or "")
+            el.tail = "\n\n" + (el.tail or "")
+        elif el.tag in ("td", "th"):
+            el.tail = "\t" + (el.tail or "")
+    text = root.text_content()
+    lines = [" ".join(line.split()) for line in text.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+# -- extraction ---------------------------------------------------------------------------
+
+def parse_datetime(value: str | None) -> datetime | None:
+    """An ISO 8601 date or date-time as aware UTC; naive values are taken as UTC."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _meta(tree: lxml.html.HtmlElement, *names: str) -> str | None:
+    """First non-empty ``<meta>`` content among ``names`` (property, name or itemprop)."""
+    for name in names:
+        for attr in ("property", "name", "itemprop"):
+            for el in tree.xpath(f"//meta[@{attr}=$n]", n=name):
+                content = (el.get("content") or "").strip()
+                if content:
+                    return content
+    return None
+
+
+def _language(tree: lxml.html.HtmlElement, detected: str | None) -> str | None:
+    candidates = [detected, tree.get("lang"),
+                  _meta(tree, "og:locale", "content-language", "language")]
+    for el in tree.xpath("//meta[@http-equiv]"):
+        if (el.get("http-equiv") or "").lower() == "content-language":
+            candidates.append(el.get("content"))
+    for value in candidates:
+        tag = (value or "").strip().replace("_", "-")
+        if _LANGUAGE.match(tag):
+            return tag
+    return None
+
+
+def _drop_title_heading(body_html: str, title: str) -> str:
+    """Remove ``<h1>`` headings that repeat the title; demote the others to ``<h2>``.
+
+    Pages render the title themselves; an ``<h1>`` in the body would repeat it.
+    """
+    root = _fragment(body_html)
+    wanted = " ".join(title.split())
+    for h1 in list(root.iter("h1")):
+        if " ".join(h1.text_content().split()) == wanted:
+            h1.drop_tree()
+        else:
+            h1.tag = "h2"
+    return _serialize(root)
+
+
+def extract_page(data: bytes, url: str, header_charset: str | None = None) -> PageContent | None:
+    """Extract the article of a page, or None if the page holds no article text.
+
+    ``url`` is the page's final URL (after redirects): relative links resolve against it.
+    """
+    text = decode_html(data, header_charset)
+    tree = trafilatura.load_html(text)
+    if tree is None:
+        return None
+    # trafilatura prunes the tree it is given, so read what it does not return first.
+    published = parse_datetime(_meta(tree, "article:published_time", "datePublished",
+                                     "pubdate", "date"))
+    updated = parse_datetime(_meta(tree, "article:modified_time", "dateModified",
+                                   "og:updated_time"))
+    page_language = _language(tree, None)
+    doc = trafilatura.bare_extraction(
+        tree, url=url, with_metadata=True, include_images=True, include_links=True,
+        include_formatting=True, include_tables=True, include_comments=False,
+    )
+    if not isinstance(doc, Document) or doc.body is None:
+        return None
+    title = " ".join((doc.title or "").split())
+    # build_html_output is trafilatura's own converter behind extract(output_format="html");
+    # calling it on the document we already have avoids a second extraction.
+    body = _drop_title_heading(build_html_output(doc), title)
+    authors = tuple(a.strip() for a in (doc.author or "").split(";") if a.strip())
+    clean = sanitize(body, url).strip()
+    if not html_to_text(clean):
+        return None
+    return PageContent(
+        title=title,
+        authors=authors,
+        published=published or parse_datetime(doc.date),
+        updated=updated,
+        language=_language(tree, doc.language) or page_language,
+        html=clean,
+        description=" ".join((doc.description or "").split()),
+    )

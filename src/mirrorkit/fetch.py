@@ -1,0 +1,558 @@
+"""The fetch stage: read the outlet's sources and bring new and changed articles into the store.
+
+For each source (an RSS/Atom feed or a sitemap) this module reads the entries, downloads
+the article pages that are new or may have changed, extracts and sanitizes them
+(:mod:`mirrorkit.extract`), stores their images once by content and saves the articles.
+
+Policies, each chosen to keep a re-run with nothing new down to about one request per
+source:
+
+- **Sources** are requested with the ETag / Last-Modified saved from the last run; a 304
+  ends that source.  The validators are saved only when every article of the source was
+  read, so articles that failed are tried again next run.
+- **Articles** not yet stored are downloaded.  A stored article is downloaded again only
+  if its entry's updated (or published) time is newer than the stored one, or if the page
+  gave validators last time; then the request is conditional and a 304 means unchanged.
+  A stored article whose page gives no validators and whose entry is not newer is skipped.
+- **Images** are downloaded once per run per URL; an image that cannot be stored (failed,
+  too large, not JPEG/PNG/GIF/WebP/AVIF) is removed from the body, never left pointing
+  at another host.
+
+Safety and politeness:
+
+- **Address guard**: unless ``[fetch] allow_private_addresses`` is true, no request goes to
+  a loopback, private, link-local, multicast, reserved or unspecified address.  Hostnames
+  are checked after resolution by :class:`GuardedResolver` (every address, so a name that
+  mixes public and private addresses is refused); IP-literal hosts, which aiohttp never
+  resolves, are checked before the request; redirects are followed by hand so every hop
+  is checked.
+- One session for the run: at most ``concurrency`` connections, ``per_host`` per host,
+  ``timeout`` seconds per request, the configured User-Agent, and bodies streamed and cut
+  off at ``max_page_size`` / ``max_image_size``.
+- 429, 503 and dropped connections are retried twice with a short backoff.
+
+A source that cannot be read fails on its own (:class:`SourceResult` with ``ok=False`` and a
+one-line error); the other sources go on.  aiohttp errors are wrapped at this boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+import feedparser
+import lxml.etree
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+
+from mirrorkit import extract
+from mirrorkit.config import Config, FetchConfig, SourceConfig
+from mirrorkit.errors import BlockedAddressError, FetchError, MirrorkitError, SourceError
+from mirrorkit.models import Article, Media, article_id
+from mirrorkit.store import Store, media_extension
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+MAX_REDIRECTS = 5
+RETRIES = 2
+RETRY_BACKOFF = 0.2  # seconds before the first retry; doubles for the next
+MAX_RETRY_AFTER = 5.0  # a server's Retry-After is honoured up to this many seconds
+_RETRY_STATUSES = frozenset({429, 503})
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_PRIVATE_HINT = "set [fetch] allow_private_addresses = true for origins on private networks"
+_HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/plain", ""})
+_CHUNK = 64 * 1024
+_FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5"
+
+
+# -- results ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SourceResult:
+    """What one source gave: ``ok`` is False when the source itself could not be read."""
+
+    source: str
+    ok: bool
+    error: str | None
+    entries: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    failed_articles: int = 0
+
+
+@dataclass(frozen=True)
+class FetchReport:
+    sources: tuple[SourceResult, ...]
+    new: int
+    changed: int
+
+    @property
+    def all_failed(self) -> bool:
+        """Every source failed (and there was at least one)."""
+        return bool(self.sources) and not any(s.ok for s in self.sources)
+
+    @property
+    def any_failed(self) -> bool:
+        """A source or an article failed: the run was partial."""
+        return any(not s.ok or s.failed_articles for s in self.sources)
+
+
+# -- address guard ------------------------------------------------------------------------
+
+def blocked_reason(address: str) -> str | None:
+    """Why ``address`` may not be fetched from ("private", "loopback", ...), or None."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for kind, flag in (("unspecified", ip.is_unspecified), ("loopback", ip.is_loopback),
+                       ("link-local", ip.is_link_local), ("multicast", ip.is_multicast),
+                       ("private", ip.is_private), ("reserved", ip.is_reserved)):
+        if flag:
+            return kind
+    # Shared address space (100.64/10) and the like are neither private nor public.
+    return None if ip.is_global else "non-public"
+
+
+def _blocked(where: str, address: str, kind: str, *, resolved: bool) -> BlockedAddressError:
+    verb = "resolves to" if resolved else "is"
+    return BlockedAddressError(f"{verb} {kind} address {address}", where=where,
+                               hint=_PRIVATE_HINT)
+
+
+class GuardedResolver(AbstractResolver):
+    """A resolver that refuses names resolving to any address :func:`blocked_reason` names."""
+
+    def __init__(self) -> None:
+        self._inner = ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            kind = blocked_reason(result["host"])
+            if kind:
+                raise _blocked(host, result["host"], kind, resolved=True)
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Response:
+    url: str  # final URL, after redirects
+    status: int  # 200 or 304
+    body: bytes
+    content_type: str
+    charset: str | None
+    etag: str | None
+    last_modified: str | None
+
+
+class _Client:
+    """GET with the address guard, manual redirects, retries and a size limit."""
+
+    def __init__(self, session: aiohttp.ClientSession, config: FetchConfig):
+        self._session = session
+        self._config = config
+
+    async def get(self, url: str, *, limit: int, accept: str,
+                  validators: tuple[str | None, str | None] = (None, None),
+                  want_type: Callable[[str], bool] | None = None) -> _Response:
+        headers = {"Accept": accept}
+        etag, last_modified = validators
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        current = url
+        for _ in range(MAX_REDIRECTS + 1):
+            self._check_target(url, current)
+            location, response = await self._retrying(current, headers, limit, want_type)
+            if response is not None:
+                return response
+            current = urljoin(current, location)
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects", where=url)
+
+    def _check_target(self, url: str, current: str) -> None:
+        parts = urlsplit(current)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FetchError(f"redirected to a non-http(s) URL {current!r}", where=url)
+        if not self._config.allow_private_addresses:
+            kind = blocked_reason(parts.hostname)
+            if kind:
+                raise _blocked(url, parts.hostname, kind, resolved=False)
+
+    async def _retrying(self, url: str, headers: dict[str, str], limit: int,
+                        want_type: Callable[[str], bool] | None,
+                        ) -> tuple[str, _Response | None]:
+        """One hop: ``(location, None)`` for a redirect, else ``("", response)``."""
+        for attempt in range(RETRIES + 1):
+            last = attempt == RETRIES
+            try:
+                async with self._session.get(url, headers=headers,
+                                             allow_redirects=False) as resp:
+                    if resp.status in _RETRY_STATUSES and not last:
+                        await asyncio.sleep(_retry_delay(attempt, resp.headers))
+                        continue
+                    return await self._handle(url, resp, limit, want_type)
+            except BlockedAddressError as e:
+                raise BlockedAddressError(e.what, where=url, hint=e.hint) from e
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as e:
+                # The connection dropped mid-request: worth another try.
+                if last:
+                    raise _wrap(url, e) from e
+                await asyncio.sleep(_retry_delay(attempt, None))
+            except TimeoutError as e:
+                raise FetchError(f"timed out after {self._config.timeout:g}s", where=url,
+                                 hint="raise [fetch] timeout if the origin is slow") from e
+            except aiohttp.ClientError as e:
+                raise _wrap(url, e) from e
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _handle(self, url: str, resp: aiohttp.ClientResponse, limit: int,
+                      want_type: Callable[[str], bool] | None,
+                      ) -> tuple[str, _Response | None]:
+        if resp.status in _REDIRECT_STATUSES:
+            location = resp.headers.get("Location")
+            if not location:
+                raise FetchError(f"HTTP {resp.status} redirect without a Location", where=url)
+            return location, None
+        if resp.status not in (200, 304):
+            reason = f"HTTP {resp.status} {resp.reason or ''}".strip()
+            raise FetchError(reason, where=url)
+        content_type = resp.content_type if "Content-Type" in resp.headers else ""
+        body = b""
+        if resp.status == 200:
+            if want_type is not None and not want_type(content_type):
+                raise FetchError(f"unexpected content type {content_type!r}", where=url)
+            body = await _read_limited(url, resp, limit)
+        return "", _Response(
+            url=str(resp.url), status=resp.status, body=body, content_type=content_type,
+            charset=resp.charset, etag=resp.headers.get("ETag"),
+            last_modified=resp.headers.get("Last-Modified"),
+        )
+
+
+def _retry_delay(attempt: int, headers: Mapping[str, str] | None) -> float:
+    delay = RETRY_BACKOFF * (1 << attempt)
+    retry_after = headers.get("Retry-After") if headers is not None else None
+    if retry_after and retry_after.strip().isdigit():
+        delay = max(delay, float(retry_after))
+    return min(delay, MAX_RETRY_AFTER)
+
+
+async def _read_limited(url: str, resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, refused as soon as it is known to exceed ``limit`` bytes.
+
+    Counting decompressed bytes as they stream in also stops compression bombs.
+    """
+    too_big = FetchError(f"larger than the limit of {limit} bytes", where=url,
+                         hint="raise [fetch] max_page_size / max_image_size if this is expected")
+    if resp.content_length is not None and resp.content_length > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _wrap(url: str, e: aiohttp.ClientError) -> FetchError:
+    if isinstance(e, aiohttp.ClientConnectorError):
+        reason = e.os_error.strerror or str(e.os_error) or type(e.os_error).__name__
+        return FetchError(f"cannot connect to {e.host}:{e.port}: {reason}", where=url,
+                          hint="check the URL and that the origin is up")
+    return FetchError(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__, where=url)
+
+
+def open_session(config: FetchConfig) -> aiohttp.ClientSession:
+    """The run's session: limits, timeout, User-Agent and the address guard."""
+    resolver = None if config.allow_private_addresses else GuardedResolver()
+    connector = aiohttp.TCPConnector(limit=config.concurrency, limit_per_host=config.per_host,
+                                     resolver=resolver)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=config.timeout),
+        headers={"User-Agent": config.user_agent},
+        # Proxies from the environment would resolve names where the guard cannot look.
+        trust_env=False,
+    )
+
+
+# -- source entries -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Entry:
+    """One article named by a source, with what the source says about it."""
+
+    url: str
+    title: str = ""
+    authors: tuple[str, ...] = ()
+    published: datetime | None = None
+    updated: datetime | None = None
+    summary: str = ""
+    language: str | None = None
+
+
+def _struct_time(value: Any) -> datetime | None:
+    if not isinstance(value, time.struct_time):
+        return None
+    # feedparser normalizes to UTC.
+    return datetime.fromtimestamp(calendar.timegm(value), UTC)
+
+
+def parse_feed(data: bytes, url: str, content_type: str = "") -> list[_Entry]:
+    """Entries of an RSS or Atom feed, newest first; links resolved against ``url``."""
+    parsed = feedparser.parse(
+        data, response_headers={"content-type": content_type, "content-location": url}
+    )
+    if parsed.bozo and not parsed.entries:
+        reason = parsed.get("bozo_exception") or "unreadable"
+        raise SourceError(f"not a valid RSS or Atom feed: {reason}", where=url,
+                          hint="check the source URL")
+    language = parsed.feed.get("language") or None
+    entries = []
+    for item in parsed.entries:
+        link = item.get("link") or ""
+        if not link:
+            continue
+        authors = tuple(a.get("name", "").strip() for a in item.get("authors", [])
+                        if a.get("name", "").strip())
+        if not authors and item.get("author"):
+            authors = (item["author"].strip(),)
+        entries.append(_Entry(
+            url=urljoin(url, link.strip()),
+            title=" ".join((item.get("title") or "").split()),
+            authors=authors,
+            published=_struct_time(item.get("published_parsed")),
+            updated=_struct_time(item.get("updated_parsed")),
+            summary=extract.plain_text(item.get("summary") or ""),
+            language=language,
+        ))
+    return _newest_first(entries)
+
+
+def parse_sitemap(data: bytes, url: str) -> list[_Entry]:
+    """Pages of a sitemap ``urlset`` (``<loc>`` and ``<lastmod>``), newest first."""
+    # No entities, no network, no huge trees: sitemaps come from outside.
+    parser = lxml.etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    try:
+        root = lxml.etree.fromstring(data, parser)
+    except lxml.etree.XMLSyntaxError as e:
+        raise SourceError(f"not a valid sitemap: {e}", where=url) from e
+    if lxml.etree.QName(root).localname != "urlset":
+        raise SourceError(f"not a sitemap urlset (root element <{root.tag}>)", where=url,
+                          hint="sitemap index files are not supported yet; list each sitemap")
+    entries = []
+    for node in root:
+        if not isinstance(node.tag, str) or lxml.etree.QName(node).localname != "url":
+            continue
+        loc = lastmod = ""
+        for child in node:
+            if not isinstance(child.tag, str):
+                continue
+            name = lxml.etree.QName(child).localname
+            if name == "loc":
+                loc = (child.text or "").strip()
+            elif name == "lastmod":
+                lastmod = (child.text or "").strip()
+        if loc:
+            entries.append(_Entry(url=urljoin(url, loc),
+                                  updated=extract.parse_datetime(lastmod)))
+    return _newest_first(entries)
+
+
+def _newest_first(entries: list[_Entry]) -> list[_Entry]:
+    # A stable sort: entries without dates keep the source's own order, after dated ones.
+    oldest = datetime.min.replace(tzinfo=UTC)
+    return sorted(entries, key=lambda e: e.updated or e.published or oldest, reverse=True)
+
+
+# -- the run ------------------------------------------------------------------------------
+
+@dataclass
+class _Tally:
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+
+
+@dataclass
+class _Run:
+    config: Config
+    store: Store
+    client: _Client
+    progress: Progress
+    _images: dict[str, asyncio.Task[Media | None]] = field(default_factory=dict)
+
+    async def source(self, source: SourceConfig) -> SourceResult:
+        try:
+            return await self._source(source)
+        except MirrorkitError as e:
+            self.progress(f"{source.type} {source.url}: failed: {e}")
+            return SourceResult(source=source.name, ok=False, error=str(e))
+
+    async def _source(self, source: SourceConfig) -> SourceResult:
+        if source.type == "listing":
+            raise SourceError("listing sources are not supported yet", where=source.url,
+                              hint="use a feed or sitemap source")
+        try:
+            response = await self.client.get(
+                source.url, limit=self.config.fetch.max_page_size,
+                accept=_FEED_ACCEPT,
+                validators=self.store.validators(source.url),
+            )
+        except FetchError as e:
+            if isinstance(e, SourceError | BlockedAddressError):
+                raise
+            raise SourceError(e.what, where=e.where, hint=e.hint) from e
+        if response.status == 304:
+            self.progress(f"{source.type} {source.url}: not modified")
+            return SourceResult(source=source.name, ok=True, error=None)
+        if source.type == "sitemap":
+            entries = parse_sitemap(response.body, response.url)
+        else:
+            entries = parse_feed(response.body, response.url, response.content_type)
+        entries = entries[: self.config.fetch.max_articles_per_source]
+
+        tally = _Tally()
+        outcomes = await asyncio.gather(*(self._article(source, e) for e in entries))
+        for outcome in outcomes:
+            setattr(tally, outcome, getattr(tally, outcome) + 1)
+        if not tally.failed:
+            # Saved last, and only after a complete pass: a run that died or lost an
+            # article re-reads the source next time instead of trusting a 304.
+            self.store.set_validators(source.url, response.etag, response.last_modified)
+        self.progress(f"{source.type} {source.url}: {tally.new} new, {tally.changed} changed"
+                      + (f", {tally.failed} failed" if tally.failed else ""))
+        return SourceResult(source=source.name, ok=True, error=None, entries=len(entries),
+                            new=tally.new, changed=tally.changed, unchanged=tally.unchanged,
+                            failed_articles=tally.failed)
+
+    async def _article(self, source: SourceConfig, entry: _Entry) -> str:
+        """Fetch one article; returns the name of its tally: new, changed, unchanged, failed."""
+        try:
+            return await self._fetch_article(source, entry)
+        except MirrorkitError as e:
+            self.progress(f"  {e}")
+            return "failed"
+
+    async def _fetch_article(self, source: SourceConfig, entry: _Entry) -> str:
+        url = entry.url
+        validators: tuple[str | None, str | None] = (None, None)
+        stored = self.store.article_times(url)
+        if stored is not None:
+            validators = self.store.validators(url)
+            if not _newer(entry, stored) and validators == (None, None):
+                return "unchanged"
+        response = await self.client.get(
+            url, limit=self.config.fetch.max_page_size,
+            accept="text/html, application/xhtml+xml;q=0.9, */*;q=0.5",
+            validators=validators, want_type=lambda t: t in _HTML_TYPES,
+        )
+        if response.status == 304:
+            return "unchanged"
+        # Extraction is CPU work; a thread keeps the other downloads moving meanwhile.
+        page = await asyncio.to_thread(extract.extract_page, response.body, response.url,
+                                       response.charset)
+        if page is None:
+            raise FetchError("no article text found in the page", where=url)
+        html, media = await self._localize(page.html)
+        article = Article(
+            id=article_id(url), url=url, source=source.name,
+            title=entry.title or page.title or url,
+            authors=entry.authors or page.authors,
+            published=entry.published or page.published,
+            updated=entry.updated or page.updated,
+            language=page.language or entry.language or self.config.outlet.language,
+            text=extract.html_to_text(html), html=html, media=media,
+            summary=entry.summary or page.description,
+        )
+        saved = self.store.save_article(article)
+        self.store.set_validators(url, response.etag, response.last_modified)
+        if not saved:
+            return "unchanged"
+        return "changed" if stored is not None else "new"
+
+    async def _localize(self, html: str) -> tuple[str, tuple[str, ...]]:
+        urls = extract.image_sources(html)
+        stored = await asyncio.gather(*(self._image(u) for u in urls))
+        names = {u: m.name for u, m in zip(urls, stored, strict=True) if m is not None}
+        return extract.localize_images(html, names), tuple(dict.fromkeys(names.values()))
+
+    def _image(self, url: str) -> asyncio.Task[Media | None]:
+        # One task per URL: articles sharing an image wait for the same download.
+        task = self._images.get(url)
+        if task is None:
+            task = asyncio.create_task(self._download_image(url))
+            self._images[url] = task
+        return task
+
+    async def _download_image(self, url: str) -> Media | None:
+        try:
+            response = await self.client.get(
+                url, limit=self.config.fetch.max_image_size,
+                accept="image/avif, image/webp, image/png, image/jpeg, image/gif",
+                want_type=lambda t: media_extension(t) is not None,
+            )
+        except MirrorkitError as e:
+            log.warning("image left out: %s", e)
+            return None
+        return self.store.put_media(response.body, response.content_type)
+
+
+def _newer(entry: _Entry, stored: tuple[datetime | None, datetime | None]) -> bool:
+    """Whether the source dates the entry later than the stored article."""
+    seen = entry.updated or entry.published
+    known = stored[1] or stored[0]
+    return seen is not None and (known is None or seen > known)
+
+
+# -- entry points -------------------------------------------------------------------------
+
+async def fetch_async(config: Config, store: Store,
+                      progress: Progress | None = None) -> FetchReport:
+    """Fetch every source of ``config`` into ``store``; see the module doc for policies."""
+    async with open_session(config.fetch) as session:
+        run = _Run(config, store, _Client(session, config.fetch), progress or _quiet)
+        results = await asyncio.gather(*(run.source(s) for s in config.sources))
+    return _report(results)
+
+
+def fetch(config: Config, store: Store, *, progress: Progress | None = None) -> FetchReport:
+    """Synchronous :func:`fetch_async`, for the CLI and the pipeline."""
+    return asyncio.run(fetch_async(config, store, progress))
+
+
+def _report(results: Iterable[SourceResult]) -> FetchReport:
+    sources = tuple(results)
+    return FetchReport(sources=sources, new=sum(s.new for s in sources),
+                       changed=sum(s.changed for s in sources))
+
+
+def _quiet(_line: str) -> None:
+    pass
+

@@ -1,0 +1,218 @@
+"""The stages put together: what ``fetch``, ``build``, ``publish``, ``sync`` and
+``status`` do, passing typed values from one stage to the next.  The CLI only parses,
+calls these and renders their results.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from mirrorkit.build import Bundle, build, latest_bundle
+from mirrorkit.config import Config, MirrorConfig
+from mirrorkit.errors import BuildError, MirrorkitError, PublishError, TargetUnreachableError
+from mirrorkit.fetch import FetchReport, fetch
+from mirrorkit.manifest import MANIFEST_NAME, SIGNATURE_NAME
+from mirrorkit.publish.registry import open_backend
+from mirrorkit.publish.stage import PublishResult, publish_all
+from mirrorkit.sign import PublicKey, load_public_key
+from mirrorkit.store import Store
+from mirrorkit.verify import (
+    DirectoryTarget,
+    Report,
+    Target,
+    UrlTarget,
+    check_manifest,
+    verify_target,
+)
+
+log = logging.getLogger("mirrorkit")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class MirrorOutcome:
+    mirror: str
+    published: PublishResult | None = None
+    error: str | None = None
+    check: Report | None = None
+    check_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return (self.error is None and self.check_error is None
+                and (self.check is None or self.check.ok))
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    fetch: FetchReport
+    bundle: Bundle | None
+    built: bool
+    mirrors: tuple[MirrorOutcome, ...]
+
+    @property
+    def exit_code(self) -> int:
+        if self.mirrors and not any(m.ok for m in self.mirrors):
+            return EXIT_FAILED
+        if self.fetch.any_failed or not all(m.ok for m in self.mirrors):
+            return EXIT_PARTIAL
+        return EXIT_OK
+
+
+def mirror_target(mirror: MirrorConfig) -> Target:
+    """Where to read a mirror back: its directory if local, else its public URL."""
+    if mirror.type == "local" and mirror.path is not None:
+        return DirectoryTarget(mirror.path)
+    return UrlTarget(mirror.public_url)
+
+
+def run_fetch(config: Config, store: Store) -> FetchReport:
+    if not config.sources:
+        raise MirrorkitError("no [[sources]] configured; nothing to fetch",
+                             where=str(config.path))
+    return fetch(config, store, progress=log.info)
+
+
+def run_build(config: Config, store: Store) -> Bundle:
+    return build(config, store, progress=log.info)
+
+
+def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
+                dry_run: bool = False, bundle: Bundle | None = None) -> list[MirrorOutcome]:
+    bundle = bundle or latest_bundle(store)
+    if bundle is None:
+        raise BuildError("nothing built yet", where=str(store.builds_dir),
+                         hint="run 'mirrorkit build' first")
+    mirrors = [config.mirror(n) for n in names] if names else list(config.mirrors)
+    outcomes: dict[str, MirrorOutcome] = {}
+    trees, backends = {}, {}
+    for m in mirrors:
+        if m.name not in bundle.trees:
+            outcomes[m.name] = MirrorOutcome(
+                m.name, error=f"mirror {m.name}: not in build {bundle.version}; "
+                              "run 'mirrorkit build' again")
+            continue
+        try:
+            backends[m.name] = open_backend(m, config.publish.concurrency)
+        except MirrorkitError as e:
+            outcomes[m.name] = MirrorOutcome(m.name, error=str(e))
+            continue
+        trees[m.name] = bundle.trees[m.name]
+    log.info("publishing version %d to %s%s", bundle.version, ", ".join(trees) or "no mirror",
+             " (dry run)" if dry_run else "")
+    results = publish_all(trees, backends, concurrency=config.publish.concurrency,
+                          dry_run=dry_run)
+    for name, result in results.items():
+        if isinstance(result, PublishError):
+            log.error("%s", result)
+            outcomes[name] = MirrorOutcome(name, error=str(result))
+        else:
+            if not dry_run:
+                store.record_publish(name, result.version)
+            log.info("mirror %s: version %d, %d uploaded, %d unchanged, %d deleted",
+                     name, result.version, result.uploaded, result.skipped, result.deleted)
+            outcomes[name] = MirrorOutcome(name, published=result)
+    return [outcomes[m.name] for m in mirrors]
+
+
+def check_mirror(mirror: MirrorConfig, key: PublicKey) -> Report:
+    return verify_target(mirror_target(mirror), key)
+
+
+def needs_build(config: Config, store: Store, report: FetchReport,
+                now: datetime | None = None) -> bool:
+    bundle = latest_bundle(store)
+    if bundle is None or report.new or report.changed:
+        return True
+    if any(m.name not in bundle.trees for m in config.mirrors):
+        return True
+    created = store.build_created(bundle.version)
+    now = now or datetime.now(UTC)
+    # Re-sign well before verifiers would call the mirrors stale.
+    return created is None or now - created > config.signing.expires_after / 2
+
+
+def sync(config: Config, store: Store) -> SyncResult:
+    """fetch + build (when something changed) + publish + check each mirror."""
+    report = run_fetch(config, store)
+    built = needs_build(config, store, report)
+    bundle = run_build(config, store) if built else latest_bundle(store)
+    if not built:
+        log.info("nothing new; mirrors stay at version %d", bundle.version if bundle else 0)
+    outcomes = run_publish(config, store, bundle=bundle)
+    key = load_public_key(config.signing.public_key)
+    checked = []
+    for outcome in outcomes:
+        if outcome.error:
+            checked.append(outcome)
+            continue
+        mirror = config.mirror(outcome.mirror)
+        try:
+            result = check_mirror(mirror, key)
+        except TargetUnreachableError as e:
+            log.warning("mirror %s: published, but not readable back: %s", mirror.name, e)
+            checked.append(MirrorOutcome(mirror.name, outcome.published, check_error=str(e)))
+            continue
+        for finding in result.findings:
+            (log.error if finding.fatal else log.debug)("mirror %s: %s", mirror.name,
+                                                        finding.line())
+        checked.append(MirrorOutcome(mirror.name, outcome.published, check=result))
+    return SyncResult(report, bundle, built, tuple(checked))
+
+
+@dataclass(frozen=True)
+class MirrorStatus:
+    mirror: str
+    location: str
+    reachable: bool
+    version: int | None = None
+    created: datetime | None = None
+    expires: datetime | None = None
+    signature_valid: bool = False
+    problems: tuple[str, ...] = ()
+
+    @property
+    def age(self) -> timedelta | None:
+        return datetime.now(UTC) - self.created if self.created else None
+
+    def to_json(self) -> dict[str, object]:
+        age = self.age
+        return {
+            "mirror": self.mirror, "location": self.location, "reachable": self.reachable,
+            "version": self.version,
+            "created": self.created.isoformat() if self.created else None,
+            "expires": self.expires.isoformat() if self.expires else None,
+            "age_seconds": int(age.total_seconds()) if age else None,
+            "signature_valid": self.signature_valid, "problems": list(self.problems),
+        }
+
+
+def status(config: Config) -> list[MirrorStatus]:
+    key = load_public_key(config.signing.public_key)
+    out = []
+    for mirror in config.mirrors:
+        target = mirror_target(mirror)
+        try:
+            head = target.read_many([MANIFEST_NAME, SIGNATURE_NAME])
+        except TargetUnreachableError as e:
+            out.append(MirrorStatus(mirror.name, target.label, False, problems=(str(e),)))
+            continue
+        manifest_bytes, sig = head[MANIFEST_NAME], head[SIGNATURE_NAME]
+        if manifest_bytes is None or sig is None:
+            out.append(MirrorStatus(mirror.name, target.label, True,
+                                    problems=("no signed manifest: never published?",)))
+            continue
+        manifest, findings = check_manifest(manifest_bytes, sig, key, now=datetime.now(UTC))
+        out.append(MirrorStatus(
+            mirror.name, target.label, True,
+            version=manifest.version if manifest else None,
+            created=manifest.created if manifest else None,
+            expires=manifest.expires if manifest else None,
+            signature_valid=manifest is not None,
+            problems=tuple(f.line() for f in findings),
+        ))
+    return out

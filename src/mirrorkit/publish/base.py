@@ -1,0 +1,150 @@
+"""The storage interface every mirror backend implements, and its error boundary.
+
+A backend stores bytes under site-relative paths (``articles/x/index.html``) below one
+site root: a directory, or a bucket plus an optional key prefix.  The interface is
+deliberately small — put, get, head, list, delete — so that a new kind of mirror is a
+short class plus a conformance run (``tests/test_backends.py``).  What a backend can do
+beyond storing bytes is declared in :attr:`Backend.capabilities`, never probed with
+``hasattr``.
+
+Backends are synchronous and must be safe to call from several threads at once: the
+publish stage runs uploads in a thread pool.
+
+Errors: every library error (botocore, OSError) is turned into
+:class:`~mirrorkit.errors.PublishError` by :func:`publish_error`, which names the mirror
+and the object and decides — in this one place — whether retrying could help.  Messages
+never carry credentials: they are built from error codes and statuses, not from requests.
+"""
+
+from __future__ import annotations
+
+import errno
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from mirrorkit.errors import PublishError
+
+# Capability names a backend may declare.
+LIST = "list"                    # list() enumerates the site root
+DELETE = "delete"                # delete() removes objects
+CONTENT_TYPE = "content_type"    # put() stores the media type and serves it back
+CACHE_CONTROL = "cache_control"  # put() stores a Cache-Control header
+CONDITIONAL_WRITE = "conditional_write"  # the store honours If-None-Match on writes
+
+CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
+CACHE_POINTER = "public, max-age=60"
+
+
+def cache_control(*, immutable: bool) -> str:
+    return CACHE_IMMUTABLE if immutable else CACHE_POINTER
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    path: str
+    size: int
+
+
+class Backend(ABC):
+    """One mirror's storage.  Paths are site-relative and already checked to be safe."""
+
+    name: str
+    capabilities: frozenset[str]
+
+    @abstractmethod
+    def put(self, path: str, data: bytes, media_type: str, *, immutable: bool) -> None:
+        """Store ``data`` at ``path``, replacing what is there; readers see old or new."""
+
+    @abstractmethod
+    def get(self, path: str) -> bytes | None:
+        """The object's bytes, or None if there is no such object."""
+
+    @abstractmethod
+    def head(self, path: str) -> ObjectInfo | None:
+        """The object's size, or None if there is no such object."""
+
+    @abstractmethod
+    def list(self) -> Iterator[ObjectInfo]:
+        """Every object under the site root, with paths relative to it."""
+
+    @abstractmethod
+    def delete(self, paths: Sequence[str]) -> None:
+        """Remove these objects; paths that do not exist are not an error."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing
+        """Release connections; the backend is unusable afterwards."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# -- the error boundary -------------------------------------------------------------------
+
+# S3 error codes that mean "the service is busy or hiccupped", whatever the HTTP status.
+_RETRYABLE_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+    "TooManyRequests", "RequestTimeout", "RequestTimeTooSkewed", "InternalError",
+    "ServiceUnavailable", "OperationAborted",
+})
+_RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_RETRYABLE_ERRNOS = frozenset({errno.EAGAIN, errno.EBUSY, errno.EINTR})
+
+
+def is_retryable_code(code: str | None, status: int | None) -> bool:
+    """Whether an S3 error code or HTTP status means "busy or hiccupped, try again"."""
+    return code in _RETRYABLE_CODES or status in _RETRYABLE_STATUSES
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether the same request could succeed later: throttling, 5xx, network, timeouts."""
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return is_retryable_code(info.get("Code"), status)
+    if isinstance(error, HTTPClientError | BotoConnectionError | TimeoutError | ConnectionError):
+        return True  # connection refused/reset/closed, connect and read timeouts
+    if isinstance(error, OSError):
+        return error.errno in _RETRYABLE_ERRNOS
+    return False
+
+
+def describe(error: BaseException) -> str:
+    """A one-line, credential-free account of a library error."""
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
+        code = info.get("Code", "error")
+        message = info.get("Message", "")
+        # The server's message text is short and fixed by the protocol; requests, signed
+        # headers and keys are never part of it.
+        return f"{code} (HTTP {status}){': ' + message[:200] if message else ''}"
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror} (errno {error.errno})"
+    return f"{type(error).__name__}: {error}"
+
+
+def publish_error(mirror: str, action: str, error: BaseException) -> PublishError:
+    """Wrap a library error met while doing ``action`` (e.g. "upload x.html") on a mirror.
+
+    Use as ``raise publish_error(...) from e``.
+    """
+    retryable = is_retryable(error)
+    return PublishError(
+        f"cannot {action}: {describe(error)}",
+        where=f"mirror {mirror}",
+        hint="temporary; the next run retries" if retryable else None,
+        retryable=retryable,
+    )

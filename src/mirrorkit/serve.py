@@ -1,0 +1,57 @@
+"""A small static HTTP server for previewing a bundle or mirror directory on loopback.
+
+It serves files exactly as an object store would, plus ``/`` → ``/index.html`` for
+convenience; it never lists directories and never serves outside its root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from mirrorkit.manifest import media_type
+
+log = logging.getLogger("mirrorkit")
+
+
+def make_app(root: Path) -> web.Application:
+    root = root.resolve()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        rel = request.match_info["path"] or "index.html"
+        path = (root / rel).resolve()
+        if path.is_dir():
+            path = path / "index.html"
+        if not path.is_relative_to(root) or not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={"Content-Type": media_type(rel)})
+
+    app = web.Application()
+    app.router.add_get("/{path:.*}", handle)
+    return app
+
+
+async def serve_many(sites: Sequence[tuple[Path, int]], host: str = "127.0.0.1") -> None:
+    runners = []
+    try:
+        for root, port in sites:
+            runner = web.AppRunner(make_app(root), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, host, port).start()
+            runners.append(runner)
+            log.info("serving %s at http://%s:%d/", root, host, port)
+        await asyncio.Event().wait()
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+def serve_forever(sites: Sequence[tuple[Path, int]], host: str = "127.0.0.1") -> None:
+    try:
+        asyncio.run(serve_many(sites, host))
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,378 @@
+"""Check that a copy of the site is exactly what the outlet signed.
+
+The checks are pure: :func:`check_manifest`, :func:`check_file` and :func:`check_listing`
+take bytes and names and return findings; they do no I/O.  The readers below them
+(:class:`DirectoryTarget`, :class:`ZipTarget`, :class:`UrlTarget`) fetch the bytes, and
+:func:`verify_target` runs the checks over a target.
+
+Findings say what is wrong and where: a bad or foreign signature, a changed, missing or
+extra file, an expired manifest, or a version older than one this verifier saw before
+(rollback).  Trust state (the newest version seen per key and mirror) lives in a small JSON
+file that the caller loads and saves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aiohttp
+from lxml import etree
+
+from mirrorkit.errors import TargetUnreachableError, VerifyError
+from mirrorkit.manifest import MANIFEST_NAME, SIGNATURE_NAME, FileEntry, Manifest
+from mirrorkit.sign import PublicKey, Signature, verify
+from mirrorkit.store import iter_files, write_atomic
+
+_COMMENT = re.compile(r"(\w+):(\S+)")
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # signature, key, malformed, tampered, size, missing, extra, expired, rollback
+    path: str | None
+    detail: str
+    fatal: bool = True
+
+    def line(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.kind}: {where}{self.detail}"
+
+
+@dataclass(frozen=True)
+class Report:
+    target: str
+    manifest: Manifest | None
+    findings: tuple[Finding, ...]
+    files_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.manifest is not None and not any(f.fatal for f in self.findings)
+
+    def to_json(self) -> dict[str, object]:
+        m = self.manifest
+        return {
+            "target": self.target,
+            "valid": self.ok,
+            "outlet": m.outlet if m else None,
+            "mirror": m.mirror if m else None,
+            "version": m.version if m else None,
+            "created": m.created.isoformat() if m else None,
+            "expires": m.expires.isoformat() if m else None,
+            "key_id": m.key_id if m else None,
+            "files_checked": self.files_checked,
+            "findings": [
+                {"kind": f.kind, "path": f.path, "detail": f.detail, "fatal": f.fatal}
+                for f in self.findings
+            ],
+        }
+
+
+# -- pure checks --------------------------------------------------------------------------
+
+def check_manifest(
+    manifest_bytes: bytes, signature_bytes: bytes, key: PublicKey, *, now: datetime,
+    seen_version: int | None = None,
+) -> tuple[Manifest | None, list[Finding]]:
+    """Signature, format, expiry and rollback; the manifest is returned only if genuine."""
+    try:
+        signature = Signature.from_bytes(signature_bytes, SIGNATURE_NAME)
+        comment = verify(manifest_bytes, signature, key, SIGNATURE_NAME)
+    except VerifyError as e:
+        kind = "key" if "not by the given key" in e.what else "signature"
+        return None, [Finding(kind, SIGNATURE_NAME, e.what)]
+    try:
+        manifest = Manifest.from_bytes(manifest_bytes)
+    except VerifyError as e:
+        return None, [Finding("malformed", MANIFEST_NAME, e.what)]
+    findings: list[Finding] = []
+    fields = dict(_COMMENT.findall(comment))
+    if fields.get("outlet") != manifest.outlet or fields.get("version") != str(manifest.version):
+        findings.append(Finding("malformed", SIGNATURE_NAME,
+                                "trusted comment does not match the manifest"))
+    if manifest.key_id != key.key_id_hex:
+        findings.append(Finding("key", MANIFEST_NAME,
+                                f"manifest names key {manifest.key_id}, signed by {key.key_id_hex}"))
+    if now >= manifest.expires:
+        findings.append(Finding("expired", MANIFEST_NAME,
+                                f"expired at {manifest.expires.isoformat()}; the mirror is stale"))
+    if seen_version is not None and manifest.version < seen_version:
+        findings.append(Finding(
+            "rollback", MANIFEST_NAME,
+            f"version {manifest.version} is older than version {seen_version} seen before",
+        ))
+    return manifest, findings
+
+
+def check_file(entry: FileEntry, data: bytes | None) -> Finding | None:
+    if data is None:
+        return Finding("missing", entry.path, "listed in the manifest but not found")
+    if len(data) != entry.size:
+        return Finding("size", entry.path, f"size {len(data)}, signed size {entry.size}")
+    if hashlib.sha256(data).hexdigest() != entry.sha256:
+        return Finding("tampered", entry.path, "content differs from what was signed")
+    return None
+
+
+def check_listing(manifest: Manifest, listing: Iterable[str]) -> list[Finding]:
+    named = {f.path for f in manifest.files} | {MANIFEST_NAME, SIGNATURE_NAME}
+    retired = {r.path for r in manifest.retired}
+    return [
+        Finding("extra", path, "served but not named in the signed manifest")
+        for path in sorted(set(listing) - named - retired)
+    ]
+
+
+def retired_entries(manifest: Manifest) -> list[FileEntry]:
+    """Retired files may still be served; when they are, they must be what was signed."""
+    return [FileEntry(r.path, r.size, r.sha256, "") for r in manifest.retired]
+
+
+# -- targets ------------------------------------------------------------------------------
+
+class Target(Protocol):
+    label: str
+
+    def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]: ...
+
+    def listing(self) -> list[str] | None:
+        """Every file under the site root, or None where the target cannot be listed."""
+        ...
+
+
+class DirectoryTarget:
+    def __init__(self, root: Path):
+        self.root = root
+        self.label = str(root)
+
+    def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = {}
+        for path in paths:
+            try:
+                out[path] = (self.root / path).read_bytes()
+            except FileNotFoundError:
+                out[path] = None
+            except OSError as e:
+                raise TargetUnreachableError(f"cannot read: {e.strerror}",
+                                             where=str(self.root / path)) from e
+        return out
+
+    def listing(self) -> list[str]:
+        return [p.relative_to(self.root).as_posix() for p in iter_files(self.root)]
+
+
+class ZipTarget:
+    def __init__(self, path: Path):
+        self.label = str(path)
+        try:
+            self.zip = zipfile.ZipFile(path)
+        except (OSError, zipfile.BadZipFile) as e:
+            raise TargetUnreachableError(f"cannot open archive: {e}", where=str(path)) from e
+        names = [n for n in self.zip.namelist() if not n.endswith("/")]
+        # An archive holds the site at its root, or inside one top-level folder.
+        self.prefix = ""
+        if MANIFEST_NAME not in names:
+            tops = {n.split("/", 1)[0] for n in names}
+            if len(tops) == 1:
+                self.prefix = tops.pop() + "/"
+        self.names = {n[len(self.prefix):] for n in names if n.startswith(self.prefix)}
+
+    def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
+        return {p: self.zip.read(self.prefix + p) if p in self.names else None for p in paths}
+
+    def listing(self) -> list[str]:
+        return sorted(self.names)
+
+    def close(self) -> None:
+        self.zip.close()
+
+
+class UrlTarget:
+    """A mirror's base URL.  Files are fetched in parallel over plain HTTP(S)."""
+
+    def __init__(self, base_url: str, *, concurrency: int = 8, timeout: float = 30.0):
+        self.base = base_url if base_url.endswith("/") else base_url + "/"
+        self.label = self.base
+        self.concurrency = concurrency
+        self.timeout = timeout
+
+    def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
+        return asyncio.run(self._read_many(paths))
+
+    async def _read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
+        limit = asyncio.Semaphore(self.concurrency)
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+
+            async def one(path: str) -> tuple[str, bytes | None]:
+                url = self.base + quote(path)
+                async with limit:
+                    try:
+                        async with session.get(url) as resp:
+                            if resp.status in (403, 404):
+                                return path, None
+                            if resp.status != 200:
+                                raise TargetUnreachableError(
+                                    f"HTTP {resp.status}", where=url)
+                            return path, await resp.read()
+                    except (aiohttp.ClientError, TimeoutError) as e:
+                        raise TargetUnreachableError(
+                            f"cannot fetch: {type(e).__name__}: {e}", where=url) from e
+
+            return dict(await asyncio.gather(*(one(p) for p in paths)))
+
+    def listing(self) -> list[str] | None:
+        return asyncio.run(self._listing())
+
+    async def _listing(self) -> list[str] | None:
+        # Object stores list a bucket at its root URL (ListObjectsV2) when the bucket allows
+        # public listing; the site root may be the bucket root or a prefix inside it.
+        parts = urlsplit(self.base)
+        segments = [s for s in parts.path.split("/") if s]
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for cut in range(len(segments), -1, -1):
+                root = "/" + "".join(s + "/" for s in segments[:cut])
+                prefix = "".join(s + "/" for s in segments[cut:])
+                keys = await _s3_list(session, urlunsplit(parts._replace(path=root, query="")),
+                                      prefix)
+                if keys is not None:
+                    return [k[len(prefix):] for k in keys]
+        return None
+
+
+async def _s3_list(session: aiohttp.ClientSession, url: str, prefix: str) -> list[str] | None:
+    keys: list[str] = []
+    token: str | None = None
+    while True:
+        params = {"list-type": "2", "prefix": prefix}
+        if token:
+            params["continuation-token"] = token
+        try:
+            async with session.get(url, params=params) as resp:
+                if resp.status != 200:
+                    return None
+                body = await resp.read()
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        try:
+            doc = etree.fromstring(body, parser=etree.XMLParser(resolve_entities=False,
+                                                                no_network=True))
+        except etree.XMLSyntaxError:
+            return None
+        if etree.QName(doc).localname != "ListBucketResult":
+            return None
+        ns = {"s3": etree.QName(doc).namespace} if etree.QName(doc).namespace else {}
+        q = "s3:" if ns else ""
+        keys += [k.text or "" for k in doc.findall(f"{q}Contents/{q}Key", ns)]
+        token = doc.findtext(f"{q}NextContinuationToken", namespaces=ns)
+        if not token:
+            return keys
+
+
+def open_target(target: str) -> Target:
+    if target.startswith(("http://", "https://")):
+        return UrlTarget(target)
+    path = Path(target)
+    if path.is_dir():
+        return DirectoryTarget(path)
+    if path.is_file() and zipfile.is_zipfile(path):
+        return ZipTarget(path)
+    raise TargetUnreachableError(
+        "not a directory, a .zip archive or an http(s) URL", where=target)
+
+
+def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None,
+                  trust: TrustStore | None = None, batch: int = 256) -> Report:
+    """Verify everything about ``target``; raises TargetUnreachableError if it can't be read."""
+    now = now or datetime.now(UTC)
+    head = target.read_many([MANIFEST_NAME, SIGNATURE_NAME])
+    manifest_bytes, signature_bytes = head[MANIFEST_NAME], head[SIGNATURE_NAME]
+    if manifest_bytes is None:
+        raise TargetUnreachableError(f"no {MANIFEST_NAME} found", where=target.label,
+                                     hint="is this a mirrorkit site root?")
+    if signature_bytes is None:
+        return Report(target.label, None, (Finding("signature", SIGNATURE_NAME, "missing"),))
+    seen = trust.seen(key, manifest_bytes) if trust else None
+    manifest, findings = check_manifest(manifest_bytes, signature_bytes, key, now=now,
+                                        seen_version=seen)
+    if manifest is None:
+        return Report(target.label, None, tuple(findings))
+    listing = target.listing()
+    present = set(listing) if listing is not None else None
+    entries = list(manifest.files) + [
+        e for e in retired_entries(manifest) if present is None or e.path in present
+    ]
+    checked = 0
+    for chunk in _chunks(entries, batch):
+        data = target.read_many([e.path for e in chunk])
+        for entry in chunk:
+            got = data[entry.path]
+            if entry in manifest.files or got is not None:
+                finding = check_file(entry, got)
+                if finding:
+                    findings.append(finding)
+            checked += 1
+    if listing is None:
+        findings.append(Finding("extra", None,
+                                "not checked: this target cannot be listed", fatal=False))
+    else:
+        findings.extend(check_listing(manifest, listing))
+    report = Report(target.label, manifest, tuple(findings), checked)
+    if trust and report.ok:
+        trust.record(manifest)
+    return report
+
+
+def _chunks(items: list[FileEntry], size: int) -> Iterator[list[FileEntry]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+@dataclass
+class TrustStore:
+    """The newest version this verifier has seen, per signing key and mirror."""
+
+    path: Path
+    versions: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> TrustStore:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            versions = {str(k): int(v) for k, v in data.get("versions", {}).items()}
+        except FileNotFoundError:
+            versions = {}
+        except (OSError, ValueError, AttributeError) as e:
+            raise VerifyError(f"unreadable trust state: {e}", where=str(path),
+                              hint="delete it to start afresh") from e
+        return cls(path, versions)
+
+    @staticmethod
+    def _key(key_id: str, outlet: str, mirror: str) -> str:
+        return f"{key_id}/{outlet}/{mirror}"
+
+    def seen(self, key: PublicKey, manifest_bytes: bytes) -> int | None:
+        try:
+            m = Manifest.from_bytes(manifest_bytes)
+        except VerifyError:
+            return None
+        return self.versions.get(self._key(key.key_id_hex, m.outlet, m.mirror))
+
+    def record(self, manifest: Manifest) -> None:
+        k = self._key(manifest.key_id, manifest.outlet, manifest.mirror)
+        if manifest.version > self.versions.get(k, 0):
+            self.versions[k] = manifest.version
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.path, json.dumps({"versions": self.versions}, indent=1,
+                                               sort_keys=True).encode())

@@ -1,0 +1,129 @@
+"""Shared fixtures.  Each section is self-contained; add new ones as new sections."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+
+from mirrorkit.config import MirrorConfig
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+# == S3: moto's standalone server over loopback HTTP ======================================
+#
+# A real S3-compatible server in its own process, spoken to with boto3 exactly as to a
+# provider (DESIGN.md, "Test rig").  If moto_server is not installed the S3 tests fail:
+# the rig is part of the test suite, not an optional extra.
+
+MOTO_KEY = "testing"
+MOTO_REGION = "us-east-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class MotoServer:
+    """A running ``moto_server``: its endpoint, and boto3 clients for it."""
+
+    endpoint: str
+    _clients: list[Any] = field(default_factory=list)
+
+    def client(self) -> S3Client:
+        """A new boto3 S3 client for the server; closed when the session ends."""
+        client = boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint, region_name=MOTO_REGION,
+            aws_access_key_id=MOTO_KEY, aws_secret_access_key=MOTO_KEY,
+        )
+        self._clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    exe = shutil.which("moto_server")
+    if exe is None:
+        pytest.fail("moto_server is not on PATH: pip install -e '.[test]' (moto[server])")
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT)
+        server = MotoServer(endpoint)
+        try:
+            _wait_until_up(proc, endpoint, log_path)
+            yield server
+        finally:
+            server.close_clients()
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_until_up(proc: subprocess.Popen[bytes], endpoint: str, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"moto_server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(endpoint + "/", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    pytest.fail(f"moto_server did not answer at {endpoint} within 30 s")
+
+
+def _public_read_policy(bucket: str) -> str:
+    # What ops set on a real provider so that readers fetch objects anonymously; moto
+    # enforces it for unsigned requests.
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{bucket}/*",
+        }],
+    })
+
+
+@pytest.fixture
+def s3_bucket(moto_server: MotoServer) -> MirrorConfig:
+    """A fresh, publicly readable bucket, as the config of an ``s3`` mirror named "s3"."""
+    bucket = f"mk-{uuid.uuid4().hex[:16]}"
+    client = moto_server.client()
+    client.create_bucket(Bucket=bucket)
+    client.put_bucket_policy(Bucket=bucket, Policy=_public_read_policy(bucket))
+    return MirrorConfig(
+        name="s3", type="s3", public_url=f"{moto_server.endpoint}/{bucket}/",
+        bucket=bucket, endpoint_url=moto_server.endpoint, region=MOTO_REGION,
+        provider="generic", access_key_id=MOTO_KEY, secret_access_key=MOTO_KEY,
+    )
+

@@ -1,0 +1,291 @@
+"""The conformance suite every mirror backend passes, and each backend's own edges.
+
+Every built-in backend (see ``mirrorkit.publish.registry``) is run through the same
+cases: a directory, and S3 on a real moto server over loopback, with and without a key
+prefix.  A new backend joins by adding a case to ``subject``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import tomllib
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from mirrorkit.config import MirrorConfig
+from mirrorkit.errors import ConfigError, PublishError
+from mirrorkit.publish import s3 as s3_module
+from mirrorkit.publish.base import (
+    CACHE_CONTROL,
+    CACHE_IMMUTABLE,
+    CACHE_POINTER,
+    CONTENT_TYPE,
+    DELETE,
+    LIST,
+    Backend,
+    ObjectInfo,
+)
+from mirrorkit.publish.local import LocalBackend
+from mirrorkit.publish.registry import BACKENDS, open_backend
+from mirrorkit.publish.s3 import S3Backend, providers
+
+if TYPE_CHECKING:
+    from conftest import MotoServer
+
+
+@dataclass
+class Subject:
+    backend: Backend
+    public_url: str | None  # where readers fetch objects over HTTP, if the backend serves
+
+
+@pytest.fixture(params=["local", "s3", "s3-prefix"])
+def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]:
+    if request.param == "local":
+        mirror = MirrorConfig(name="dir", type="local", public_url="http://127.0.0.1:1/",
+                              path=tmp_path / "mirror")
+        public_url = None
+    else:
+        mirror = request.getfixturevalue("s3_bucket")
+        if request.param == "s3-prefix":
+            mirror = dataclasses.replace(mirror, prefix="outlet/site",
+                                         public_url=mirror.public_url + "outlet/site/")
+        public_url = mirror.public_url
+    with open_backend(mirror) as backend:
+        yield Subject(backend, public_url)
+
+
+def listing(backend: Backend) -> dict[str, int]:
+    return {o.path: o.size for o in backend.list()}
+
+
+# -- the conformance suite ------------------------------------------------------------------
+
+def test_a_new_mirror_is_empty(subject: Subject) -> None:
+    assert listing(subject.backend) == {}
+    assert subject.backend.get("manifest.json") is None
+
+
+def test_put_then_get_head_list(subject: Subject) -> None:
+    b = subject.backend
+    b.put("articles/2024/a/index.html", b"<p>a</p>", "text/html; charset=utf-8",
+          immutable=True)
+    b.put("index.html", b"home", "text/html; charset=utf-8", immutable=False)
+
+    assert b.get("articles/2024/a/index.html") == b"<p>a</p>"
+    assert b.head("articles/2024/a/index.html") == ObjectInfo("articles/2024/a/index.html", 8)
+    assert listing(b) == {"articles/2024/a/index.html": 8, "index.html": 4}
+
+
+def test_put_replaces(subject: Subject) -> None:
+    b = subject.backend
+    b.put("rss.xml", b"old", "application/rss+xml", immutable=False)
+    b.put("rss.xml", b"newer", "application/rss+xml", immutable=False)
+    assert b.get("rss.xml") == b"newer"
+    assert listing(b) == {"rss.xml": 5}
+
+
+def test_empty_and_binary_objects_round_trip(subject: Subject) -> None:
+    b = subject.backend
+    blob = bytes(range(256)) * 10
+    b.put("media/ab.png", blob, "image/png", immutable=True)
+    b.put("empty.txt", b"", "text/plain", immutable=True)
+    assert b.get("media/ab.png") == blob
+    assert b.get("empty.txt") == b""
+    assert b.head("empty.txt") == ObjectInfo("empty.txt", 0)
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param("nothing.html", id="top-level"),
+    pytest.param("no/such/dir/page.html", id="nested"),
+])
+def test_missing_objects_are_none(subject: Subject, path: str) -> None:
+    subject.backend.put("present.html", b"x", "text/html", immutable=True)
+    assert subject.backend.get(path) is None
+    assert subject.backend.head(path) is None
+
+
+def test_delete_removes_only_what_is_named(subject: Subject) -> None:
+    b = subject.backend
+    for path in ("a/1.html", "a/2.html", "b/c/3.html", "4.html"):
+        b.put(path, path.encode(), "text/html", immutable=True)
+
+    b.delete(["a/1.html", "b/c/3.html", "never/existed.html"])
+
+    assert listing(b) == {"a/2.html": 8, "4.html": 6}
+    assert b.get("b/c/3.html") is None
+
+
+def test_delete_nothing_is_fine(subject: Subject) -> None:
+    subject.backend.delete([])
+
+
+def test_declares_its_capabilities(subject: Subject) -> None:
+    # Publishing needs list and delete; the rest is optional.
+    assert {LIST, DELETE} <= subject.backend.capabilities
+
+
+def test_served_with_media_type_and_caching(subject: Subject) -> None:
+    b = subject.backend
+    if subject.public_url is None or CONTENT_TYPE not in b.capabilities:
+        assert isinstance(b, LocalBackend)  # only the directory backend serves nothing
+        return
+    b.put("articles/x/index.html", "<p>ü</p>".encode(), "text/html; charset=utf-8",
+          immutable=True)
+    b.put("rss.xml", b"<rss/>", "application/rss+xml; charset=utf-8", immutable=False)
+
+    with urllib.request.urlopen(subject.public_url + "articles/x/index.html") as r:
+        assert r.read() == "<p>ü</p>".encode()
+        assert r.headers["Content-Type"] == "text/html; charset=utf-8"
+        if CACHE_CONTROL in b.capabilities:
+            assert r.headers["Cache-Control"] == CACHE_IMMUTABLE
+    with urllib.request.urlopen(subject.public_url + "rss.xml") as r:
+        assert r.headers["Content-Type"] == "application/rss+xml; charset=utf-8"
+        assert r.headers["Cache-Control"] == CACHE_POINTER
+
+
+# -- the directory backend ------------------------------------------------------------------
+
+def test_local_delete_prunes_empty_directories(tmp_path: Path) -> None:
+    b = LocalBackend("dir", tmp_path / "m")
+    b.put("a/b/c.html", b"x", "text/html", immutable=True)
+    b.put("a/d.html", b"x", "text/html", immutable=True)
+    b.delete(["a/b/c.html"])
+    assert not (tmp_path / "m" / "a" / "b").exists()
+    assert (tmp_path / "m" / "a" / "d.html").exists()
+    b.delete(["a/d.html"])
+    assert (tmp_path / "m").is_dir()  # the root itself stays
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_local_files_are_world_readable(tmp_path: Path) -> None:
+    b = LocalBackend("dir", tmp_path)
+    b.put("x.html", b"x", "text/html", immutable=True)
+    assert (tmp_path / "x.html").stat().st_mode & 0o777 == 0o644
+
+
+def test_local_list_skips_interrupted_writes(tmp_path: Path) -> None:
+    b = LocalBackend("dir", tmp_path)
+    b.put("a/x.html", b"x", "text/html", immutable=True)
+    (tmp_path / "a" / ".x.html.k3j4.tmp").write_bytes(b"half")
+    assert listing(b) == {"a/x.html": 1}
+
+
+@pytest.mark.parametrize("path", ["../escape.html", "/etc/passwd", "a/../../b", "a//b"])
+def test_local_refuses_paths_outside_the_root(tmp_path: Path, path: str) -> None:
+    b = LocalBackend("dir", tmp_path / "root")
+    with pytest.raises(PublishError, match="unsafe site path"):
+        b.put(path, b"x", "text/html", immutable=True)
+    assert not (tmp_path / "escape.html").exists()
+
+
+def test_local_root_that_is_a_file_fails_clearly(tmp_path: Path) -> None:
+    (tmp_path / "m").write_text("not a directory")
+    b = LocalBackend("usb", tmp_path / "m")
+    with pytest.raises(PublishError) as info:
+        b.put("index.html", b"x", "text/html", immutable=False)
+    assert info.value.where == "mirror usb"
+    assert "index.html" in str(info.value)
+    assert not info.value.retryable
+    with pytest.raises(PublishError):
+        list(b.list())
+
+
+# -- the S3 backend -------------------------------------------------------------------------
+
+def test_s3_prefix_confines_the_site(s3_bucket: MirrorConfig, moto_server: MotoServer) -> None:
+    client = moto_server.client()
+    assert s3_bucket.bucket is not None
+    client.put_object(Bucket=s3_bucket.bucket, Key="other/keep.html", Body=b"not ours")
+    client.put_object(Bucket=s3_bucket.bucket, Key="site-old/keep.html", Body=b"not ours")
+    mirror = dataclasses.replace(s3_bucket, prefix="site")
+    with open_backend(mirror) as b:
+        b.put("x.html", b"ours", "text/html", immutable=True)
+        assert listing(b) == {"x.html": 4}
+        b.delete(["x.html"])
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket.bucket)["Contents"]}
+    assert keys == {"other/keep.html", "site-old/keep.html"}
+
+
+def test_s3_deletes_in_batches(s3_bucket: MirrorConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(s3_module, "DELETE_BATCH", 2)
+    with open_backend(s3_bucket) as b:
+        paths = [f"p/{i}.html" for i in range(5)]
+        for p in paths:
+            b.put(p, b"x", "text/html", immutable=True)
+        b.delete(paths[:4])
+        assert listing(b) == {"p/4.html": 1}
+
+
+@pytest.mark.parametrize("preset", sorted(providers()))
+def test_every_provider_preset_talks_to_an_s3_server(s3_bucket: MirrorConfig,
+                                                     preset: str) -> None:
+    # Each preset's addressing style and checksum mode must produce requests a standard
+    # S3 server accepts, DeleteObjects (which needs a checksum) included.
+    with open_backend(dataclasses.replace(s3_bucket, provider=preset)) as b:
+        b.put("a/b.html", b"hello", "text/html", immutable=True)
+        assert b.get("a/b.html") == b"hello"
+        assert listing(b) == {"a/b.html": 5}
+        b.delete(["a/b.html"])
+        assert listing(b) == {}
+
+
+def test_provider_presets_are_complete() -> None:
+    raw = tomllib.loads(
+        resources.files("mirrorkit.publish").joinpath("providers.toml").read_text("utf-8"))
+    assert set(raw) == {"aws", "r2", "b2", "minio", "wasabi", "digitalocean", "generic"}
+    for preset in providers().values():
+        assert preset.addressing_style in ("path", "virtual")
+        assert preset.checksums in ("when_supported", "when_required")
+        assert preset.endpoint and preset.public_url and preset.notes
+    # Stores known to reject boto3's default CRC checksums get the legacy behaviour.
+    for key in ("r2", "b2", "generic"):
+        assert providers()[key].checksums == "when_required"
+
+
+def test_unknown_provider_is_a_config_error(s3_bucket: MirrorConfig) -> None:
+    with pytest.raises(ConfigError) as info:
+        open_backend(dataclasses.replace(s3_bucket, provider="acme"))
+    assert info.value.where == "mirror s3: provider"
+    assert "generic" in str(info.value)
+
+
+def test_unknown_mirror_type_is_a_config_error() -> None:
+    mirror = MirrorConfig(name="x", type="ftp", public_url="http://127.0.0.1/")
+    with pytest.raises(ConfigError, match="ftp"):
+        open_backend(mirror)
+    assert set(BACKENDS) == {"local", "s3"}
+
+
+def test_missing_bucket_is_an_error_not_an_empty_mirror(s3_bucket: MirrorConfig) -> None:
+    with S3Backend(dataclasses.replace(s3_bucket, bucket="mk-no-such-bucket")) as b:
+        with pytest.raises(PublishError, match="NoSuchBucket"):
+            b.get("manifest.json")
+
+
+def test_unreachable_endpoint_is_retryable_and_hides_credentials(
+        s3_bucket: MirrorConfig) -> None:
+    with socket.socket() as s:  # a port nobody listens on once it is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secret = "SECRET-do-not-print-4242"
+    mirror = dataclasses.replace(
+        s3_bucket, endpoint_url=f"http://127.0.0.1:{port}",
+        access_key_id="AKIA-do-not-print", secret_access_key=secret,
+    )
+    with S3Backend(mirror, max_attempts=1, connect_timeout=1, read_timeout=1) as b:
+        with pytest.raises(PublishError) as info:
+            b.put("index.html", b"x", "text/html", immutable=False)
+    error = info.value
+    assert error.retryable
+    assert error.where == "mirror s3"
+    assert "index.html" in str(error)
+    assert secret not in str(error) and "AKIA-do-not-print" not in str(error)
+    assert secret not in repr(mirror)

@@ -1,0 +1,183 @@
+"""Per-mirror feeds and the machine mirror list.
+
+Feeds link to the serving mirror's own copies with absolute URLs, keep item ids across
+mirrors and versions (Invariant 5), parse cleanly with feedparser, and depend only on
+their inputs.  mirrors.json has the Bypass Censorship v2 shape.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import lxml.etree
+import pytest
+
+from mirrorkit.build.feeds import item_id
+from mirrorkit.build.render import article_path, render_feeds, render_site
+from mirrorkit.config import Config, from_dict
+from mirrorkit.models import MEDIA_SCHEME, Article, article_id
+
+BUILT = datetime(2024, 3, 20, 12, 0, tzinfo=UTC)
+IMAGE = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08.png"
+FEEDS = ("rss.xml", "atom.xml")
+
+
+def make_config(tmp_path: Path, **build: Any) -> Config:
+    return from_dict(
+        {
+            "outlet": {"id": "example-times", "name": "Example Times",
+                       "origin": "https://www.example.com/", "language": "ru"},
+            "signing": {"secret_key": "outlet.key", "public_key": "outlet.pub"},
+            "build": build,
+            "mirrors": [
+                {"name": "r2", "type": "local", "path": "r2",
+                 "public_url": "https://pub-1234.r2.dev/"},
+                {"name": "usb", "type": "local", "path": "usb",
+                 "public_url": "http://127.0.0.1:8080/news/"},
+            ],
+        },
+        tmp_path / "mirrorkit.toml",
+    )
+
+
+def make_article(n: int, *, title: str = "Новости дня",
+                 authors: tuple[str, ...] = ("Иван Петров",)) -> Article:
+    url = f"https://www.example.com/news/story-{n}"
+    return Article(
+        id=article_id(url), url=url, source="https://www.example.com/rss",
+        title=f"{title} {n}", authors=authors,
+        published=datetime(2024, 3, n, 9, 30, tzinfo=UTC), updated=None,
+        language="ru", text="Полный текст статьи.",
+        html=f'<p>Полный текст статьи.</p><img src="{MEDIA_SCHEME}{IMAGE}" alt="фото">',
+        media=(IMAGE,), summary="Кратко о главном",
+    )
+
+
+ARTICLES = [make_article(1), make_article(3), make_article(2, authors=())]
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path)
+
+
+def parsed(config: Config, mirror: int, name: str) -> Any:
+    feeds = render_feeds(config, ARTICLES, config.mirrors[mirror], built=BUILT)
+    return feedparser.parse(feeds[name])
+
+
+@pytest.mark.parametrize("name", FEEDS)
+def test_feedparser_reads_feed_without_complaint(config: Config, name: str) -> None:
+    feed = parsed(config, 0, name)
+    assert not feed.bozo, feed.get("bozo_exception")
+    assert feed.version == ("rss20" if name == "rss.xml" else "atom10")
+    assert feed.feed.title == "Example Times"
+    assert [e.title for e in feed.entries] == ["Новости дня 3", "Новости дня 2",
+                                               "Новости дня 1"]  # newest first
+
+
+@pytest.mark.parametrize("name", FEEDS)
+def test_links_point_to_the_serving_mirror(config: Config, name: str) -> None:
+    for index, mirror in enumerate(config.mirrors):
+        feed = parsed(config, index, name)
+        assert feed.feed.link == mirror.public_url + "index.html"
+        self_links = [ln.href for ln in feed.feed.links if ln.rel == "self"]
+        assert self_links == [mirror.public_url + name]
+        newest = sorted(ARTICLES, key=lambda a: a.sort_time or BUILT, reverse=True)
+        for entry, article in zip(feed.entries, newest, strict=True):
+            assert entry.link == mirror.public_url + article_path(article)
+
+
+@pytest.mark.parametrize("name", FEEDS)
+def test_item_ids_are_the_same_on_every_mirror(config: Config, name: str) -> None:
+    ids = [[e.id for e in parsed(config, i, name).entries] for i in range(2)]
+    assert ids[0] == ids[1]
+    assert ids[0][0] == item_id("example-times", ARTICLES[1])
+    assert ids[0][0] == f"urn:mirrorkit:example-times:{ARTICLES[1].id}"
+
+
+def test_rss_guid_is_not_a_permalink(config: Config) -> None:
+    rss = render_feeds(config, ARTICLES, config.mirrors[0], built=BUILT)["rss.xml"]
+    guids = lxml.etree.fromstring(rss).findall("channel/item/guid")
+    assert [g.get("isPermaLink") for g in guids] == ["false"] * 3
+
+
+def test_item_ids_survive_a_new_version(config: Config) -> None:
+    older = parsed(config, 0, "atom.xml")
+    later = render_feeds(config, [*ARTICLES, make_article(4)], config.mirrors[0],
+                         built=datetime(2025, 1, 1, tzinfo=UTC))
+    newer = feedparser.parse(later["atom.xml"])
+    assert {e.id for e in older.entries} < {e.id for e in newer.entries}
+
+
+@pytest.mark.parametrize("name", FEEDS)
+def test_full_content_with_images_absolute_on_that_mirror(config: Config, name: str) -> None:
+    for index, mirror in enumerate(config.mirrors):
+        entry = parsed(config, index, name).entries[0]
+        html = entry.content[0].value
+        assert "Полный текст статьи." in html
+        assert f'src="{mirror.public_url}media/{IMAGE}"' in html
+        assert MEDIA_SCHEME not in html
+        assert entry.summary == "Кратко о главном"
+
+
+@pytest.mark.parametrize("name", FEEDS)
+def test_authors_and_dates(config: Config, name: str) -> None:
+    entries = parsed(config, 0, name).entries
+    assert entries[0].author == "Иван Петров"
+    assert entries[0].published_parsed[:5] == (2024, 3, 3, 9, 30)
+    assert "author" not in entries[1]  # an article without authors names nobody
+
+
+def test_feed_items_limits_the_entries(tmp_path: Path) -> None:
+    config = make_config(tmp_path, feed_items=2)
+    for name in FEEDS:
+        feed = feedparser.parse(render_feeds(config, ARTICLES, config.mirrors[0],
+                                             built=BUILT)[name])
+        assert len(feed.entries) == 2
+
+
+def test_same_inputs_give_same_bytes(config: Config) -> None:
+    first = render_feeds(config, ARTICLES, config.mirrors[0], built=BUILT)
+    again = render_feeds(config, list(reversed(ARTICLES)), config.mirrors[0], built=BUILT)
+    assert first == again
+    assert b"lastBuildDate>Wed, 20 Mar 2024 12:00:00 +0000<" in first["rss.xml"]
+    assert b"<updated>2024-03-20T12:00:00+00:00</updated>" in first["atom.xml"]
+
+
+def test_undated_article_still_makes_a_valid_feed(config: Config) -> None:
+    undated = Article(
+        id=article_id("https://www.example.com/x"), url="https://www.example.com/x",
+        source="s", title="Без даты", authors=(), published=None, updated=None,
+        language="ru", text="", html="<p>текст</p>",
+    )
+    for name in FEEDS:
+        feed = feedparser.parse(render_feeds(config, [undated], config.mirrors[0],
+                                             built=BUILT)[name])
+        assert not feed.bozo
+        assert feed.entries[0].title == "Без даты"
+
+
+# -- mirrors.json ---------------------------------------------------------------------------
+
+def test_mirror_list_has_the_bypass_censorship_v2_shape(config: Config) -> None:
+    data = render_site(config, ARTICLES, built=BUILT, version=3)["mirrors.json"]
+    assert json.loads(data) == {
+        "version": "2.0",
+        "sites": [{
+            "main_domain": "example.com",
+            "available_alternatives": [
+                {"proto": "https", "type": "mirror", "created_at": "2024-03-20T12:00:00Z",
+                 "updated_at": "2024-03-20T12:00:00Z", "url": "https://pub-1234.r2.dev/"},
+                {"proto": "http", "type": "mirror", "created_at": "2024-03-20T12:00:00Z",
+                 "updated_at": "2024-03-20T12:00:00Z", "url": "http://127.0.0.1:8080/news/"},
+            ],
+        }],
+    }
+    # Sorted keys, stable bytes: the same list gives the same file.
+    assert data == json.dumps(json.loads(data), sort_keys=True, indent=2).encode() + b"\n"
+    assert render_site(config, [], built=BUILT, version=9)["mirrors.json"] == data

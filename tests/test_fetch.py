@@ -1,0 +1,596 @@
+"""The fetch stage against real HTTP servers on loopback.
+
+Most cases run against :class:`MiniOutlet`, a small aiohttp app in this module that can
+answer oddly (broken XML, 503s, redirects, oversized pages).  The sample outlet shared
+with the demo is used too, when it is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from mirrorkit import fetch as fetch_module
+from mirrorkit.config import Config, from_dict
+from mirrorkit.errors import BlockedAddressError
+from mirrorkit.fetch import FetchReport, GuardedResolver, blocked_reason, fetch
+from mirrorkit.models import MEDIA_SCHEME
+from mirrorkit.sample.png import sample_png
+from mirrorkit.store import Store
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PARAGRAPH = (
+    "The regional council met on Tuesday evening to debate next year's budget, and its "
+    "members spoke at length about the state of the roads, schools and the old bridge. "
+)
+RU_PARAGRAPH = (
+    "Депутаты городского совета в среду утвердили бюджет на следующий год. Больше всего "
+    "денег получат школы, больницы и ремонт дорог в старых районах города. "
+)
+PNG_A = sample_png(1, 16, 16)
+PNG_B = sample_png(2, 16, 16)
+
+
+# -- a loopback server --------------------------------------------------------------------
+
+class LoopbackServer:
+    """An aiohttp app served from a thread on 127.0.0.1; ``requests`` lists each path asked."""
+
+    def __init__(self, routes: dict[str, Handler]):
+        self.routes = routes
+        self.requests: list[str] = []
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(request.path_qs)
+        handler = self.routes.get(request.path)
+        if handler is None:
+            raise web.HTTPNotFound()
+        return await handler(request)
+
+    async def _start(self) -> int:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        return int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        self.url = f"http://127.0.0.1:{port}/"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+def fixed(body: bytes | str, content_type: str = "text/html", status: int = 200,
+          headers: dict[str, str] | None = None) -> Handler:
+    data = body.encode() if isinstance(body, str) else body
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=data, status=status, content_type=content_type.split(";")[0],
+                            charset=_charset(content_type), headers=headers)
+
+    return handler
+
+
+def _charset(content_type: str) -> str | None:
+    _, _, rest = content_type.partition("charset=")
+    return rest or None
+
+
+# -- a small outlet -----------------------------------------------------------------------
+
+@dataclass
+class MiniArticle:
+    slug: str
+    title: str
+    published: str  # RFC 822, as RSS has it
+    paragraphs: list[str]
+    images: list[str] = field(default_factory=list)
+    encoding: str = "utf-8"
+    charset_in_header: bool = True
+    updated: str | None = None
+
+
+def article_html(a: MiniArticle) -> bytes:
+    meta = "" if a.charset_in_header else f'<meta charset="{a.encoding}">'
+    lang = "ru" if a.encoding != "utf-8" else "en"
+    imgs = "".join(f'<figure><img src="../images/{i}" alt="{i}"><figcaption>{i}</figcaption>'
+                   "</figure>" for i in a.images)
+    body = "".join(f"<p>{p}</p>" for p in a.paragraphs)
+    html = (
+        f'<!DOCTYPE html><html lang="{lang}"><head>{meta}<title>{a.title} | Mini</title>'
+        '<script src="https://tracker.invalid/t.js"></script>'
+        '<script>document.write("ad")</script></head><body>'
+        '<nav><a href="../index.html">Home</a></nav>'
+        f"<article><h1>{a.title}</h1>{body}{imgs}"
+        # A tracking pixel on a host that refuses connections: it must vanish, not stay.
+        '<img src="http://127.0.0.1:1/pixel.gif" width="1" height="1">'
+        "</article><footer>© Mini</footer></body></html>"
+    )
+    return html.encode(a.encoding)
+
+
+class MiniOutlet(LoopbackServer):
+    """A feed, article pages in three encodings, images, and ETag support on the feed."""
+
+    def __init__(self) -> None:
+        self.articles = [
+            MiniArticle("budget", "Council passes budget", "Tue, 27 Oct 2026 09:00:00 GMT",
+                        [PARAGRAPH * 2, PARAGRAPH], images=["a.png", "b.png"]),
+            MiniArticle("bridge", "Old bridge to close", "Mon, 26 Oct 2026 09:00:00 GMT",
+                        [PARAGRAPH, PARAGRAPH * 2], images=["a.png"]),
+            MiniArticle("byudzhet", "Совет утвердил бюджет", "Sun, 25 Oct 2026 09:00:00 GMT",
+                        [RU_PARAGRAPH * 2, RU_PARAGRAPH], encoding="windows-1251"),
+            MiniArticle("most", "Старый мост закроют", "Sat, 24 Oct 2026 09:00:00 GMT",
+                        [RU_PARAGRAPH, RU_PARAGRAPH * 2], encoding="koi8-r",
+                        charset_in_header=False),
+        ]
+        super().__init__({
+            "/rss.xml": self._feed,
+            "/images/a.png": fixed(PNG_A, "image/png"),
+            "/images/b.png": fixed(PNG_B, "image/png"),
+        })
+
+    @property
+    def feed_url(self) -> str:
+        return self.url + "rss.xml"
+
+    def feed_xml(self) -> str:
+        items = "".join(
+            f"<item><title>{a.title}</title><link>articles/{a.slug}.html</link>"
+            f"<guid>{a.slug}</guid><pubDate>{a.published}</pubDate>"
+            + (f"<atom:updated>{a.updated}</atom:updated>" if a.updated else "")
+            + "<description>&lt;p&gt;Summary &amp;amp; more&lt;/p&gt;</description></item>"
+            for a in self.articles
+        )
+        return (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel>'
+            f"<title>Mini</title><link>{self.url}</link><description>d</description>"
+            f"<language>en</language>{items}</channel></rss>"
+        )
+
+    async def _feed(self, request: web.Request) -> web.StreamResponse:
+        body = self.feed_xml().encode()
+        etag = f'"{hash(body) & 0xFFFFFFFF:x}"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(body=body, content_type="application/rss+xml",
+                            headers={"ETag": etag})
+
+    async def _page(self, request: web.Request) -> web.StreamResponse:
+        slug = request.path.rsplit("/", 1)[-1].removesuffix(".html")
+        a = next(a for a in self.articles if a.slug == slug)
+        charset = a.encoding if a.charset_in_header else None
+        return web.Response(body=article_html(a), content_type="text/html", charset=charset)
+
+    def __enter__(self) -> MiniOutlet:
+        for a in self.articles:
+            self.routes[f"/articles/{a.slug}.html"] = self._page
+        super().__enter__()
+        return self
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+def make_config(tmp_path: Path, *sources: str | tuple[str, str], **fetch_options: Any) -> Config:
+    """A config fetching ``sources`` (URLs, or (type, URL) pairs) into tmp_path/state."""
+    listed = []
+    for i, source in enumerate(sources):
+        kind, url = source if isinstance(source, tuple) else ("feed", source)
+        listed.append({"type": kind, "url": url, "name": f"source-{i}"})
+    raw = {
+        "outlet": {"id": "mini", "name": "Mini", "origin": "http://127.0.0.1/",
+                   "language": "en"},
+        "state": {"dir": "state"},
+        "signing": {"secret_key": "keys/k.key", "public_key": "keys/k.pub"},
+        "fetch": {"allow_private_addresses": True, "timeout": 5, **fetch_options},
+        "sources": listed,
+    }
+    return from_dict(raw, tmp_path / "mirrorkit.toml")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "state") as s:
+        yield s
+
+
+@pytest.fixture
+def outlet() -> Iterator[MiniOutlet]:
+    with MiniOutlet() as o:
+        yield o
+
+
+def run(config: Config, store: Store) -> tuple[FetchReport, list[str]]:
+    lines: list[str] = []
+    return fetch(config, store, progress=lines.append), lines
+
+
+# -- a whole outlet -----------------------------------------------------------------------
+
+def test_fetch_stores_every_article_and_each_image_once(
+        tmp_path: Path, store: Store, outlet: MiniOutlet) -> None:
+    report, lines = run(make_config(tmp_path, outlet.feed_url), store)
+
+    assert (report.new, report.changed, report.any_failed) == (4, 0, False)
+    assert lines == [f"feed {outlet.feed_url}: 4 new, 0 changed"]
+    articles = {a.url.rsplit("/", 1)[-1]: a for a in store.articles()}
+    assert set(articles) == {"budget.html", "bridge.html", "byudzhet.html", "most.html"}
+    assert articles["byudzhet.html"].title == "Совет утвердил бюджет"
+    assert articles["most.html"].title == "Старый мост закроют"
+    assert "Депутаты городского совета" in articles["most.html"].text
+    assert "Депутаты городского совета" in articles["byudzhet.html"].html
+    assert articles["most.html"].language == "ru"
+    assert articles["budget.html"].language == "en"
+    assert articles["budget.html"].summary == "Summary & more"
+    assert articles["budget.html"].published is not None
+    assert articles["budget.html"].published.isoformat() == "2026-10-27T09:00:00+00:00"
+    # Images are stored by content, downloaded once although two articles use a.png.
+    assert outlet.requests.count("/images/a.png") == 1
+    assert len(articles["budget.html"].media) == 2
+    assert articles["bridge.html"].media == articles["budget.html"].media[:1]
+    for name in articles["budget.html"].media:
+        media = store.media(name)
+        assert media is not None
+        assert store.blob_path(media.sha256).read_bytes() in (PNG_A, PNG_B)
+        assert f'src="{MEDIA_SCHEME}{name}"' in articles["budget.html"].html
+    for a in articles.values():
+        # Nothing on the page loads from elsewhere: the pixel, scripts and chrome are gone.
+        assert 'src="http' not in a.html
+        assert "<script" not in a.html
+        assert "Home" not in a.html
+
+
+def test_second_fetch_with_nothing_new_asks_once_and_saves_nothing(
+        tmp_path: Path, store: Store, outlet: MiniOutlet) -> None:
+    config = make_config(tmp_path, outlet.feed_url)
+    run(config, store)
+    before = len(outlet.requests)
+
+    report, lines = run(config, store)
+
+    assert (report.new, report.changed) == (0, 0)
+    assert outlet.requests[before:] == ["/rss.xml"]  # answered 304
+    assert lines == [f"feed {outlet.feed_url}: not modified"]
+
+
+def test_feed_changed_but_stored_articles_are_not_downloaded_again(
+        tmp_path: Path, store: Store, outlet: MiniOutlet) -> None:
+    config = make_config(tmp_path, outlet.feed_url)
+    run(config, store)
+    outlet.articles.insert(0, MiniArticle(
+        "fresh", "Fresh news", "Wed, 28 Oct 2026 09:00:00 GMT", [PARAGRAPH * 3]))
+    outlet.routes["/articles/fresh.html"] = outlet._page
+    before = len(outlet.requests)
+
+    report, _ = run(config, store)
+
+    assert (report.new, report.changed, report.sources[0].unchanged) == (1, 0, 4)
+    assert sorted(outlet.requests[before:]) == ["/articles/fresh.html", "/rss.xml"]
+
+
+def test_entry_updated_later_is_fetched_again_and_counted_changed(
+        tmp_path: Path, store: Store, outlet: MiniOutlet) -> None:
+    config = make_config(tmp_path, outlet.feed_url)
+    run(config, store)
+    bridge = outlet.articles[1]
+    bridge.paragraphs.append("Engineers found new cracks in the second arch on Friday. " * 3)
+    bridge.updated = "2026-10-29T12:00:00Z"
+
+    report, lines = run(config, store)
+
+    assert (report.new, report.changed) == (0, 1)
+    assert lines == [f"feed {outlet.feed_url}: 0 new, 1 changed"]
+    stored = next(a for a in store.articles() if a.url.endswith("bridge.html"))
+    assert "second arch" in stored.text
+
+
+def test_page_validators_make_rechecks_conditional(tmp_path: Path, store: Store) -> None:
+    page = article_html(MiniArticle("x", "Title", "", [PARAGRAPH * 3]))
+    feed = (f'<rss version="2.0"><channel><title>t</title><item><title>Title</title>'
+            f"<link>a.html</link></item><item><title>{'{n}'}</title><link>b.html</link>"
+            "</item></channel></rss>")
+    calls = {"n": 0}
+
+    async def page_with_etag(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304)
+        return web.Response(body=page, content_type="text/html", headers={"ETag": '"v1"'})
+
+    async def changing_feed(request: web.Request) -> web.StreamResponse:
+        # A feed without validators that changes each time: every run reads it.
+        calls["n"] += 1
+        return web.Response(text=feed.replace("{n}", str(calls["n"])),
+                            content_type="application/rss+xml")
+
+    routes = {"/feed": changing_feed, "/a.html": page_with_etag, "/b.html": fixed(page)}
+    with LoopbackServer(routes) as server:
+        config = make_config(tmp_path, server.url + "feed")
+        run(config, store)
+        before = len(server.requests)
+        report, _ = run(config, store)
+        assert (report.new, report.changed, report.sources[0].unchanged) == (0, 0, 2)
+        # b.html gave no validators and its entry has no newer date: not asked again.
+        assert server.requests[before:] == ["/feed", "/a.html"]
+
+
+# -- sources that fail --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("handler", "reason"), [
+    pytest.param(fixed("<rss><channel><item><title>x</tit", "application/rss+xml"),
+                 "not a valid RSS or Atom feed", id="broken-xml"),
+    pytest.param(fixed(b"\x00\x01\x02 binary", "application/octet-stream"),
+                 "not a valid RSS or Atom feed", id="not-xml"),
+    pytest.param(fixed("gone", status=410), "HTTP 410 Gone", id="http-error"),
+    pytest.param(fixed("busy", status=503), "HTTP 503 Service Unavailable",
+                 id="503-after-retries"),
+])
+def test_broken_source_fails_alone_with_one_line(
+        tmp_path: Path, store: Store, outlet: MiniOutlet, handler: Handler, reason: str) -> None:
+    with LoopbackServer({"/feed": handler}) as bad:
+        config = make_config(tmp_path, bad.url + "feed", outlet.feed_url)
+        report, lines = run(config, store)
+
+    broken, good = report.sources
+    assert not broken.ok
+    assert broken.error is not None
+    assert broken.error.startswith(f"{bad.url}feed: {reason}")
+    assert "\n" not in broken.error
+    assert good.ok and good.new == 4
+    assert report.any_failed and not report.all_failed
+    assert f"feed {bad.url}feed: failed: {broken.error}" in lines
+
+
+def test_unreachable_source(tmp_path: Path, store: Store) -> None:
+    report, _ = run(make_config(tmp_path, "http://127.0.0.1:1/feed"), store)
+    (result,) = report.sources
+    assert report.all_failed
+    assert result.error is not None
+    assert result.error.startswith("http://127.0.0.1:1/feed: cannot connect to 127.0.0.1:1")
+
+
+def test_timeout(tmp_path: Path, store: Store) -> None:
+    async def stall(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(3)
+        return web.Response(text="late")
+
+    with LoopbackServer({"/feed": stall}) as server:
+        report, _ = run(make_config(tmp_path, server.url + "feed", timeout=1), store)
+    assert report.sources[0].error == (
+        f"{server.url}feed: timed out after 1s (raise [fetch] timeout if the origin is slow)")
+
+
+def test_503_then_success_is_retried(tmp_path: Path, store: Store, outlet: MiniOutlet) -> None:
+    calls = {"n": 0}
+
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return web.Response(status=503, headers={"Retry-After": "0"})
+        raise web.HTTPFound(outlet.feed_url)
+
+    with LoopbackServer({"/feed": flaky}) as server:
+        report, _ = run(make_config(tmp_path, server.url + "feed"), store)
+    assert calls["n"] == 2
+    assert report.sources[0].ok
+    assert report.new == 4
+
+
+def test_listing_sources_are_not_supported_yet(tmp_path: Path, store: Store) -> None:
+    report, _ = run(make_config(tmp_path, ("listing", "http://127.0.0.1:1/news")), store)
+    assert report.sources[0].error == (
+        "http://127.0.0.1:1/news: listing sources are not supported yet"
+        " (use a feed or sitemap source)")
+
+
+def test_failed_article_is_retried_next_run(tmp_path: Path, store: Store,
+                                            outlet: MiniOutlet) -> None:
+    page = outlet.routes.get("/articles/bridge.html")
+    assert page is not None
+    outlet.routes["/articles/bridge.html"] = fixed("down", status=500)
+    config = make_config(tmp_path, outlet.feed_url)
+
+    report, lines = run(config, store)
+    assert (report.new, report.sources[0].failed_articles, report.any_failed) == (3, 1, True)
+    assert f"  {outlet.url}articles/bridge.html: HTTP 500 Internal Server Error" in lines
+
+    # The feed's validators were not kept, so the next run reads it and finds the article.
+    outlet.routes["/articles/bridge.html"] = page
+    report, _ = run(config, store)
+    assert (report.new, report.any_failed) == (1, False)
+
+
+# -- limits -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("chunked", [
+    pytest.param(False, id="content-length"),
+    pytest.param(True, id="chunked-stream"),
+])
+def test_oversized_page_is_refused(tmp_path: Path, store: Store, chunked: bool) -> None:
+    big = article_html(MiniArticle("big", "Big", "", [PARAGRAPH * 40]))
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        if not chunked:
+            return web.Response(body=big, content_type="text/html")
+        response = web.StreamResponse(headers={"Content-Type": "text/html"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for i in range(0, len(big), 1000):
+            await response.write(big[i:i + 1000])
+        await response.write_eof()
+        return response
+
+    feed = ('<rss version="2.0"><channel><title>t</title><item><title>Big</title>'
+            "<link>big.html</link></item></channel></rss>")
+    routes = {"/feed": fixed(feed, "application/rss+xml"), "/big.html": page}
+    with LoopbackServer(routes) as server:
+        report, lines = run(make_config(tmp_path, server.url + "feed",
+                                        max_page_size="4KB"), store)
+    assert report.sources[0].failed_articles == 1
+    assert f"  {server.url}big.html: larger than the limit of 4000 bytes" in lines[0]
+    assert store.articles() == []
+
+
+def test_images_that_are_too_large_or_not_images_are_left_out(
+        tmp_path: Path, store: Store) -> None:
+    body = (f"<p>{PARAGRAPH * 3}</p><img src=\"big.png\"><img src=\"page.png\">"
+            "<img src=\"ok.png\">")
+    page = f"<html><head><title>T</title></head><body><article>{body}</article></body></html>"
+    feed = ('<rss version="2.0"><channel><title>t</title><item><title>T</title>'
+            "<link>a.html</link></item></channel></rss>")
+    routes = {
+        "/feed": fixed(feed, "application/rss+xml"), "/a.html": fixed(page),
+        "/big.png": fixed(PNG_A + b"\x00" * 5000, "image/png"),
+        "/page.png": fixed("<html>not an image</html>", "text/html"),
+        "/ok.png": fixed(PNG_B, "image/png"),
+    }
+    with LoopbackServer(routes) as server:
+        report, _ = run(make_config(tmp_path, server.url + "feed", max_image_size="4KB"),
+                        store)
+    (article,) = store.articles()
+    assert report.new == 1
+    assert len(article.media) == 1
+    assert article.html.count("<img") == 1
+
+
+# -- the address guard --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("address", "kind"), [
+    pytest.param("127.0.0.1", "loopback", id="loopback"),
+    pytest.param("::1", "loopback", id="loopback-v6"),
+    pytest.param("10.0.0.5", "private", id="private-10"),
+    pytest.param("192.168.1.1", "private", id="private-192"),
+    pytest.param("169.254.169.254", "link-local", id="cloud-metadata"),
+    pytest.param("fe80::1", "link-local", id="link-local-v6"),
+    pytest.param("224.0.0.1", "multicast", id="multicast"),
+    pytest.param("0.0.0.0", "unspecified", id="unspecified"),
+    pytest.param("240.0.0.1", "reserved", id="reserved"),
+    pytest.param("100.64.0.1", "non-public", id="shared-cgnat"),
+    pytest.param("::ffff:10.0.0.1", "private", id="v4-mapped-v6"),
+    pytest.param("93.184.216.34", None, id="public"),
+    pytest.param("example.com", None, id="hostname-is-checked-after-resolving"),
+])
+def test_blocked_reason(address: str, kind: str | None) -> None:
+    assert blocked_reason(address) == kind
+
+
+def test_loopback_origin_is_refused_without_allow_private(
+        tmp_path: Path, store: Store, outlet: MiniOutlet) -> None:
+    config = make_config(tmp_path, outlet.feed_url, allow_private_addresses=False)
+    report, _ = run(config, store)
+    assert report.sources[0].error == (
+        f"{outlet.feed_url}: is loopback address 127.0.0.1 (set [fetch]"
+        " allow_private_addresses = true for origins on private networks)")
+    assert outlet.requests == []
+
+
+def test_hostname_resolving_to_loopback_is_refused(tmp_path: Path, store: Store,
+                                                   outlet: MiniOutlet) -> None:
+    feed = outlet.feed_url.replace("127.0.0.1", "localhost")
+    config = make_config(tmp_path, feed, allow_private_addresses=False)
+    report, _ = run(config, store)
+    error = report.sources[0].error
+    assert error is not None
+    assert error.startswith(f"{feed}: resolves to loopback address ")
+    assert outlet.requests == []
+
+
+def test_guarded_resolver_checks_every_address() -> None:
+    async def resolve() -> None:
+        resolver = GuardedResolver()
+        try:
+            await resolver.resolve("localhost", 80)
+        finally:
+            await resolver.close()
+
+    with pytest.raises(BlockedAddressError, match="localhost: resolves to loopback address"):
+        asyncio.run(resolve())
+
+
+@pytest.mark.parametrize("target", [
+    pytest.param("http://10.0.0.1/feed", id="private-ip-literal"),
+    pytest.param("http://[::1]:9/feed", id="loopback-v6-literal"),
+    pytest.param("http://169.254.169.254/latest/meta-data/", id="cloud-metadata"),
+])
+def test_redirect_to_private_address_is_refused(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    # The loopback test server stands in for a public origin: only 127.0.0.1 itself is let
+    # through.  The redirect target must be refused before any connection is tried.
+    real = blocked_reason
+    monkeypatch.setattr(fetch_module, "blocked_reason",
+                        lambda a: None if a == "127.0.0.1" else real(a))
+    with LoopbackServer({"/feed": fixed("", status=302, headers={"Location": target})}) as srv:
+        config = make_config(tmp_path, srv.url + "feed", allow_private_addresses=False)
+        report, _ = run(config, store)
+    error = report.sources[0].error
+    assert error is not None
+    assert error.startswith(f"{srv.url}feed: is ")
+    assert "allow_private_addresses = true" in error
+    assert srv.requests == ["/feed"]
+
+
+def test_redirects_are_followed_a_few_times_only(tmp_path: Path, store: Store) -> None:
+    async def loop(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/feed?again=" + str(len(request.query_string)))
+
+    with LoopbackServer({"/feed": loop}) as server:
+        report, _ = run(make_config(tmp_path, server.url + "feed"), store)
+    assert report.sources[0].error == f"{server.url}feed: more than 5 redirects"
+    assert len(server.requests) == 6
+
+
+def test_redirect_to_another_scheme_is_refused(tmp_path: Path, store: Store) -> None:
+    headers = {"Location": "file:///etc/passwd"}
+    with LoopbackServer({"/feed": fixed("", status=301, headers=headers)}) as server:
+        report, _ = run(make_config(tmp_path, server.url + "feed"), store)
+    assert report.sources[0].error == (
+        f"{server.url}feed: redirected to a non-http(s) URL 'file:///etc/passwd'")
+
+
+# -- sitemaps -----------------------------------------------------------------------------
+
+def test_sitemap_source(tmp_path: Path, store: Store, outlet: MiniOutlet) -> None:
+    sitemap = (
+        '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<url><loc>{outlet.url}articles/bridge.html</loc><lastmod>2026-10-26</lastmod></url>"
+        f"<url><loc>{outlet.url}articles/most.html</loc></url></urlset>"
+    )
+    outlet.routes["/sitemap.xml"] = fixed(sitemap, "application/xml")
+    report, _ = run(make_config(tmp_path, ("sitemap", outlet.url + "sitemap.xml")), store)
+    assert report.new == 2
+    titles = sorted(a.title for a in store.articles())
+    # No feed titles here: they come from the pages.
+    assert titles == ["Old bridge to close", "Старый мост закроют"]
+
+
+def test_max_articles_per_source_takes_the_newest(tmp_path: Path, store: Store,
+                                                  outlet: MiniOutlet) -> None:
+    report, _ = run(make_config(tmp_path, outlet.feed_url, max_articles_per_source=2), store)
+    assert report.new == 2
+    assert sorted(a.title for a in store.articles()) == [
+        "Council passes budget", "Old bridge to close"]
+

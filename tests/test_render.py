@@ -1,0 +1,361 @@
+"""The rendered site: relative links that name files, nothing loaded from other hosts,
+language per page, user templates first, and bytes that depend only on the inputs.
+
+The golden page under tests/golden/ is rewritten, instead of compared, when the test runs
+with MIRRORKIT_UPDATE_GOLDEN=1; review the diff before committing it.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import lxml.html
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mirrorkit.build.render import (
+    article_path,
+    body_html,
+    make_environment,
+    render_site,
+    theme_dir,
+)
+from mirrorkit.config import Config, from_dict
+from mirrorkit.errors import BuildError
+from mirrorkit.models import MEDIA_SCHEME, Article, article_id
+
+GOLDEN = Path(__file__).parent / "golden"
+BUILT = datetime(2024, 3, 20, 12, 0, tzinfo=UTC)
+IMAGE = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08.png"
+# Added to every mirror's tree by the build stage, not by the renderer.
+BUILD_FILES = {"rss.xml", "atom.xml", "manifest.json", "manifest.json.minisig"}
+
+
+def make_config(tmp_path: Path, **build: Any) -> Config:
+    return from_dict(
+        {
+            "outlet": {"id": "example-times", "name": "Example Times",
+                       "origin": "https://www.example.com/", "language": "en",
+                       "description": "Independent news"},
+            "signing": {"secret_key": "keys/outlet.key", "public_key": "keys/outlet.pub"},
+            "build": build,
+            "mirrors": [
+                {"name": "r2", "type": "local", "path": "r2",
+                 "public_url": "https://pub-1234.r2.dev/"},
+                {"name": "usb", "type": "local", "path": "usb",
+                 "public_url": "http://127.0.0.1:8080/news/"},
+            ],
+        },
+        tmp_path / "mirrorkit.toml",
+    )
+
+
+def make_article(url: str, title: str, *, language: str = "en", day: int = 1,
+                 html: str | None = None, authors: tuple[str, ...] = ("Jane Roe",)) -> Article:
+    return Article(
+        id=article_id(url), url=url, source="https://www.example.com/rss", title=title,
+        authors=authors, published=datetime(2024, 3, day, 9, 30, tzinfo=UTC), updated=None,
+        language=language, text=f"{title}. Body text.",
+        html=html if html is not None else (
+            f'<p>{title}</p><figure><img src="{MEDIA_SCHEME}{IMAGE}" alt="A picture">'
+            "</figure><p>See <a href=\"https://www.example.com/other\">more</a>.</p>"
+        ),
+        media=(IMAGE,), summary=f"Summary of {title}",
+    )
+
+
+ENGLISH = make_article("https://www.example.com/news/2024/03/city-council-votes.html",
+                       "City council votes on the budget", day=3)
+RUSSIAN = make_article("https://www.example.com/ru/%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8/",
+                       "Городской совет голосует по бюджету", language="ru", day=5,
+                       authors=("Иван Петров", "Мария Смирнова"))
+ARTICLES = [ENGLISH, RUSSIAN]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> dict[str, bytes]:
+    return render_site(make_config(tmp_path), ARTICLES, built=BUILT, version=7)
+
+
+def pages(site: dict[str, bytes]) -> list[str]:
+    return sorted(p for p in site if p.endswith(".html"))
+
+
+def parse(data: bytes) -> Any:
+    return lxml.html.document_fromstring(data)
+
+
+# -- Invariant 3: relative links that name files --------------------------------------------
+
+def test_site_has_the_documented_layout(site: dict[str, bytes]) -> None:
+    assert {"index.html", "mirrors.html", "mirrors.json", "style.css"} <= set(site)
+    assert article_path(ENGLISH) in site
+    assert article_path(RUSSIAN) in site
+    assert article_path(ENGLISH).count("/") == 2  # two levels deep, as the links assume
+
+
+def test_internal_links_are_relative_name_files_and_resolve(site: dict[str, bytes]) -> None:
+    known = set(site) | BUILD_FILES
+    for page in pages(site):
+        doc = parse(site[page])
+        for element, attribute, link, _ in doc.iterlinks():
+            parts = urlsplit(link)
+            if parts.scheme or parts.netloc:
+                # Only plain links may leave the site: to the origin and to other mirrors.
+                assert element.tag == "a", f"{page}: <{element.tag} {attribute}={link}>"
+                assert parts.scheme in ("http", "https"), f"{page}: {link}"
+                continue
+            assert link and not link.startswith("/"), f"{page}: {link!r} is not relative"
+            assert not link.endswith("/") and posixpath.basename(link) not in ("", ".", ".."), \
+                f"{page}: {link!r} does not name a file"
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(page), parts.path))
+            assert not target.startswith(".."), f"{page}: {link!r} leaves the site"
+            assert target in known or re.fullmatch(r"media/[0-9a-f]{64}\.\w+", target), \
+                f"{page}: {link!r} -> {target} is not in the site"
+
+
+def test_article_images_point_into_media_two_levels_up(site: dict[str, bytes]) -> None:
+    doc = parse(site[article_path(ENGLISH)])
+    assert doc.xpath("//img/@src") == [f"../../media/{IMAGE}"]
+    assert MEDIA_SCHEME.encode() not in b"".join(site.values())
+
+
+def test_other_mirrors_are_absolute_links_to_their_home_page(site: dict[str, bytes]) -> None:
+    hrefs = parse(site["mirrors.html"]).xpath("//ul[@class='mirrors']//a/@href")
+    assert hrefs == ["https://pub-1234.r2.dev/index.html",
+                     "http://127.0.0.1:8080/news/index.html"]
+
+
+# -- Invariant 4: nothing from another host, no JavaScript ----------------------------------
+
+LOADING = {"script", "link", "img", "iframe", "frame", "embed", "object", "source", "video",
+           "audio", "track", "input", "style"}
+
+
+def test_pages_load_nothing_from_other_hosts_and_have_no_script(
+        site: dict[str, bytes]) -> None:
+    for page in pages(site):
+        doc = parse(site[page])
+        assert not doc.xpath("//script | //noscript | //iframe | //frame | //object | //embed")
+        assert not [a for el in doc.iter() if isinstance(el.tag, str)
+                    for a in el.attrib if a.lower().startswith("on")], page
+        assert b"javascript:" not in site[page].lower()
+        for element, _, link, _ in doc.iterlinks():
+            if element.tag in LOADING:
+                parts = urlsplit(link)
+                assert not parts.scheme and not parts.netloc, f"{page}: loads {link}"
+        for style in doc.xpath("//style/text() | //@style"):
+            assert "url(" not in style and "@import" not in style, page
+
+
+def test_stylesheet_is_local_small_and_imports_nothing(site: dict[str, bytes]) -> None:
+    css = site["style.css"].decode()
+    assert "@import" not in css and "url(" not in css and "@font-face" not in css
+    assert "prefers-color-scheme: dark" in css
+    assert len(site["style.css"]) < 4096  # readers on throttled connections
+
+
+# -- HTML and language ----------------------------------------------------------------------
+
+def test_pages_are_html5_with_charset_viewport_and_language(site: dict[str, bytes]) -> None:
+    for page in pages(site):
+        assert site[page].startswith(b"<!DOCTYPE html>\n"), page
+        doc = parse(site[page])
+        assert doc.xpath("//head/meta[@charset='utf-8']"), page
+        assert doc.xpath("//head/meta[@name='viewport']"), page
+        assert doc.xpath("//head/title/text()"), page
+    assert parse(site[article_path(ENGLISH)]).get("lang") == "en"
+    assert parse(site[article_path(RUSSIAN)]).get("lang") == "ru"
+    assert parse(site["index.html"]).get("lang") == "en"
+
+
+def test_right_to_left_languages_get_dir_rtl(tmp_path: Path) -> None:
+    persian = make_article("https://www.example.com/fa/news-1", "خبر", language="fa")
+    site = render_site(make_config(tmp_path), [persian], built=BUILT, version=1)
+    root = parse(site[article_path(persian)])
+    assert (root.get("lang"), root.get("dir")) == ("fa", "rtl")
+
+
+def test_article_page_shows_what_a_reader_needs(site: dict[str, bytes]) -> None:
+    doc = parse(site[article_path(RUSSIAN)])
+    assert doc.xpath("string(//h1)") == RUSSIAN.title
+    assert "Иван Петров, Мария Смирнова" in doc.xpath("string(//*[@class='byline'])")
+    assert doc.xpath("//time/@datetime") == ["2024-03-05T09:30:00Z"]
+    assert doc.xpath("string(//time)") == "2024-03-05 09:30 UTC"
+    original = doc.xpath("//*[@class='original']")[0]
+    assert original.text_content().startswith("Original: ")
+    assert original.xpath(".//a/@href") == [RUSSIAN.url]
+    assert "../../index.html" in doc.xpath("//main//a/@href")
+
+
+def test_home_lists_newest_first_with_feeds_and_mirrors(site: dict[str, bytes]) -> None:
+    doc = parse(site["index.html"])
+    assert doc.xpath("//ol[@class='articles']/li//h2/a/@href") == [
+        article_path(RUSSIAN), article_path(ENGLISH)]  # 5 March before 3 March
+    assert doc.xpath("//ol/li[1]/@lang") == ["ru"]  # foreign-language titles are marked
+    assert "Summary of City council votes on the budget" in doc.text_content()
+    hrefs = set(doc.xpath("//a/@href"))
+    assert {"rss.xml", "atom.xml", "mirrors.html"} <= hrefs
+    assert "Independent news" in doc.text_content()
+
+
+def test_home_shows_at_most_home_articles(tmp_path: Path) -> None:
+    config = make_config(tmp_path, home_articles=1)
+    site = render_site(config, ARTICLES, built=BUILT, version=1)
+    assert len(parse(site["index.html"]).xpath("//ol[@class='articles']/li")) == 1
+    assert article_path(ENGLISH) in site  # older articles keep their pages
+
+
+def test_pointers_carry_version_and_verify_hint(site: dict[str, bytes]) -> None:
+    for page in ("index.html", "mirrors.html"):
+        footer = parse(site[page]).xpath("string(//footer)")
+        assert "Version 7, built 2024-03-20 12:00 UTC." in footer
+        assert "Verify this copy: see mirrors.html" in footer
+
+
+def test_mirrors_page_tells_how_to_verify(tmp_path: Path) -> None:
+    key = "untrusted comment: minisign public key ABCD\nRWQfakekeyfakekey"
+    site = render_site(make_config(tmp_path), ARTICLES, built=BUILT, version=1,
+                       public_key=key)
+    text = parse(site["mirrors.html"]).text_content()
+    assert "mirrorkit verify URL --key outlet.pub" in text
+    assert "minisign -Vm manifest.json -p outlet.pub" in text
+    assert key in text
+    without = render_site(make_config(tmp_path), [], built=BUILT, version=1)
+    assert "as published with this copy" not in without["mirrors.html"].decode()
+
+
+def test_text_is_escaped_but_the_sanitized_body_is_not(tmp_path: Path) -> None:
+    tricky = make_article("https://www.example.com/a", "<b>Bold</b> & co", html="<p>ok</p>")
+    page = render_site(make_config(tmp_path), [tricky], built=BUILT,
+                       version=1)[article_path(tricky)]
+    assert b"&lt;b&gt;Bold&lt;/b&gt; &amp; co" in page
+    assert b"<p>ok</p>" in page
+
+
+# -- Determinism ----------------------------------------------------------------------------
+
+def test_same_inputs_give_same_bytes(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    first = render_site(config, ARTICLES, built=BUILT, version=7)
+    again = render_site(config, list(reversed(ARTICLES)), built=BUILT, version=7)
+    assert first == again
+
+
+def test_article_pages_do_not_change_with_build_time_or_version(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    old = render_site(config, ARTICLES, built=BUILT, version=7)
+    new = render_site(config, [*ARTICLES, make_article("https://www.example.com/n", "New")],
+                      built=datetime(2025, 1, 1, tzinfo=UTC), version=8)
+    for article in ARTICLES:
+        assert old[article_path(article)] == new[article_path(article)]
+        assert b"Version" not in old[article_path(article)]
+    assert old["style.css"] == new["style.css"]
+    assert old["index.html"] != new["index.html"]
+
+
+def test_article_page_matches_golden_file(tmp_path: Path) -> None:
+    page = render_site(make_config(tmp_path), ARTICLES, built=BUILT,
+                       version=7)[article_path(ENGLISH)]
+    golden = GOLDEN / "article_en.html"
+    if os.environ.get("MIRRORKIT_UPDATE_GOLDEN") == "1":
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_bytes(page)
+    assert page == golden.read_bytes(), "rerun with MIRRORKIT_UPDATE_GOLDEN=1 if intended"
+
+
+# -- Templates ------------------------------------------------------------------------------
+
+def test_user_templates_come_before_the_packaged_theme(tmp_path: Path) -> None:
+    user = tmp_path / "theme"
+    user.mkdir()
+    (user / "base.html").write_text(
+        '<!DOCTYPE html>\n<html lang="{{ lang }}"><head><meta charset="utf-8">'
+        "<title>{{ outlet.name }}</title></head>"
+        "<body><p>USER BASE</p>{% block main %}{% endblock %}</body></html>\n",
+        encoding="utf-8",
+    )
+    site = render_site(make_config(tmp_path, templates="theme"), ARTICLES, built=BUILT,
+                       version=1)
+    page = site[article_path(ENGLISH)].decode()
+    assert "USER BASE" in page
+    assert ENGLISH.title in page  # article.html still comes from the packaged theme
+    assert site["style.css"] == (theme_dir() / "style.css").read_bytes()
+
+
+def test_packaged_theme_has_every_template() -> None:
+    for name in ("base.html", "index.html", "article.html", "mirrors.html", "style.css"):
+        assert (theme_dir() / name).is_file(), name
+
+
+def test_missing_user_template_dir_is_a_build_error(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="templates directory not found"):
+        make_environment(tmp_path / "nowhere")
+
+
+def test_template_mistake_is_a_one_line_build_error(tmp_path: Path) -> None:
+    user = tmp_path / "theme"
+    user.mkdir()
+    (user / "index.html").write_text("{{ outlet.nmae }}", encoding="utf-8")
+    with pytest.raises(BuildError, match=r"index\.html") as info:
+        render_site(make_config(tmp_path, templates="theme"), ARTICLES, built=BUILT,
+                    version=1)
+    assert "\n" not in str(info.value)
+
+
+# -- Paths and bodies -----------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("url", "slug"),
+    [
+        pytest.param("https://x.org/news/2024/03/city-council-votes.html",
+                     "city-council-votes", id="extension-dropped"),
+        pytest.param("https://x.org/news/Big_Story/", "big-story", id="trailing-slash"),
+        pytest.param("https://x.org/caf%C3%A9-cr%C3%A8me", "cafe-creme", id="accents"),
+        pytest.param("https://x.org/%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8", "article",
+                     id="cyrillic-only"),
+        pytest.param("https://x.org/", "article", id="no-path"),
+        pytest.param("https://x.org/article.php?id=42", "article", id="query-only"),
+        pytest.param("https://x.org/" + "a" * 100, "a" * 60, id="long"),
+    ],
+)
+def test_article_path_slug(url: str, slug: str) -> None:
+    article = make_article(url, "t")
+    assert article_path(article) == f"articles/{slug}-{article.id}/index.html"
+
+
+SAFE_PATH = re.compile(r"^articles/[a-z0-9-]+/index\.html$")
+
+
+@given(st.one_of(st.text(), st.builds(lambda host, path: f"https://{host}/{path}",
+                                      st.text(min_size=1), st.text())))
+def test_article_path_is_safe_ascii_and_stable_for_any_url(url: str) -> None:
+    article = make_article(url, "t", html="")
+    path = article_path(article)
+    assert SAFE_PATH.match(path), path
+    name = path.split("/")[1]
+    assert "--" not in name and name.strip("-") == name  # no empty parts
+    assert article_path(make_article(url, "other title", html="")) == path
+
+
+@given(st.text(), st.text())
+def test_different_urls_get_different_paths(first: str, second: str) -> None:
+    if first != second:
+        assert article_path(make_article(first, "t")) != article_path(make_article(second, "t"))
+
+
+def test_body_html_rewrites_only_stored_media() -> None:
+    article = make_article("https://x.org/a", "t", html=(
+        f'<img src="{MEDIA_SCHEME}{IMAGE}" srcset="{MEDIA_SCHEME}{IMAGE} 2x">'
+        '<a href="https://x.org/media/b.png">b</a>'))
+    assert body_html(article, "../../") == (
+        f'<img src="../../media/{IMAGE}" srcset="../../media/{IMAGE} 2x">'
+        '<a href="https://x.org/media/b.png">b</a>')
+    assert f'src="https://m.example/media/{IMAGE}"' in body_html(article, "https://m.example/")

@@ -1,0 +1,163 @@
+"""Verification: each way a copy can be wrong is a named case, found and reported."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mirrorkit.errors import TargetUnreachableError
+from mirrorkit.manifest import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    FileEntry,
+    Manifest,
+    MirrorEntry,
+    RetiredEntry,
+    media_type,
+    sha256_hex,
+)
+from mirrorkit.sign import PublicKey, SecretKey, sign
+from mirrorkit.verify import (
+    DirectoryTarget,
+    TrustStore,
+    ZipTarget,
+    open_target,
+    verify_target,
+)
+
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+KEY = SecretKey.generate()
+FILES = {
+    "index.html": b"<!doctype html><title>home</title>",
+    "articles/a-1/index.html": b"<!doctype html><title>a</title>",
+    "media/ab.png": b"\x89PNG fake",
+}
+
+
+def write_site(root: Path, files: dict[str, bytes] = FILES, *, version: int = 3,
+               key: SecretKey = KEY, created: datetime = NOW,
+               retired: tuple[RetiredEntry, ...] = ()) -> Manifest:
+    for path, data in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+    manifest = Manifest(
+        outlet="x", version=version, created=created, expires=created + timedelta(days=7),
+        key_id=key.public.key_id_hex, mirror="m1", mirrors=(MirrorEntry("m1", "http://m/"),),
+        files=tuple(FileEntry(p, len(d), sha256_hex(d), media_type(p)) for p, d in files.items()),
+        retired=retired,
+    )
+    data = manifest.to_bytes()
+    (root / MANIFEST_NAME).write_bytes(data)
+    (root / SIGNATURE_NAME).write_bytes(
+        sign(data, key, f"outlet:x version:{version} mirror:m1").to_bytes())
+    return manifest
+
+
+def kinds(root: Path, key: PublicKey = KEY.public, now: datetime = NOW) -> list[tuple[str, str | None]]:
+    report = verify_target(DirectoryTarget(root), key, now=now)
+    return [(f.kind, f.path) for f in report.findings if f.fatal]
+
+
+def test_genuine_copy_is_valid(tmp_path: Path) -> None:
+    write_site(tmp_path)
+    report = verify_target(DirectoryTarget(tmp_path), KEY.public, now=NOW)
+    assert report.ok, report.findings
+    assert report.files_checked == len(FILES)
+
+
+def _edit(path: str, data: bytes) -> Callable[[Path], None]:
+    return lambda root: (root / path).write_bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        pytest.param(_edit("articles/a-1/index.html", b"<!doctype html><title>A</title>"),
+                     [("tampered", "articles/a-1/index.html")], id="tampered-same-size"),
+        pytest.param(_edit("index.html", b"forged"), [("size", "index.html")],
+                     id="tampered-other-size"),
+        pytest.param(lambda root: (root / "media/ab.png").unlink(),
+                     [("missing", "media/ab.png")], id="missing"),
+        pytest.param(_edit("evil.js", b"alert(1)"), [("extra", "evil.js")], id="extra"),
+        pytest.param(_edit(MANIFEST_NAME, b"{}"), [("signature", SIGNATURE_NAME)],
+                     id="manifest-replaced"),
+        pytest.param(lambda root: (root / SIGNATURE_NAME).write_text("garbage"),
+                     [("signature", SIGNATURE_NAME)], id="signature-garbled"),
+    ],
+)
+def test_damage_is_named(tmp_path: Path, damage: Callable[[Path], None],
+                         expected: list[tuple[str, str]]) -> None:
+    write_site(tmp_path)
+    damage(tmp_path)
+    assert kinds(tmp_path) == expected
+
+
+def test_expired_manifest(tmp_path: Path) -> None:
+    write_site(tmp_path)
+    assert kinds(tmp_path, now=NOW + timedelta(days=8)) == [("expired", MANIFEST_NAME)]
+
+
+def test_wrong_key(tmp_path: Path) -> None:
+    write_site(tmp_path)
+    assert kinds(tmp_path, key=SecretKey.generate().public) == [("key", SIGNATURE_NAME)]
+
+
+def test_forged_site_signed_by_another_key(tmp_path: Path) -> None:
+    write_site(tmp_path, {"index.html": b"forged"}, key=SecretKey.generate())
+    assert kinds(tmp_path) == [("key", SIGNATURE_NAME)]
+
+
+def test_rollback_is_caught_against_versions_seen_before(tmp_path: Path) -> None:
+    trust = TrustStore.load(tmp_path / "trust.json")
+    new, old = tmp_path / "new", tmp_path / "old"
+    write_site(new, version=5)
+    write_site(old, version=4)
+    assert verify_target(DirectoryTarget(new), KEY.public, now=NOW, trust=trust).ok
+    again = TrustStore.load(tmp_path / "trust.json")
+    report = verify_target(DirectoryTarget(old), KEY.public, now=NOW, trust=again)
+    assert [(f.kind, f.fatal) for f in report.findings] == [("rollback", True)]
+    assert not report.ok
+
+
+def test_retired_files_may_stay_but_must_be_genuine(tmp_path: Path) -> None:
+    old_page = b"old article"
+    retired = (RetiredEntry("articles/old/index.html", len(old_page), sha256_hex(old_page), NOW),)
+    write_site(tmp_path, retired=retired)
+    assert kinds(tmp_path) == []  # retired and absent: fine
+    (tmp_path / "articles/old").mkdir(parents=True)
+    (tmp_path / "articles/old/index.html").write_bytes(old_page)
+    assert kinds(tmp_path) == []  # retired and present: fine
+    (tmp_path / "articles/old/index.html").write_bytes(b"new article")
+    assert kinds(tmp_path) == [("tampered", "articles/old/index.html")]
+
+
+def test_zip_archive_with_a_top_folder(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    write_site(site)
+    archive = tmp_path / "site.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(site.rglob("*")):
+            if path.is_file():
+                z.write(path, "example/" + path.relative_to(site).as_posix())
+    target = open_target(str(archive))
+    assert isinstance(target, ZipTarget)
+    assert verify_target(target, KEY.public, now=NOW).ok
+
+
+def test_unreadable_target(tmp_path: Path) -> None:
+    with pytest.raises(TargetUnreachableError):
+        open_target(str(tmp_path / "nope"))
+    with pytest.raises(TargetUnreachableError, match="no manifest.json"):
+        verify_target(DirectoryTarget(tmp_path), KEY.public, now=NOW)
+
+
+def test_manifest_bytes_are_canonical(tmp_path: Path) -> None:
+    m = write_site(tmp_path)
+    again = Manifest.from_bytes(m.to_bytes())
+    assert again == m
+    assert again.to_bytes() == m.to_bytes()
+    assert b" " not in m.to_bytes().split(b'"files"')[0]
