@@ -22,6 +22,7 @@ from mirrorkit.config import Config, from_dict
 from mirrorkit.errors import BlockedAddressError
 from mirrorkit.fetch import FetchReport, GuardedResolver, blocked_reason, fetch
 from mirrorkit.models import MEDIA_SCHEME
+from mirrorkit.sample.outlet import HOSTILE_MARKERS, SampleOutlet
 from mirrorkit.sample.png import sample_png
 from mirrorkit.store import Store
 
@@ -594,3 +595,81 @@ def test_max_articles_per_source_takes_the_newest(tmp_path: Path, store: Store,
     assert sorted(a.title for a in store.articles()) == [
         "Council passes budget", "Old bridge to close"]
 
+
+
+# -- the shared sample outlet -------------------------------------------------------------
+
+@pytest.fixture
+def sample() -> Iterator[SampleOutlet]:
+    with SampleOutlet(latency=0.0, fail_rate=0.0, seed=0, port=0) as o:
+        yield o
+
+
+def test_sample_outlet_is_mirrored_whole(tmp_path: Path, store: Store,
+                                         sample: SampleOutlet) -> None:
+    report, _ = run(make_config(tmp_path, sample.feed_url), store)
+
+    expected = {a.url: a for a in sample.articles}
+    assert (report.new, report.changed, report.any_failed) == (len(expected), 0, False)
+    stored = {a.url: a for a in store.articles()}
+    assert set(stored) == set(expected)
+    for url, article in stored.items():
+        # Titles right in every encoding: UTF-8, windows-1251 (header), koi8-r (meta).
+        assert article.title == expected[url].title, expected[url].encoding
+        assert article.language.split("-")[0] == expected[url].language
+        assert expected[url].paragraphs[0][:40] in article.text
+        assert len(article.media) == len(expected[url].images)
+        assert 'src="http' not in article.html
+        for marker in HOSTILE_MARKERS:
+            assert marker not in article.html
+    # Each image downloaded once, even those that several articles show.
+    image_paths = [r.path for r in sample.requests if r.path.startswith("/images/")]
+    assert len(image_paths) == len(set(image_paths))
+    used = {name for a in sample.articles for name in a.images}
+    assert len(image_paths) == len(used)
+    assert len({m for a in stored.values() for m in a.media}) == len(used)
+
+
+def test_sample_outlet_second_run_and_update(tmp_path: Path, store: Store,
+                                             sample: SampleOutlet) -> None:
+    config = make_config(tmp_path, sample.feed_url)
+    run(config, store)
+    sample.reset_requests()
+
+    report, _ = run(config, store)
+    assert (report.new, report.changed) == (0, 0)
+    assert len(sample.requests) <= 1 + len(sample.articles)
+
+    slug = sample.articles[3].slug
+    sample.update_article(slug, title="Corrected: " + sample.articles[3].title,
+                          extra_paragraph="A correction was added to this article on Monday.")
+    report, lines = run(config, store)
+    assert (report.new, report.changed) == (0, 1)
+    article = next(a for a in store.articles() if a.url == sample.article(slug).url)
+    assert article.title.startswith("Corrected: ")
+    assert "A correction was added" in article.text
+
+
+@pytest.mark.parametrize("kind", [
+    pytest.param("atom", id="atom-feed"),
+    pytest.param("sitemap", id="sitemap"),
+])
+def test_sample_outlet_other_sources(tmp_path: Path, store: Store, sample: SampleOutlet,
+                                     kind: str) -> None:
+    source = ("feed", sample.atom_url) if kind == "atom" else ("sitemap", sample.sitemap_url)
+    report, _ = run(make_config(tmp_path, source), store)
+    assert report.new == len(sample.articles)
+    titles = {a.url: a.title for a in store.articles()}
+    assert titles == {a.url: a.title for a in sample.articles}
+
+
+def test_sample_outlet_down_fails_alone(tmp_path: Path, store: Store, sample: SampleOutlet,
+                                        outlet: MiniOutlet) -> None:
+    sample.set_down(True)
+    report, _ = run(make_config(tmp_path, sample.feed_url, outlet.feed_url), store)
+    down, up = report.sources
+    assert not down.ok and up.ok
+    assert down.error is not None
+    assert down.error.startswith(sample.feed_url + ": ")
+    assert "\n" not in down.error
+    assert report.new == 4

@@ -122,7 +122,7 @@ def blocked_reason(address: str) -> str | None:
         ip = ip.ipv4_mapped
     for kind, flag in (("unspecified", ip.is_unspecified), ("loopback", ip.is_loopback),
                        ("link-local", ip.is_link_local), ("multicast", ip.is_multicast),
-                       ("private", ip.is_private), ("reserved", ip.is_reserved)):
+                       ("reserved", ip.is_reserved), ("private", ip.is_private)):
         if flag:
             return kind
     # Shared address space (100.64/10) and the like are neither private nor public.
@@ -328,10 +328,6 @@ def parse_feed(data: bytes, url: str, content_type: str = "") -> list[_Entry]:
     parsed = feedparser.parse(
         data, response_headers={"content-type": content_type, "content-location": url}
     )
-    if parsed.bozo and not parsed.entries:
-        reason = parsed.get("bozo_exception") or "unreadable"
-        raise SourceError(f"not a valid RSS or Atom feed: {reason}", where=url,
-                          hint="check the source URL")
     language = parsed.feed.get("language") or None
     entries = []
     for item in parsed.entries:
@@ -347,10 +343,18 @@ def parse_feed(data: bytes, url: str, content_type: str = "") -> list[_Entry]:
             title=" ".join((item.get("title") or "").split()),
             authors=authors,
             published=_struct_time(item.get("published_parsed")),
-            updated=_struct_time(item.get("updated_parsed")),
+            # dict.get: feedparser's own get() falls back from updated to published
+            # (with a DeprecationWarning), which would fake an update time.
+            updated=_struct_time(dict.get(item, "updated_parsed")),
             summary=extract.plain_text(item.get("summary") or ""),
             language=language,
         ))
+    # feedparser recovers what it can from broken XML; that is accepted as long as it
+    # yields articles.  A feed that is empty *and* broken (or not a feed at all) fails.
+    if not entries and (parsed.bozo or not parsed.get("version")):
+        reason = parsed.get("bozo_exception") or "no RSS or Atom content"
+        raise SourceError(f"not a valid RSS or Atom feed: {reason}", where=url,
+                          hint="check the source URL")
     return _newest_first(entries)
 
 

@@ -82,7 +82,8 @@ def build(config: Config, store: Store, *, now: datetime | None = None,
     say = progress or (lambda _msg: None)
     say(f"building version {version}: {len(articles)} articles, {len(config.mirrors)} mirrors")
 
-    site = render_site(config, articles, built=created, version=version)
+    site = render_site(config, articles, built=created, version=version,
+                       public_key=public.to_text())
     media = sorted({name for a in articles for name in a.media})
     mirrors = tuple(MirrorEntry(m.name, m.public_url) for m in config.mirrors)
 
@@ -168,7 +169,6 @@ def _retired(old: Manifest | None, entries: list[FileEntry], now: datetime,
 def _prune(store: Store, version: int) -> None:
     for path in store.builds_dir.iterdir():
         name = path.name
-        if name.isdigit() and int(name) <= version - KEEP_BUILDS:
-            shutil.rmtree(path, ignore_errors=True)
-        elif name.startswith(".") and name.endswith(".tmp"):
+        old = name.isdigit() and int(name) <= version - KEEP_BUILDS
+        if old or (name.startswith(".") and name.endswith(".tmp")):
             shutil.rmtree(path, ignore_errors=True)
