@@ -43,24 +43,26 @@ def _free_port() -> int:
 
 @dataclass
 class MotoServer:
-    """A running ``moto_server``: its endpoint, and boto3 clients for it."""
+    """A running ``moto_server``: its endpoint, and a boto3 client for it."""
 
     endpoint: str
-    _clients: list[Any] = field(default_factory=list)
+    _client: Any = field(default=None, repr=False)
 
     def client(self) -> S3Client:
-        """A new boto3 S3 client for the server; closed when the session ends."""
-        client = boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint, region_name=MOTO_REGION,
-            aws_access_key_id=MOTO_KEY, aws_secret_access_key=MOTO_KEY,
-        )
-        self._clients.append(client)
+        """A boto3 S3 client for the server, shared (clients are thread-safe) and closed
+        when the session ends — do not close it yourself."""
+        if self._client is None:
+            self._client = boto3.session.Session().client(
+                "s3", endpoint_url=self.endpoint, region_name=MOTO_REGION,
+                aws_access_key_id=MOTO_KEY, aws_secret_access_key=MOTO_KEY,
+            )
+        client: S3Client = self._client
         return client
 
     def close_clients(self) -> None:
-        for client in self._clients:
-            client.close()
-        self._clients.clear()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 @pytest.fixture(scope="session")

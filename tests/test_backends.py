@@ -265,9 +265,9 @@ def test_unknown_mirror_type_is_a_config_error() -> None:
 
 
 def test_missing_bucket_is_an_error_not_an_empty_mirror(s3_bucket: MirrorConfig) -> None:
-    with S3Backend(dataclasses.replace(s3_bucket, bucket="mk-no-such-bucket")) as b:
-        with pytest.raises(PublishError, match="NoSuchBucket"):
-            b.get("manifest.json")
+    missing = dataclasses.replace(s3_bucket, bucket="mk-no-such-bucket")
+    with S3Backend(missing) as b, pytest.raises(PublishError, match="NoSuchBucket"):
+        b.get("manifest.json")
 
 
 def test_unreachable_endpoint_is_retryable_and_hides_credentials(
@@ -280,9 +280,9 @@ def test_unreachable_endpoint_is_retryable_and_hides_credentials(
         s3_bucket, endpoint_url=f"http://127.0.0.1:{port}",
         access_key_id="AKIA-do-not-print", secret_access_key=secret,
     )
-    with S3Backend(mirror, max_attempts=1, connect_timeout=1, read_timeout=1) as b:
-        with pytest.raises(PublishError) as info:
-            b.put("index.html", b"x", "text/html", immutable=False)
+    with (S3Backend(mirror, max_attempts=1, connect_timeout=1, read_timeout=1) as b,
+          pytest.raises(PublishError) as info):
+        b.put("index.html", b"x", "text/html", immutable=False)
     error = info.value
     assert error.retryable
     assert error.where == "mirror s3"

@@ -65,11 +65,8 @@ class LoopbackServer:
         app.router.add_route("GET", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        return int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        return int(self._runner.addresses[0][1])
 
     def __enter__(self) -> LoopbackServer:
         self._thread.start()
@@ -376,7 +373,7 @@ def test_unreachable_source(tmp_path: Path, store: Store) -> None:
 
 def test_timeout(tmp_path: Path, store: Store) -> None:
     async def stall(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(3)
+        await asyncio.sleep(1.5)
         return web.Response(text="late")
 
     with LoopbackServer({"/feed": stall}) as server:
@@ -488,7 +485,7 @@ def test_images_that_are_too_large_or_not_images_are_left_out(
     pytest.param("169.254.169.254", "link-local", id="cloud-metadata"),
     pytest.param("fe80::1", "link-local", id="link-local-v6"),
     pytest.param("224.0.0.1", "multicast", id="multicast"),
-    pytest.param("0.0.0.0", "unspecified", id="unspecified"),
+    pytest.param("0.0.0.0", "unspecified", id="unspecified"),  # noqa: S104 -- not bound
     pytest.param("240.0.0.1", "reserved", id="reserved"),
     pytest.param("100.64.0.1", "non-public", id="shared-cgnat"),
     pytest.param("::ffff:10.0.0.1", "private", id="v4-mapped-v6"),
@@ -643,7 +640,7 @@ def test_sample_outlet_second_run_and_update(tmp_path: Path, store: Store,
     slug = sample.articles[3].slug
     sample.update_article(slug, title="Corrected: " + sample.articles[3].title,
                           extra_paragraph="A correction was added to this article on Monday.")
-    report, lines = run(config, store)
+    report, _ = run(config, store)
     assert (report.new, report.changed) == (0, 1)
     article = next(a for a in store.articles() if a.url == sample.article(slug).url)
     assert article.title.startswith("Corrected: ")

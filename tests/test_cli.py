@@ -1,0 +1,152 @@
+"""The command line as a user meets it: the contract's commands, help, exit codes, and the
+README's two commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mirrorkit.cli import cli
+
+ROOT = Path(__file__).parents[1]
+COMMANDS = ["init", "keygen", "fetch", "build", "publish", "sync", "verify", "status",
+            "export", "serve", "demo"]
+
+
+def test_every_contract_command_exists_with_help() -> None:
+    assert set(COMMANDS) <= set(cli.commands)
+    for name in COMMANDS:
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0, name
+        assert "Usage: cli " in result.output or "Usage:" in result.output
+        assert len(result.output.splitlines()) > 3, name
+
+
+def test_every_command_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in COMMANDS:
+        assert re.search(rf"^\s+{name}\b", readme, flags=re.M), name
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.S)
+    commands = [line for line in blocks[0].splitlines() if line and not line.startswith("#")]
+    assert commands[0] == "pip install -e . && mirrorkit demo"
+    assert "pytest" in commands[1]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert commands[1] in ci.splitlines()
+
+
+def test_usage_error_exits_2() -> None:
+    assert CliRunner().invoke(cli, ["publish", "--bogus"]).exit_code == 2
+    assert CliRunner().invoke(cli, ["no-such-command"]).exit_code == 2
+
+
+def test_missing_config_exits_2_with_a_hint(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "nope.toml"), "fetch"])
+    assert result.exit_code == 2
+    assert "config file not found" in result.output
+    assert "mirrorkit init" in result.output
+
+
+def test_keygen_writes_minisign_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MIRRORKIT_PASSPHRASE", raising=False)
+    result = CliRunner().invoke(cli, ["keygen", "--out", str(tmp_path / "k")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "k.pub").read_text().startswith("untrusted comment: minisign public key")
+    assert (tmp_path / "k.key").stat().st_mode & 0o777 == 0o600
+    again = CliRunner().invoke(cli, ["keygen", "--out", str(tmp_path / "k")])
+    assert again.exit_code == 2
+    assert "already exists" in again.output
+
+
+def _mirrorkit(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_STATE_HOME": str(cwd / "xdg")}
+    return subprocess.run([sys.executable, "-m", "mirrorkit", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_demo_end_to_end_then_the_commands_it_prints(tmp_path: Path) -> None:
+    first = _mirrorkit("demo", "--dir", "d", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    verify_lines = [line.split("verify: ", 1)[1] for line in first.stdout.splitlines()
+                    if "verify: mirrorkit verify" in line]
+    assert len(verify_lines) == 2
+    for line in verify_lines:
+        args = line.split()[1:]  # as printed, minus the program name
+        checked = _mirrorkit(*args, cwd=tmp_path)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "valid:" in checked.stdout
+
+    config = str(tmp_path / "d" / "mirrorkit.toml")
+    exported = _mirrorkit("--config", config, "export", "--json", cwd=tmp_path)
+    rows = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert len(rows) == 30
+    for key in ("url", "title", "authors", "published", "updated", "language", "text", "html"):
+        assert all(key in row for row in rows), key
+    assert {row["language"] for row in rows} == {"en", "ru"}
+
+    status = _mirrorkit("--config", config, "status", "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert [json.loads(line)["version"] for line in status.stdout.splitlines()] == [1, 1]
+
+    again = _mirrorkit("demo", "--dir", "d", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "nothing new" in again.stderr
+
+
+def test_json_logs_are_one_object_a_line(tmp_path: Path) -> None:
+    result = _mirrorkit("--log-format", "json", "demo", "--dir", "d", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    assert {"time", "level", "message"} <= set(records[0])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_previews_a_directory(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "articles" / "a").mkdir(parents=True)
+    (site / "index.html").write_text("<h1>home</h1>")
+    (site / "articles" / "a" / "index.html").write_text("<h1>a</h1>")
+    (tmp_path / "secret.txt").write_text("outside")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mirrorkit", "serve", str(site),
+                             "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}/"
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(base, timeout=1) as r:
+                    assert r.read() == b"<h1>home</h1>"
+                    assert r.headers["Content-Type"].startswith("text/html")
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("serve did not answer")
+        with urllib.request.urlopen(base + "articles/a/index.html", timeout=2) as r:
+            assert r.read() == b"<h1>a</h1>"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(base + "../secret.txt", timeout=2)
+        assert err.value.code == 404
+        err.value.close()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
