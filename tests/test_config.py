@@ -47,7 +47,8 @@ def test_every_key_is_documented_in_the_example_config() -> None:
     text = EXAMPLE.read_text()
     tables = {
         "outlet": cfg.OutletConfig, "signing": cfg.SigningConfig, "fetch": cfg.FetchConfig,
-        "build": cfg.BuildConfig, "publish": cfg.PublishConfig, "state": cfg.StateKeys, "sources": cfg.SourceConfig,
+        "build": cfg.BuildConfig, "publish": cfg.PublishConfig, "state": cfg.StateKeys,
+        "sources": cfg.SourceConfig,
         "mirrors": cfg.MirrorConfig,
     }
     undocumented = [
@@ -85,7 +86,8 @@ def test_init_writes_a_config_that_loads_without_credentials(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        pytest.param(("bucket = ", "bukcet = "), "mirrors[0].bukcet: unknown key; did you mean 'bucket'?",
+        pytest.param(("bucket = ", "bukcet = "),
+                     "mirrors[0].bukcet: unknown key; did you mean 'bucket'?",
                      id="misspelled-key"),
         pytest.param(('type = "s3"', 'type = "ftp"'), "mirrors[0].type: must be one of s3, local",
                      id="bad-mirror-type"),

@@ -14,11 +14,10 @@ import feedparser
 import pytest
 from click.testing import CliRunner, Result
 
+from conftest import MOTO_KEY, MotoServer
 from mirrorkit.cli import cli
 from mirrorkit.sample import SampleOutlet
 from mirrorkit.sign import write_keypair
-
-from conftest import MOTO_KEY, MotoServer
 
 SECRET = f"mk-secret-{uuid.uuid4().hex}"  # a storage credential that must never leak
 

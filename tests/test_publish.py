@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import re
 import socket
 import threading
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -207,7 +208,7 @@ def test_retired_files_go_once_no_longer_listed(mirror: Backend, tmp_path: Path)
     assert contents(mirror) == site(V2, tree)
 
 
-def test_republishing_a_version_sends_only_manifest_and_signature(
+def test_republishing_the_live_version_sends_nothing(
         mirror: Backend, tmp_path: Path) -> None:
     tree = make_tree(tmp_path, 1, V1)
     publish_tree(mirror, tree)
@@ -215,8 +216,21 @@ def test_republishing_a_version_sends_only_manifest_and_signature(
 
     result = publish_tree(recorder, tree)
 
+    assert recorder.puts() == []
+    assert (result.uploaded, result.skipped, result.deleted) == (0, len(V1), 0)
+
+
+def test_republishing_restores_a_damaged_signature(mirror: Backend, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path, 1, V1)
+    publish_tree(mirror, tree)
+    mirror.put(SIGNATURE_NAME, b"garbage", "text/plain", immutable=False)
+    recorder = Recorder(mirror)
+
+    result = publish_tree(recorder, tree)
+
     assert recorder.puts() == [SIGNATURE_NAME, MANIFEST_NAME]
-    assert (result.uploaded, result.skipped, result.deleted) == (2, len(V1), 0)
+    assert result.uploaded == 2
+    assert mirror.get(SIGNATURE_NAME) == (tree / SIGNATURE_NAME).read_bytes()
 
 
 def test_changed_pages_are_replaced_with_short_caching(
@@ -337,11 +351,21 @@ def test_bundle_file_that_does_not_match_its_manifest_is_not_sent(
     assert mirror.get("articles/a/index.html") is None
 
 
-def test_bundle_without_signature_is_refused(mirror: Backend, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("damage", "message"), [
+    pytest.param(lambda t: (t / SIGNATURE_NAME).unlink(), "manifest.json.minisig",
+                 id="unsigned"),
+    pytest.param(lambda t: (t / MANIFEST_NAME).unlink(), "manifest.json", id="no-manifest"),
+    pytest.param(lambda t: (t / MANIFEST_NAME).write_text("{}"), "malformed manifest",
+                 id="malformed-manifest"),
+])
+def test_broken_bundles_are_refused_before_anything_is_written(
+        mirror: Backend, tmp_path: Path, damage: Callable[[Path], object], message: str,
+) -> None:
     tree = make_tree(tmp_path, 1, V1)
-    (tree / SIGNATURE_NAME).unlink()
-    with pytest.raises(PublishError, match=SIGNATURE_NAME.replace(".", r"\.")):
+    damage(tree)
+    with pytest.raises(PublishError, match=re.escape(message)) as info:
         publish_tree(mirror, tree)
+    assert info.value.where is not None and info.value.where.startswith(f"mirror {mirror.name}")
     assert list(mirror.list()) == []
 
 

@@ -57,7 +57,8 @@ def write_site(root: Path, files: dict[str, bytes] = FILES, *, version: int = 3,
     return manifest
 
 
-def kinds(root: Path, key: PublicKey = KEY.public, now: datetime = NOW) -> list[tuple[str, str | None]]:
+def kinds(root: Path, key: PublicKey = KEY.public,
+          now: datetime = NOW) -> list[tuple[str, str | None]]:
     report = verify_target(DirectoryTarget(root), key, now=now)
     return [(f.kind, f.path) for f in report.findings if f.fatal]
 
@@ -151,7 +152,7 @@ def test_zip_archive_with_a_top_folder(tmp_path: Path) -> None:
 def test_unreadable_target(tmp_path: Path) -> None:
     with pytest.raises(TargetUnreachableError):
         open_target(str(tmp_path / "nope"))
-    with pytest.raises(TargetUnreachableError, match="no manifest.json"):
+    with pytest.raises(TargetUnreachableError, match=r"no manifest\.json"):
         verify_target(DirectoryTarget(tmp_path), KEY.public, now=NOW)
 
 

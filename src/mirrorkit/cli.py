@@ -269,9 +269,8 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(s.to_json(), ensure_ascii=False, sort_keys=True))
             continue
-        age = s.age
-        age_text = f"{int(age.total_seconds() // 3600)}h{int(age.total_seconds() % 3600 // 60):02d}m" \
-            if age else "-"
+        minutes = int(s.age.total_seconds() // 60) if s.age else None
+        age_text = f"{minutes // 60}h{minutes % 60:02d}m" if minutes is not None else "-"
         click.echo(f"{s.mirror:<16} {'reachable' if s.reachable else 'UNREACHABLE':<11} "
                    f"version {s.version if s.version is not None else '-':<5} age {age_text:<8} "
                    f"signature {'valid' if s.signature_valid else 'INVALID'}  {s.location}")

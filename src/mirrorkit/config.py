@@ -273,7 +273,7 @@ def from_dict(raw: Mapping[str, Any], path: Path) -> Config:
         return _Table(root.data.get(name, {}), name, path, _keys(_TABLES[name]))
 
     def rel(p: str) -> Path:
-        return (base / os.path.expanduser(p)).resolve()
+        return (base / Path(p).expanduser()).resolve()
 
     t = table("outlet")
     outlet_id = t.require("id", str)
@@ -358,8 +358,7 @@ def _source(raw: Any, i: int, path: Path) -> SourceConfig:
     url = t.convert("url", _url, "")
     if not url:
         raise t._error("url", "required")
-    source = SourceConfig(type=kind, url=url, name=t.get("name", str, url) or url)
-    return source
+    return SourceConfig(type=kind, url=url, name=t.get("name", str, url) or url)
 
 
 def _mirror(raw: Any, i: int, path: Path, rel: Callable[[str], Path]) -> MirrorConfig:
@@ -386,7 +385,7 @@ def _mirror(raw: Any, i: int, path: Path, rel: Callable[[str], Path]) -> MirrorC
             _url(endpoint)
         except ValueError as e:
             raise t._error("endpoint_url", str(e)) from e
-    mirror = MirrorConfig(
+    return MirrorConfig(
         name=name, type=kind, public_url=public_url,
         path=rel(local_path) if local_path else None,
         bucket=bucket, prefix=prefix, endpoint_url=endpoint,
@@ -395,4 +394,3 @@ def _mirror(raw: Any, i: int, path: Path, rel: Callable[[str], Path]) -> MirrorC
         access_key_id=t.get("access_key_id", str, secret=True),
         secret_access_key=t.get("secret_access_key", str, secret=True),
     )
-    return mirror

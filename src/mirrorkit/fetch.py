@@ -55,7 +55,7 @@ import lxml.etree
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from mirrorkit import extract
+from mirrorkit import aio, extract
 from mirrorkit.config import Config, FetchConfig, SourceConfig
 from mirrorkit.errors import BlockedAddressError, FetchError, MirrorkitError, SourceError
 from mirrorkit.models import Article, Media, article_id
@@ -548,7 +548,7 @@ async def fetch_async(config: Config, store: Store,
 
 def fetch(config: Config, store: Store, *, progress: Progress | None = None) -> FetchReport:
     """Synchronous :func:`fetch_async`, for the CLI and the pipeline."""
-    return asyncio.run(fetch_async(config, store, progress))
+    return aio.run(fetch_async(config, store, progress))
 
 
 def _report(results: Iterable[SourceResult]) -> FetchReport:

@@ -104,8 +104,12 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
         trees[m.name] = bundle.trees[m.name]
     log.info("publishing version %d to %s%s", bundle.version, ", ".join(trees) or "no mirror",
              " (dry run)" if dry_run else "")
-    results = publish_all(trees, backends, concurrency=config.publish.concurrency,
-                          dry_run=dry_run)
+    try:
+        results = publish_all(trees, backends, concurrency=config.publish.concurrency,
+                              dry_run=dry_run)
+    finally:
+        for backend in backends.values():
+            backend.close()
     for name, result in results.items():
         if isinstance(result, PublishError):
             log.error("%s", result)

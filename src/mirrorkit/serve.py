@@ -7,6 +7,7 @@ convenience; it never lists directories and never serves outside its root.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,7 +52,5 @@ async def serve_many(sites: Sequence[tuple[Path, int]], host: str = "127.0.0.1")
 
 
 def serve_forever(sites: Sequence[tuple[Path, int]], host: str = "127.0.0.1") -> None:
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_many(sites, host))
-    except KeyboardInterrupt:
-        pass

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from mirrorkit.errors import KeyFileError, VerifyError
 
-PASSPHRASE_ENV = "MIRRORKIT_PASSPHRASE"
+PASSPHRASE_ENV = "MIRRORKIT_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 
 _SIG_ALG = b"Ed"
 _PREHASHED_ALG = b"ED"
@@ -181,7 +181,7 @@ class Signature:
             f"{base64.b64encode(_PREHASHED_ALG + self.key_id + self.signature).decode()}\n"
             f"trusted comment: {self.trusted_comment}\n"
             f"{base64.b64encode(self.global_signature).decode()}\n"
-        ).encode("utf-8")
+        ).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "signature") -> Signature:

@@ -28,6 +28,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import aiohttp
 from lxml import etree
 
+from mirrorkit import aio
 from mirrorkit.errors import TargetUnreachableError, VerifyError
 from mirrorkit.manifest import MANIFEST_NAME, SIGNATURE_NAME, FileEntry, Manifest
 from mirrorkit.sign import PublicKey, Signature, verify
@@ -101,8 +102,9 @@ def check_manifest(
         findings.append(Finding("malformed", SIGNATURE_NAME,
                                 "trusted comment does not match the manifest"))
     if manifest.key_id != key.key_id_hex:
-        findings.append(Finding("key", MANIFEST_NAME,
-                                f"manifest names key {manifest.key_id}, signed by {key.key_id_hex}"))
+        findings.append(Finding(
+            "key", MANIFEST_NAME,
+            f"manifest names key {manifest.key_id}, signed by {key.key_id_hex}"))
     if now >= manifest.expires:
         findings.append(Finding("expired", MANIFEST_NAME,
                                 f"expired at {manifest.expires.isoformat()}; the mirror is stale"))
@@ -207,7 +209,7 @@ class UrlTarget:
         self.timeout = timeout
 
     def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
-        return asyncio.run(self._read_many(paths))
+        return aio.run(self._read_many(paths))
 
     async def _read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
         limit = asyncio.Semaphore(self.concurrency)
@@ -232,7 +234,7 @@ class UrlTarget:
             return dict(await asyncio.gather(*(one(p) for p in paths)))
 
     def listing(self) -> list[str] | None:
-        return asyncio.run(self._listing())
+        return aio.run(self._listing())
 
     async def _listing(self) -> list[str] | None:
         # Object stores list a bucket at its root URL (ListObjectsV2) when the bucket allows

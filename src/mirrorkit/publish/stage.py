@@ -155,7 +155,7 @@ def publish_tree(
         new = Manifest.from_bytes(manifest_bytes)
     except VerifyError as e:
         raise PublishError(
-            f"the bundle's manifest is malformed: {e.what}", where=f"mirror {name}: {tree}",
+            e.what, where=f"mirror {name}: {tree / MANIFEST_NAME}",
             hint="rebuild with 'mirrorkit build'",
         ) from e
 
@@ -175,23 +175,30 @@ def publish_tree(
     say(f"{name}: version {new.version}: {len(plan.first)} new, {len(plan.replace)} changed,"
         f" {plan.skipped} unchanged, {len(deleting)} to delete")
 
-    control = len(manifest_bytes) + len(signature)
+    # Publishing the version that is already live (a sync with nothing new) sends nothing.
+    current = (not plan.first and not plan.replace and live is not None
+               and live.to_bytes() == manifest_bytes
+               and backend.get(SIGNATURE_NAME) == signature)
+    control = 0 if current else len(manifest_bytes) + len(signature)
+    controls = 0 if current else 2
     if dry_run:
         planned = sum(f.size for f in plan.first + plan.replace) + control
-        return PublishResult(name, new.version, len(plan.first) + len(plan.replace) + 2,
+        return PublishResult(name, new.version, len(plan.first) + len(plan.replace) + controls,
                              plan.skipped, len(deleting), planned, dry_run=True)
 
     sent = _upload(backend, tree, plan.first, concurrency, say, replacing=False)
     sent += _upload(backend, tree, plan.replace, concurrency, say, replacing=True)
-    # The signature goes first: a reader who sees the new manifest must find its signature.
-    backend.put(SIGNATURE_NAME, signature, media_type(SIGNATURE_NAME), immutable=False)
-    backend.put(MANIFEST_NAME, manifest_bytes, media_type(MANIFEST_NAME), immutable=False)
-    say(f"{name}: version {new.version} is live")
+    if not current:
+        # The signature goes first: a reader who sees the new manifest must find its
+        # signature.
+        backend.put(SIGNATURE_NAME, signature, media_type(SIGNATURE_NAME), immutable=False)
+        backend.put(MANIFEST_NAME, manifest_bytes, media_type(MANIFEST_NAME), immutable=False)
+        say(f"{name}: version {new.version} is live")
 
     if deleting:
         backend.delete(deleting)
         say(f"{name}: deleted {len(deleting)} stale files")
-    return PublishResult(name, new.version, len(plan.first) + len(plan.replace) + 2,
+    return PublishResult(name, new.version, len(plan.first) + len(plan.replace) + controls,
                          plan.skipped, len(deleting), sent + control, dry_run=False)
 
 

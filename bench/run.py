@@ -1,0 +1,569 @@
+"""mirrorkit's benchmarks: our figures beside peer tools' on the same work, as ratios.
+
+    python bench/run.py            # best of 3 runs per cell (about 1-2 minutes on 2 cores)
+    python bench/run.py --quick    # one run per cell (well under a minute)
+
+Everything runs on loopback in a temporary directory that is removed at the end: a
+synthetic outlet written straight into a store and built into a signed bundle, moto's
+standalone S3 server (``moto_server``) in its own process, and the sample outlet with a
+fixed latency per response.  See bench/README.md for what each row measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import html
+import os
+import platform
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
+
+import boto3
+
+from mirrorkit.build import Bundle
+from mirrorkit.config import Config, from_dict
+from mirrorkit.manifest import MANIFEST_NAME, SIGNATURE_NAME, media_type
+from mirrorkit.models import MEDIA_SCHEME, Article, article_id
+from mirrorkit.pipeline import run_build, run_fetch, run_publish
+from mirrorkit.publish.stage import PublishResult
+from mirrorkit.sample import SampleOutlet
+from mirrorkit.sign import load_public_key, write_keypair
+from mirrorkit.store import Store, iter_files
+from mirrorkit.verify import DirectoryTarget, verify_target
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+# -- the work ---------------------------------------------------------------------------
+
+ARTICLES = 400          # synthetic articles in the bundle that is published and verified
+IMAGES = 200            # distinct images, 20-150 kB each, two per article
+FETCH_LATENCY = 0.020   # seconds the sample outlet waits before every response
+FETCH_EXTRA = 90        # articles added to the sample outlet's 30 for the fetch row
+MOTO_KEY = "testing"
+MOTO_REGION = "us-east-1"
+LOCAL, S3 = "local", "s3"
+
+_LOREM_TEXT = (
+    "The council met on Thursday to discuss the budget for the coming year, and members "
+    "of the public filled the gallery to hear the debate on transport, housing and the "
+    "future of the river embankment, which has been closed since the spring floods."
+)
+_LOREM = _LOREM_TEXT.split()
+
+
+@dataclass(frozen=True)
+class Row:
+    work: str
+    ours: float
+    peer: str
+    theirs: float | None  # None: the peer could not run here (see the counts column)
+    counts: str
+
+    @property
+    def ratio(self) -> str:
+        if self.theirs is None or self.ours <= 0:
+            return "-"
+        return f"{self.theirs / self.ours:.2f}x"
+
+
+@dataclass(frozen=True)
+class Tree:
+    """What a publish moves: the file count and bytes of one mirror's site tree."""
+
+    path: Path
+    files: int
+    size: int
+
+    @classmethod
+    def of(cls, path: Path) -> Tree:
+        files = list(iter_files(path))
+        return cls(path, len(files), sum(f.stat().st_size for f in files))
+
+    @property
+    def label(self) -> str:
+        return f"{self.files} files, {self.size / 1e6:.1f} MB"
+
+
+def best_of(runs: int, work: Callable[[], object],
+            before: Callable[[], object] | None = None) -> float:
+    """Fastest of ``runs`` timings of ``work``; ``before`` runs untimed ahead of each."""
+    best = float("inf")
+    for _ in range(runs):
+        if before is not None:
+            before()
+        start = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def run_quiet(argv: list[str], *, cwd: Path | None = None,
+              env: dict[str, str] | None = None) -> None:
+    """Run a peer tool; its output is dropped unless it fails."""
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=False)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).decode(errors="replace")[-1500:]
+        raise RuntimeError(f"{' '.join(argv[:3])} ... exited {done.returncode}: {tail}")
+
+
+def emptied(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# -- setup: keys, config, a synthetic store and its bundle ---------------------------------
+
+def make_config(root: Path, s3_endpoint: str, bucket: str, *,
+                sources: Sequence[str] = ()) -> Config:
+    """A config with one local and one S3 mirror (and ``sources`` for fetching)."""
+    if not (root / "keys" / "outlet.key").exists():
+        write_keypair(root / "keys" / "outlet")
+    raw: dict[str, Any] = {
+        "outlet": {"id": "bench-outlet", "name": "The Bench Gazette",
+                   "origin": "https://gazette.example/"},
+        "state": {"dir": "state"},
+        "signing": {"secret_key": "keys/outlet.key", "public_key": "keys/outlet.pub"},
+        "fetch": {"allow_private_addresses": True},
+        "sources": [{"url": url} for url in sources],
+        "mirrors": [
+            {"name": LOCAL, "type": "local", "path": "mirror-local",
+             "public_url": "http://127.0.0.1:8731/"},
+            {"name": S3, "type": "s3", "bucket": bucket, "endpoint_url": s3_endpoint,
+             "access_key_id": MOTO_KEY, "secret_access_key": MOTO_KEY,
+             "public_url": f"{s3_endpoint}/{bucket}/"},
+        ],
+    }
+    return from_dict(raw, root / "mirrorkit.toml")
+
+
+def fill_store(store: Store, articles: int, images: int) -> None:
+    """Synthetic articles with incompressible, photo-sized images, written straight in."""
+    rng = random.Random(20261101)
+    media = [store.put_media(rng.randbytes(rng.randint(20_000, 150_000)), "image/jpeg")
+             for _ in range(images)]
+    start = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+    for i in range(articles):
+        pictures = [media[(2 * i) % images], media[(2 * i + 1) % images]]
+        paragraphs = [" ".join(rng.choices(_LOREM, k=rng.randint(60, 140)))
+                      for _ in range(rng.randint(4, 9))]
+        figures = [f'<figure><img src="{MEDIA_SCHEME}{m.name}" alt="Picture {n}">'
+                   f"<figcaption>Picture {n} of story {i}.</figcaption></figure>"
+                   for n, m in enumerate(pictures)]
+        body = [f"<p>{html.escape(p)}</p>" for p in paragraphs]
+        body.insert(1, figures[0])
+        body.append(figures[1])
+        url = f"https://gazette.example/news/{i:04d}-story.html"
+        store.save_article(Article(
+            id=article_id(url), url=url, source="bench", title=f"Story number {i}",
+            authors=("Bench Newsroom",), published=start + timedelta(hours=i), updated=None,
+            language="en", text="\n\n".join(paragraphs), html="\n".join(body),
+            media=tuple(m.name for m in pictures), summary=paragraphs[0][:200],
+        ))
+
+
+# -- moto_server ---------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def moto_server(log_dir: Path) -> Iterator[str]:
+    """Start moto's standalone S3 server on loopback; yields its endpoint URL."""
+    exe = shutil.which("moto_server")
+    if exe is None:
+        raise SystemExit("moto_server is not on PATH: pip install -e '.[test]'")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    with (log_dir / "moto_server.log").open("wb") as log:
+        proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"moto_server did not start; see {log_dir}")
+                try:
+                    # Loopback URL built above from a fixed scheme.
+                    with urllib.request.urlopen(endpoint + "/", timeout=1):  # noqa: S310
+                        break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    time.sleep(0.1)
+            yield endpoint
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def s3_client(endpoint: str) -> S3Client:
+    client: S3Client = boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, region_name=MOTO_REGION,
+        aws_access_key_id=MOTO_KEY, aws_secret_access_key=MOTO_KEY,
+    )
+    return client
+
+
+def new_bucket(client: S3Client) -> str:
+    bucket = f"bench-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    return bucket
+
+
+def empty_bucket(client: S3Client, bucket: str) -> None:
+    keys = [obj["Key"] for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket) for obj in page.get("Contents", [])]
+    for first in range(0, len(keys), 1000):
+        client.delete_objects(Bucket=bucket, Delete={
+            "Objects": [{"Key": k} for k in keys[first:first + 1000]], "Quiet": True})
+
+
+def count_objects(client: S3Client, bucket: str) -> int:
+    return sum(page.get("KeyCount", 0) for page in
+               client.get_paginator("list_objects_v2").paginate(Bucket=bucket))
+
+
+def naive_s3_upload(endpoint: str, bucket: str, tree: Path) -> None:
+    """The peer: one client, one put_object per file, one after another."""
+    client = s3_client(endpoint)
+    try:
+        for file in iter_files(tree):
+            key = file.relative_to(tree).as_posix()
+            client.put_object(Bucket=bucket, Key=key, Body=file.read_bytes(),
+                              ContentType=media_type(key))
+    finally:
+        client.close()
+
+
+# -- the benchmarks --------------------------------------------------------------------------
+
+def publish_once(config: Config, store: Store, bundle: Bundle, mirror: str) -> PublishResult:
+    """``mirrorkit publish --mirror NAME``: what the CLI runs, minus argument parsing."""
+    (outcome,) = run_publish(config, store, [mirror], bundle=bundle)
+    if outcome.published is None:
+        raise RuntimeError(f"mirrorkit publish to {mirror} failed: {outcome.error}")
+    return outcome.published
+
+
+def bench_local(runs: int, config: Config, store: Store, bundle: Bundle, work: Path
+                ) -> list[Row]:
+    tree = Tree.of(bundle.trees[LOCAL])
+    dest = config.mirror(LOCAL).path
+    assert dest is not None
+    key = load_public_key(config.signing.public_key)
+    rows: list[Row] = []
+
+    first = best_of(runs, lambda: publish_once(config, store, bundle, LOCAL),
+                    before=lambda: emptied(dest))
+    again_result: list[PublishResult] = []
+    again = best_of(runs, lambda: again_result.append(
+        publish_once(config, store, bundle, LOCAL)))
+    written = again_result[-1].uploaded
+
+    peer_dir = work / "peer-local"
+    src = f"{tree.path}/"
+    rsync = shutil.which("rsync")
+    if rsync:
+        def rsync_run(*extra: str) -> None:
+            run_quiet([rsync, "-a", "--checksum", *extra, src, f"{peer_dir}/"])
+
+        t = best_of(runs, rsync_run, before=lambda: emptied(peer_dir))
+        rows.append(Row("local dir: first publish", first, "rsync -a --checksum", t,
+                        tree.label))
+        if "--fsync" in subprocess.run([rsync, "--help"], capture_output=True, text=True,
+                                       check=False).stdout:
+            t = best_of(runs, lambda: rsync_run("--fsync"), before=lambda: emptied(peer_dir))
+            rows.append(Row("local dir: first publish", first, "rsync -a --checksum --fsync",
+                            t, tree.label))
+        t = best_of(runs, rsync_run)
+        rows.append(Row("local dir: re-publish, no change", again, "rsync -a --checksum", t,
+                        f"{written} of {tree.files} files rewritten by mirrorkit"))
+    else:  # apt-get install -y rsync
+        rows.append(Row("local dir: first publish", first, "rsync (not installed)", None,
+                        tree.label))
+    # The peers' copies must be the same site: mirrorkit's own verifier says so.
+    if rsync and not verify_target(DirectoryTarget(peer_dir), key).ok:
+        raise RuntimeError("the rsync copy does not verify")
+
+    t = best_of(runs, lambda: shutil.copytree(tree.path, peer_dir),
+                before=lambda: emptied(peer_dir))
+    rows.append(Row("local dir: first publish", first, "shutil.copytree", t, tree.label))
+    t = best_of(runs, lambda: shutil.copytree(tree.path, peer_dir, dirs_exist_ok=True))
+    rows.append(Row("local dir: re-publish, no change", again,
+                    "shutil.copytree (copies all)", t,
+                    f"{written} of {tree.files} files rewritten by mirrorkit"))
+    emptied(peer_dir)
+    return rows
+
+
+def bench_s3(runs: int, config: Config, store: Store, bundle: Bundle, endpoint: str,
+             work: Path) -> tuple[list[Row], list[str]]:
+    tree = Tree.of(bundle.trees[S3])
+    ours_bucket = config.mirror(S3).bucket
+    assert ours_bucket is not None
+    admin = s3_client(endpoint)
+    notes: list[str] = []
+    rows: list[Row] = []
+    try:
+        first = best_of(runs, lambda: publish_once(config, store, bundle, S3),
+                        before=lambda: empty_bucket(admin, ours_bucket))
+        again_result: list[PublishResult] = []
+        again = best_of(runs, lambda: again_result.append(
+            publish_once(config, store, bundle, S3)))
+        written = again_result[-1].uploaded
+        rewritten = f"{written} of {tree.files} objects rewritten by mirrorkit"
+
+        naive_bucket = new_bucket(admin)
+        t = best_of(runs, lambda: naive_s3_upload(endpoint, naive_bucket, tree.path),
+                    before=lambda: empty_bucket(admin, naive_bucket))
+        rows.append(Row("S3: first publish", first, "boto3 put_object loop", t, tree.label))
+        t_again = best_of(runs, lambda: naive_s3_upload(endpoint, naive_bucket, tree.path))
+        if count_objects(admin, naive_bucket) != tree.files:
+            raise RuntimeError("the boto3 loop did not upload every file")
+
+        aws = shutil.which("aws")
+        aws_rows: list[Row] = []
+        if aws:  # only if already installed; the benchmark never installs it
+            env = {**os.environ, "AWS_ACCESS_KEY_ID": MOTO_KEY,
+                   "AWS_SECRET_ACCESS_KEY": MOTO_KEY, "AWS_DEFAULT_REGION": MOTO_REGION,
+                   "AWS_CONFIG_FILE": str(work / "no-aws-config"),
+                   "AWS_SHARED_CREDENTIALS_FILE": str(work / "no-aws-credentials")}
+            aws_bucket = new_bucket(admin)
+
+            def aws_sync() -> None:
+                run_quiet([aws, "--endpoint-url", endpoint, "s3", "sync", str(tree.path),
+                           f"s3://{aws_bucket}/", "--only-show-errors"], env=env)
+
+            t = best_of(runs, aws_sync, before=lambda: empty_bucket(admin, aws_bucket))
+            aws_rows.append(Row("S3: first publish", first, "aws s3 sync", t, tree.label))
+            t = best_of(runs, aws_sync)
+            aws_rows.append(Row("S3: re-publish, no change", again, "aws s3 sync", t,
+                                rewritten))
+            if count_objects(admin, aws_bucket) != tree.files:
+                raise RuntimeError("aws s3 sync did not upload every file")
+            startup = best_of(runs, lambda: run_quiet([aws, "--version"], env=env))
+            notes.append(f"aws CLI start-up alone (aws --version): {startup:.2f} s, "
+                         "included in its rows")
+        else:
+            notes.append("aws s3 sync: skipped, awscli is not installed")
+        rows += aws_rows[:1]
+        rows.append(Row("S3: re-publish, no change", again, "boto3 put_object loop (all)",
+                        t_again, rewritten))
+        rows += aws_rows[1:]
+    finally:
+        admin.close()
+    return rows, notes
+
+
+def bench_verify(runs: int, config: Config, work: Path) -> Row:
+    """mirrorkit verify on the published local mirror vs sha256sum -c + minisign -Vm."""
+    mirror = config.mirror(LOCAL).path
+    assert mirror is not None
+    key = load_public_key(config.signing.public_key)
+    reports = []
+    ours = best_of(runs, lambda: reports.append(verify_target(DirectoryTarget(mirror), key)))
+    report = reports[-1]
+    if not report.ok or report.manifest is None:
+        raise RuntimeError(f"mirrorkit verify failed: {[f.line() for f in report.findings]}")
+    sums = work / "SHA256SUMS"
+    sums.write_text("".join(f"{f.sha256}  {f.path}\n" for f in report.manifest.files),
+                    encoding="utf-8")
+    sha256sum, minisign = shutil.which("sha256sum"), shutil.which("minisign")
+    if sha256sum is None or minisign is None:
+        return Row("verify a directory mirror", ours, "sha256sum / minisign (missing)", None,
+                   f"{report.files_checked} files")
+
+    def peer() -> None:
+        run_quiet([sha256sum, "--check", "--strict", "--quiet", str(sums)], cwd=mirror)
+        run_quiet([minisign, "-V", "-q", "-m", MANIFEST_NAME, "-x", SIGNATURE_NAME,
+                   "-p", str(config.signing.public_key)], cwd=mirror)
+
+    theirs = best_of(runs, peer)
+    size = sum(f.size for f in report.manifest.files)
+    return Row("verify a directory mirror", ours, "sha256sum -c + minisign -Vm", theirs,
+               f"{report.files_checked} files, {size / 1e6:.1f} MB")
+
+
+_ITEM_LINK = re.compile(r"<item>.*?<link>([^<]+)</link>", re.DOTALL)
+_IMG_SRC = re.compile(rb"<img[^>]*\ssrc=\"([^\"]+)\"")
+
+
+def naive_fetch(feed_url: str) -> int:
+    """The peer: urllib, one request after another: feed, every page, every image once."""
+
+    def get(url: str) -> bytes:
+        # Only loopback http URLs of the sample outlet reach here.
+        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310
+            body: bytes = response.read()
+            return body
+
+    feed = get(feed_url).decode("utf-8")
+    pages = [html.unescape(link.strip()) for link in _ITEM_LINK.findall(feed)]
+    images: dict[str, None] = {}
+    for page in pages:
+        for src in _IMG_SRC.findall(get(page)):
+            images.setdefault(urljoin(page, html.unescape(src.decode("ascii"))))
+    for image in images:
+        get(image)
+    return 1 + len(pages) + len(images)
+
+
+def bench_fetch(runs: int, work: Path, endpoint: str) -> Row:
+    with SampleOutlet(latency=FETCH_LATENCY) as outlet:
+        names = sorted(outlet.images)
+        for i in range(FETCH_EXTRA):
+            outlet.add_article(
+                f"bench-extra-{i:03d}", f"Additional report number {i}",
+                [f"Paragraph {k} of additional report {i}. " * 15 for k in range(6)],
+                images=[names[i % len(names)]],
+            )
+        articles = len(outlet.articles)
+        served: list[int] = []
+
+        def ours_once() -> None:
+            root = Path(tempfile.mkdtemp(prefix="fetch-", dir=work))
+            try:
+                config = make_config(root, endpoint, "unused", sources=[outlet.feed_url])
+                with Store(config.state_dir) as store:
+                    report = run_fetch(config, store)
+                if report.new != articles or report.any_failed:
+                    raise RuntimeError(f"mirrorkit fetch got {report.new} of {articles}")
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+
+        def theirs_once() -> None:
+            naive_fetch(outlet.feed_url)
+
+        def count(work_fn: Callable[[], None]) -> Callable[[], None]:
+            def wrapped() -> None:
+                outlet.reset_requests()
+                work_fn()
+                served.append(len(outlet.requests))
+            return wrapped
+
+        ours = best_of(runs, count(ours_once))
+        ours_requests = served[-1]
+        theirs = best_of(runs, count(theirs_once))
+        theirs_requests = served[-1]
+    counts = (f"{articles} articles, {ours_requests} requests" if ours_requests ==
+              theirs_requests else f"{articles} articles, requests: "
+              f"{ours_requests} ours / {theirs_requests} peer")
+    return Row(f"fetch, {FETCH_LATENCY * 1000:.0f} ms per response", ours,
+               "urllib, sequential", theirs, counts)
+
+
+# -- output --------------------------------------------------------------------------------
+
+def print_table(rows: list[Row]) -> None:
+    header = ("work", "mirrorkit s", "peer", "peer s", "peer/mk", "counts")
+    cells = [header] + [
+        (r.work, f"{r.ours:.3f}", r.peer, "-" if r.theirs is None else f"{r.theirs:.3f}",
+         r.ratio, r.counts)
+        for r in rows
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    right = {1, 3, 4}
+
+    def line(cell: tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cell, widths, strict=True))).rstrip()
+
+    print(line(header))
+    print("  ".join("-" * w for w in widths))
+    for cell in cells[1:]:
+        print(line(cell))
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Report on stderr how long a group of rows took, so a slow machine shows where."""
+    start = time.perf_counter()
+    yield
+    print(f"{name}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+
+def tool_version(argv: list[str]) -> str:
+    if shutil.which(argv[0]) is None:
+        return "missing"
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    text = (done.stdout or done.stderr).strip().splitlines()
+    return text[0] if text else "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="one run per cell instead of the best of three")
+    args = parser.parse_args(argv)
+    runs = 1 if args.quick else 3
+    began = time.perf_counter()
+
+    rows: list[Row] = []
+    notes: list[str] = []
+    with contextlib.ExitStack() as stack:
+        work = Path(tempfile.mkdtemp(prefix="mirrorkit-bench-"))
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        endpoint = stack.enter_context(moto_server(work))
+        admin = s3_client(endpoint)
+        stack.callback(admin.close)
+        bucket = new_bucket(admin)
+
+        config = make_config(work / "outlet", endpoint, bucket)
+        store = stack.enter_context(Store(config.state_dir))
+        t0 = time.perf_counter()
+        fill_store(store, ARTICLES, IMAGES)
+        bundle = run_build(config, store)
+        print(f"set-up: {ARTICLES} articles, {IMAGES} images stored and built in "
+              f"{time.perf_counter() - t0:.1f} s; best of {runs} run(s) per cell",
+              file=sys.stderr)
+
+        with stage("local publish"):
+            rows += bench_local(runs, config, store, bundle, work)
+        with stage("S3 publish"):
+            s3_rows, s3_notes = bench_s3(runs, config, store, bundle, endpoint, work)
+            rows += s3_rows
+            notes += s3_notes
+        with stage("verify"):
+            rows.append(bench_verify(runs, config, work))
+        with stage("fetch"):
+            rows.append(bench_fetch(runs, work, endpoint))
+
+    print(f"mirrorkit benchmarks: {platform.python_implementation()} "
+          f"{platform.python_version()}, {os.cpu_count()} CPUs, {platform.system()}; "
+          f"best of {runs} run(s) per cell")
+    print(f"peers: {tool_version(['rsync', '--version'])}; "
+          f"{tool_version(['aws', '--version'])}; {tool_version(['minisign', '-v'])}; "
+          f"{tool_version(['sha256sum', '--version'])}")
+    print()
+    print_table(rows)
+    print()
+    print("peer/mk > 1: mirrorkit is faster; < 1: the peer is faster.")
+    for note in notes:
+        print(note)
+    print(f"total wall time {time.perf_counter() - began:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
