@@ -43,8 +43,8 @@ class Context:
             self._config = load(Path(self.config_path or DEFAULT_CONFIG))
         return self._config
 
-    def store(self) -> Store:
-        return Store(self.config.state_dir)
+    def store(self, *, exclusive: bool = True) -> Store:
+        return Store(self.config.state_dir, exclusive=exclusive)
 
 
 def handle_errors(func: F) -> F:
@@ -288,7 +288,7 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
 @handle_errors
 def export_cmd(ctx: Context, as_json: bool) -> None:
     """Print the stored articles (newest first)."""
-    with ctx.store() as store:
+    with ctx.store(exclusive=False) as store:
         articles = store.articles()
     for a in articles:
         if as_json:
@@ -322,7 +322,7 @@ def serve_cmd(ctx: Context, directory: Path | None, port: int) -> None:
     from mirrorkit.serve import serve_forever
 
     if directory is None:
-        with ctx.store() as store:
+        with ctx.store(exclusive=False) as store:
             bundle = latest_bundle(store)
         if bundle is None or not bundle.trees:
             raise MirrorkitError("nothing built yet; give a DIRECTORY or run 'mirrorkit build'")

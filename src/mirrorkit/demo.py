@@ -85,7 +85,7 @@ def run_demo(directory: Path, *, serve: bool = False) -> int:
                                            mirrors=mirrors), encoding="utf-8")
         config = config_mod.load(path)
         log.info("sample outlet at %s", outlet.url)
-        with Store(config.state_dir) as store:
+        with Store(config.state_dir, exclusive=True) as store:
             result = sync(config, store)
     pub = directory / "keys" / "outlet.pub"
     click.echo("")

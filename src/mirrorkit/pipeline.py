@@ -135,9 +135,16 @@ def needs_build(config: Config, store: Store, report: FetchReport,
     if any(m.name not in bundle.trees for m in config.mirrors):
         return True
     created = store.build_created(bundle.version)
+    if created is None:
+        return True
+    # Articles stored after the last build (a run killed between fetch and build) are
+    # built now: what was fetched is never lost.
+    changed = store.last_change()
+    if changed is not None and changed > created:
+        return True
     now = now or datetime.now(UTC)
     # Re-sign well before verifiers would call the mirrors stale.
-    return created is None or now - created > config.signing.expires_after / 2
+    return now - created > config.signing.expires_after / 2
 
 
 def sync(config: Config, store: Store) -> SyncResult:

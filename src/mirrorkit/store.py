@@ -13,6 +13,7 @@ in between.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from mirrorkit.errors import StoreError
 from mirrorkit.models import Article, Media
@@ -97,18 +99,25 @@ def _now() -> str:
 class Store:
     """Articles, images and build records of one outlet."""
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, *, exclusive: bool = False):
+        """``exclusive``: hold the state directory's lock, so that two runs (an overlapping
+        cron job, say) never fetch, build or publish from one store at once."""
         self.dir = state_dir
+        self._lock: IO[bytes] | None = None
         self.blob_dir = state_dir / "blobs"
         self.builds_dir = state_dir / "builds"
         try:
             self.blob_dir.mkdir(parents=True, exist_ok=True)
             self.builds_dir.mkdir(parents=True, exist_ok=True)
+            if exclusive:
+                self._lock = _acquire(state_dir / "lock")
             self._db = sqlite3.connect(state_dir / "mirrorkit.sqlite3", isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as e:
+            if self._lock is not None:
+                self._lock.close()
             raise StoreError(
                 f"cannot open the store: {e}", where=str(state_dir),
                 hint="check [state] dir and its permissions",
@@ -116,6 +125,9 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
 
     def __enter__(self) -> Store:
         return self
@@ -256,6 +268,19 @@ class Store:
             "SELECT MAX(version) FROM publishes WHERE mirror = ?", (mirror,)
         ).fetchone()
         return int(row[0] or 0)
+
+
+def _acquire(path: Path) -> IO[bytes]:
+    handle = path.open("ab")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+        handle.close()
+        raise StoreError(
+            "another mirrorkit run is using this state directory", where=str(path.parent),
+            hint="wait for it to finish; the lock goes with the process, even after kill -9",
+        ) from e
+    return handle
 
 
 def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:

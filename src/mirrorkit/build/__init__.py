@@ -74,7 +74,9 @@ def build(config: Config, store: Store, *, now: datetime | None = None,
             "the secret key does not belong to the public key",
             where=f"{config.signing.secret_key} / {config.signing.public_key}",
         )
-    created = (now or datetime.now(UTC)).replace(microsecond=0)
+    # What the store held when this build read it: sync rebuilds if articles changed since.
+    started = now or datetime.now(UTC)
+    created = started.replace(microsecond=0)
     expires = created + config.signing.expires_after
     previous = latest_bundle(store)
     version = store.last_version() + 1
@@ -112,11 +114,14 @@ def build(config: Config, store: Store, *, now: datetime | None = None,
             signature = sign(manifest_bytes, secret, comment)
             (tree / MANIFEST_NAME).write_bytes(manifest_bytes)
             (tree / SIGNATURE_NAME).write_bytes(signature.to_bytes())
+        # A build killed between this rename and record_build left a folder that no
+        # record names; this version number is ours, so it goes.
+        shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise BuildError(f"cannot write the bundle: {e}", where=str(tmp)) from e
-    store.record_build(version, created, final)
+    store.record_build(version, started, final)
     _prune(store, version)
     say(f"built version {version} at {final}")
     return Bundle.open(final, version)
