@@ -289,3 +289,12 @@ def test_unreachable_endpoint_is_retryable_and_hides_credentials(
     assert "index.html" in str(error)
     assert secret not in str(error) and "AKIA-do-not-print" not in str(error)
     assert secret not in repr(mirror)
+
+
+def test_local_listing_removes_what_a_killed_write_left(tmp_path: Path) -> None:
+    backend = LocalBackend("disk", tmp_path)
+    backend.put("articles/a/index.html", b"a", "text/html", immutable=False)
+    leftover = tmp_path / "articles" / "a" / ".index.html.x1y2z3.tmp"
+    leftover.write_bytes(b"half a fi")
+    assert [o.path for o in backend.list()] == ["articles/a/index.html"]
+    assert not leftover.exists()

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MotoServer, _public_read_policy
 
+from conftest import MotoServer, _public_read_policy
 from mirrorkit.manifest import MANIFEST_NAME, Manifest
 from mirrorkit.sample import SampleOutlet
 from mirrorkit.sign import write_keypair

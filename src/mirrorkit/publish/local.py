@@ -4,8 +4,8 @@ Every write goes to a temporary file beside its target and is renamed over it, s
 server (or a reader copying the folder) sees either the old or the new file, never a
 torn one, even if mirrorkit is killed mid-write.  Files are world-readable (0644) so that
 a web server running as another user can serve them.  Deleting a file also removes the
-directories it leaves empty.  Temporary files of an interrupted write are invisible to
-:meth:`LocalBackend.list`.
+directories it leaves empty.  Temporary files of a write that was killed are removed by
+the next :meth:`LocalBackend.list`, which every publish calls first.
 
 Media type and caching are properties of the web server in front, not of the files, so
 this backend declares neither capability.
@@ -87,9 +87,12 @@ class LocalBackend(Backend):
             dirnames.sort()
             base = Path(dirpath)
             for filename in sorted(filenames):
-                if _is_temp(filename):
-                    continue
                 file = base / filename
+                if _is_temp(filename):
+                    # Left by a write that was killed: publish lists the mirror before and
+                    # after its uploads, never during one, so no live write owns it.
+                    file.unlink(missing_ok=True)
+                    continue
                 try:
                     size = file.stat().st_size
                 except FileNotFoundError:
