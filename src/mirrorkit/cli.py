@@ -22,6 +22,7 @@ import click
 from mirrorkit import __version__, logs, pipeline
 from mirrorkit.config import DEFAULT_CONFIG, Config, load
 from mirrorkit.errors import ConfigError, MirrorkitError
+from mirrorkit.fetch import FetchReport
 from mirrorkit.models import MEDIA_SCHEME
 from mirrorkit.resources import example_config
 from mirrorkit.sign import PASSPHRASE_ENV, load_public_key, write_keypair
@@ -150,14 +151,14 @@ def fetch_cmd(ctx: Context) -> None:
     sys.exit(_fetch_exit(report))
 
 
-def _report_sources(report: Any) -> None:
+def _report_sources(report: FetchReport) -> None:
     for s in report.sources:
         if not s.ok:
             click.echo(f"error: source {s.source}: {s.error}", err=True)
     log.info("fetched: %d new, %d changed", report.new, report.changed)
 
 
-def _fetch_exit(report: Any) -> int:
+def _fetch_exit(report: FetchReport) -> int:
     # A failed source is "partial": what the store and the mirrors hold stays usable.
     return pipeline.EXIT_PARTIAL if report.any_failed else pipeline.EXIT_OK
 
@@ -237,7 +238,11 @@ def verify_cmd(ctx: Context, target: str, key_path: Path | None, as_json: bool,
 
     Exit 0 valid; 1 invalid, tampered, expired, rolled back or wrong key; 3 unreachable.
     """
-    key = load_public_key(key_path or ctx.config.signing.public_key)
+    if key_path is None:
+        if not Path(ctx.config_path or DEFAULT_CONFIG).exists():
+            raise click.UsageError("give the outlet's public key with --key PUB")
+        key_path = ctx.config.signing.public_key
+    key = load_public_key(key_path)
     trust = None if no_trust else TrustStore.load(trust_file or default_trust_file())
     report = verify_target(open_target(target), key, trust=trust)
     _print_report(report, as_json)
