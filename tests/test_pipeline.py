@@ -147,6 +147,11 @@ def test_sync_to_two_buckets_then_verify_over_http(
             assert SECRET.encode() not in body
             assert secret_key_text.encode() not in body
     assert SECRET not in result.output
+    for path in (tmp_path / "state" / "builds").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert SECRET.encode() not in data, path
+            assert secret_key_text.encode() not in data, path
 
 
 def test_feeds_on_each_mirror_link_to_that_mirror(
