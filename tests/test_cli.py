@@ -150,3 +150,73 @@ def test_serve_previews_a_directory(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def _dead_source_config(tmp_path: Path) -> Path:
+    from mirrorkit.sign import write_keypair
+
+    write_keypair(tmp_path / "k")
+    config = tmp_path / "mirrorkit.toml"
+    config.write_text(f"""
+[outlet]
+id = "t"
+name = "T"
+origin = "https://t.example/"
+[signing]
+secret_key = "k.key"
+public_key = "k.pub"
+[fetch]
+allow_private_addresses = true
+[[sources]]
+url = "http://127.0.0.1:{_free_port()}/rss.xml"
+[[mirrors]]
+name = "m"
+type = "local"
+path = "m"
+public_url = "http://127.0.0.1:9/"
+""")
+    return config
+
+
+def test_fetch_with_every_source_failing_exits_1(tmp_path: Path) -> None:
+    config = _dead_source_config(tmp_path)
+    result = CliRunner().invoke(cli, ["--config", str(config), "fetch"])
+    assert result.exit_code == 1, result.output
+    assert "error: source http://127.0.0.1:" in result.output
+
+
+def test_verify_json_says_unreachable_in_json(tmp_path: Path) -> None:
+    config = _dead_source_config(tmp_path)
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli, ["--config", str(config), "verify", "--json",
+                                      str(tmp_path / "empty")])
+    assert result.exit_code == 3
+    doc = json.loads(result.output.splitlines()[0])
+    assert doc["valid"] is False
+    assert "no manifest.json" in doc["error"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        pytest.param(["verify", ".", "--key", "binary.pub"], 2, "not a minisign public key",
+                     id="binary-key"),
+        pytest.param(["keygen", "--out", "file.txt/k"], 1, "file.txt", id="keygen-under-a-file"),
+        pytest.param(["verify", "nowhere", "--key", "k.pub"], 3, "not a directory",
+                     id="missing-target"),
+    ],
+)
+def test_bad_input_is_one_line_not_a_traceback(tmp_path: Path, args: list[str], code: int,
+                                               message: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from mirrorkit.sign import write_keypair
+
+    monkeypatch.chdir(tmp_path)
+    write_keypair(tmp_path / "k")
+    (tmp_path / "binary.pub").write_bytes(b"\xff\xfe\x00binary")
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # handled, no crash
+    assert message in result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("error")]) == 1

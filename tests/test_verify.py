@@ -162,3 +162,61 @@ def test_manifest_bytes_are_canonical(tmp_path: Path) -> None:
     assert again == m
     assert again.to_bytes() == m.to_bytes()
     assert b" " not in m.to_bytes().split(b'"files"')[0]
+
+
+def test_an_old_copy_of_another_mirror_at_a_known_address_is_a_rollback(tmp_path: Path) -> None:
+    trust = TrustStore.load(tmp_path / "trust.json")
+    address = tmp_path / "alpha"
+    write_site(address, version=5)
+    assert verify_target(DirectoryTarget(address), KEY.public, now=NOW, trust=trust).ok
+    # The same address now serves an older, genuinely signed copy (of any mirror).
+    for path in list(address.rglob("*")):
+        if path.is_file():
+            path.unlink()
+    write_site(address, version=2)
+    report = verify_target(DirectoryTarget(address), KEY.public, now=NOW, trust=trust)
+    assert [f.kind for f in report.findings if f.fatal] == ["rollback"]
+
+
+def _zip_site(tmp_path: Path, extra: tuple[tuple[str, bytes], ...] = ()) -> Path:
+    site = tmp_path / "site"
+    write_site(site)
+    archive = tmp_path / "site.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name, data in extra:
+            z.writestr(name, data)
+        for path in sorted(site.rglob("*")):
+            if path.is_file():
+                z.write(path, path.relative_to(site).as_posix())
+    return archive
+
+
+def test_a_damaged_archive_entry_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    archive = _zip_site(tmp_path)
+    data = bytearray(archive.read_bytes())
+    spot = data.find(b"<title>home</title>")
+    data[spot + 8] ^= 0x20  # stored, not deflated: flip one letter's case
+    archive.write_bytes(bytes(data))
+    report = verify_target(open_target(str(archive)), KEY.public, now=NOW)
+    assert [(f.kind, f.path) for f in report.findings] == [("size", "index.html")]
+
+
+def test_two_archive_entries_with_one_name_are_refused(tmp_path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate we make on purpose
+        archive = _zip_site(tmp_path, (("index.html", b"<script>evil()</script>"),))
+    report = verify_target(open_target(str(archive)), KEY.public, now=NOW)
+    assert ("duplicate", "index.html") in [(f.kind, f.path) for f in report.findings]
+    assert not report.ok
+
+
+def test_a_linked_directory_is_listed_not_hidden(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    write_site(site)
+    hidden = tmp_path / "elsewhere"
+    hidden.mkdir()
+    (hidden / "x.html").write_text("<script>evil()</script>")
+    (site / "extra").symlink_to(hidden)
+    assert kinds(site) == [("extra", "extra")]

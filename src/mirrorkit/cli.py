@@ -21,7 +21,7 @@ import click
 
 from mirrorkit import __version__, logs, pipeline
 from mirrorkit.config import DEFAULT_CONFIG, Config, load
-from mirrorkit.errors import ConfigError, MirrorkitError
+from mirrorkit.errors import ConfigError, MirrorkitError, TargetUnreachableError
 from mirrorkit.fetch import FetchReport
 from mirrorkit.models import MEDIA_SCHEME
 from mirrorkit.resources import example_config
@@ -58,6 +58,11 @@ def handle_errors(func: F) -> F:
         except MirrorkitError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
+        except OSError as e:
+            # A file or socket problem not foreseen below: still one line, no traceback.
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"error: {where}{e.strerror or e}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -159,7 +164,9 @@ def _report_sources(report: FetchReport) -> None:
 
 
 def _fetch_exit(report: FetchReport) -> int:
-    # A failed source is "partial": what the store and the mirrors hold stays usable.
+    # Some sources failed: partial, the rest is stored.  All failed: nothing was done.
+    if report.all_failed:
+        return pipeline.EXIT_FAILED
     return pipeline.EXIT_PARTIAL if report.any_failed else pipeline.EXIT_OK
 
 
@@ -244,7 +251,13 @@ def verify_cmd(ctx: Context, target: str, key_path: Path | None, as_json: bool,
         key_path = ctx.config.signing.public_key
     key = load_public_key(key_path)
     trust = None if no_trust else TrustStore.load(trust_file or default_trust_file())
-    report = verify_target(open_target(target), key, trust=trust)
+    try:
+        report = verify_target(open_target(target), key, trust=trust)
+    except TargetUnreachableError as e:
+        if as_json:
+            click.echo(json.dumps({"target": target, "valid": False, "error": str(e)},
+                                  ensure_ascii=False, sort_keys=True))
+        raise
     _print_report(report, as_json)
     sys.exit(0 if report.ok else 1)
 

@@ -355,6 +355,8 @@ def _source(raw: Any, i: int, path: Path) -> SourceConfig:
     kind = t.get("type", str, "feed") or "feed"
     if kind not in SOURCE_TYPES:
         raise t._error("type", f"must be one of {', '.join(SOURCE_TYPES)}, got {kind!r}")
+    if kind == "listing":
+        raise t._error("type", '"listing" sources are not supported yet; use "feed" or "sitemap"')
     url = t.convert("url", _url, "")
     if not url:
         raise t._error("url", "required")
@@ -385,12 +387,19 @@ def _mirror(raw: Any, i: int, path: Path, rel: Callable[[str], Path]) -> MirrorC
             _url(endpoint)
         except ValueError as e:
             raise t._error("endpoint_url", str(e)) from e
+    provider = t.get("provider", str, "generic") or "generic"
+    if kind == "s3":
+        from mirrorkit.publish.s3 import providers  # the presets are the publisher's data
+
+        if provider not in providers():
+            raise t._error("provider", f"unknown provider {provider!r}; known: "
+                                       + ", ".join(sorted(providers())))
     return MirrorConfig(
         name=name, type=kind, public_url=public_url,
         path=rel(local_path) if local_path else None,
         bucket=bucket, prefix=prefix, endpoint_url=endpoint,
         region=t.get("region", str, "us-east-1") or "us-east-1",
-        provider=t.get("provider", str, "generic") or "generic",
+        provider=provider,
         access_key_id=t.get("access_key_id", str, secret=True),
         secret_access_key=t.get("secret_access_key", str, secret=True),
     )

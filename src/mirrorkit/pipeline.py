@@ -12,7 +12,13 @@ from datetime import UTC, datetime, timedelta
 
 from mirrorkit.build import Bundle, build, latest_bundle
 from mirrorkit.config import Config, MirrorConfig
-from mirrorkit.errors import BuildError, MirrorkitError, PublishError, TargetUnreachableError
+from mirrorkit.errors import (
+    BuildError,
+    ConfigError,
+    MirrorkitError,
+    PublishError,
+    TargetUnreachableError,
+)
 from mirrorkit.fetch import FetchReport, fetch
 from mirrorkit.manifest import MANIFEST_NAME, SIGNATURE_NAME
 from mirrorkit.publish.registry import open_backend
@@ -72,8 +78,8 @@ def mirror_target(mirror: MirrorConfig) -> Target:
 
 def run_fetch(config: Config, store: Store) -> FetchReport:
     if not config.sources:
-        raise MirrorkitError("no [[sources]] configured; nothing to fetch",
-                             where=str(config.path))
+        raise ConfigError("no [[sources]] configured; nothing to fetch",
+                          where=str(config.path))
     return fetch(config, store, progress=log.info)
 
 

@@ -249,6 +249,8 @@ def write_keypair(prefix: Path, passphrase: str | None = None, *, force: bool = 
 def load_secret_key(path: Path, passphrase: str | None = None) -> SecretKey:
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise KeyFileError("not a minisign secret key (not text)", where=str(path)) from e
     except OSError as e:
         raise KeyFileError(
             f"cannot read secret key: {e.strerror}", where=str(path),
@@ -262,6 +264,8 @@ def load_secret_key(path: Path, passphrase: str | None = None) -> SecretKey:
 def load_public_key(path: Path) -> PublicKey:
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise KeyFileError("not a minisign public key (not text)", where=str(path)) from e
     except OSError as e:
         raise KeyFileError(f"cannot read public key: {e.strerror}", where=str(path)) from e
     return PublicKey.from_text(text, str(path))

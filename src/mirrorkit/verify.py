@@ -18,6 +18,8 @@ import hashlib
 import json
 import re
 import zipfile
+import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -129,9 +131,14 @@ def check_file(entry: FileEntry, data: bytes | None) -> Finding | None:
 def check_listing(manifest: Manifest, listing: Iterable[str]) -> list[Finding]:
     named = {f.path for f in manifest.files} | {MANIFEST_NAME, SIGNATURE_NAME}
     retired = {r.path for r in manifest.retired}
+    listing = list(listing)
+    counts = Counter(listing)
     return [
         Finding("extra", path, "served but not named in the signed manifest")
         for path in sorted(set(listing) - named - retired)
+    ] + [
+        Finding("duplicate", path, "more than one entry of this name")
+        for path, n in sorted(counts.items()) if n > 1
     ]
 
 
@@ -187,13 +194,23 @@ class ZipTarget:
             tops = {n.split("/", 1)[0] for n in names}
             if len(tops) == 1:
                 self.prefix = tops.pop() + "/"
-        self.names = {n[len(self.prefix):] for n in names if n.startswith(self.prefix)}
+        # Kept with repeats: two entries of one name are a finding (extractors disagree on
+        # which one a reader gets).
+        self.entries = [n[len(self.prefix):] for n in names if n.startswith(self.prefix)]
+        self.names = set(self.entries)
 
     def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
-        return {p: self.zip.read(self.prefix + p) if p in self.names else None for p in paths}
+        return {p: self._read(p) if p in self.names else None for p in paths}
+
+    def _read(self, path: str) -> bytes:
+        try:
+            return self.zip.read(self.prefix + path)
+        except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, OSError):
+            # A damaged or unreadable entry is not what was signed: report it as changed.
+            return b""
 
     def listing(self) -> list[str]:
-        return sorted(self.names)
+        return sorted(self.entries)
 
     def close(self) -> None:
         self.zip.close()
@@ -253,10 +270,14 @@ class UrlTarget:
         return None
 
 
+MAX_LIST_PAGES = 1000  # 1000 keys a page: a million files, more than any outlet has
+
+
 async def _s3_list(session: aiohttp.ClientSession, url: str, prefix: str) -> list[str] | None:
     keys: list[str] = []
     token: str | None = None
-    while True:
+    tokens: set[str] = set()
+    for _page in range(MAX_LIST_PAGES):
         params = {"list-type": "2", "prefix": prefix}
         if token:
             params["continuation-token"] = token
@@ -280,6 +301,10 @@ async def _s3_list(session: aiohttp.ClientSession, url: str, prefix: str) -> lis
         token = doc.findtext(f"{q}NextContinuationToken", namespaces=ns)
         if not token:
             return keys
+        if token in tokens:
+            return None  # a server that loops is not a listing to trust
+        tokens.add(token)
+    return None
 
 
 def open_target(target: str) -> Target:
@@ -305,7 +330,7 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
                                      hint="is this a mirrorkit site root?")
     if signature_bytes is None:
         return Report(target.label, None, (Finding("signature", SIGNATURE_NAME, "missing"),))
-    seen = trust.seen(key, manifest_bytes) if trust else None
+    seen = trust.seen(key, manifest_bytes, target.label) if trust else None
     manifest, findings = check_manifest(manifest_bytes, signature_bytes, key, now=now,
                                         seen_version=seen)
     if manifest is None:
@@ -332,7 +357,7 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
         findings.extend(check_listing(manifest, listing))
     report = Report(target.label, manifest, tuple(findings), checked)
     if trust and report.ok:
-        trust.record(manifest)
+        trust.record(manifest, target.label)
     return report
 
 
@@ -343,7 +368,9 @@ def _chunks(items: list[FileEntry], size: int) -> Iterator[list[FileEntry]]:
 
 @dataclass
 class TrustStore:
-    """The newest version this verifier has seen, per signing key and mirror."""
+    """The newest version this verifier has seen, per signing key and mirror name, and per
+    signing key and target address.  Both are checked: the second catches an old copy of
+    another mirror served at an address that used to serve a newer one."""
 
     path: Path
     versions: dict[str, int] = field(default_factory=dict)
@@ -361,20 +388,25 @@ class TrustStore:
         return cls(path, versions)
 
     @staticmethod
-    def _key(key_id: str, outlet: str, mirror: str) -> str:
-        return f"{key_id}/{outlet}/{mirror}"
+    def _keys(key_id: str, outlet: str, mirror: str, target: str) -> tuple[str, str]:
+        return f"{key_id}/{outlet}/{mirror}", f"{key_id}/{outlet}/at/{target}"
 
-    def seen(self, key: PublicKey, manifest_bytes: bytes) -> int | None:
+    def seen(self, key: PublicKey, manifest_bytes: bytes, target: str) -> int | None:
         try:
             m = Manifest.from_bytes(manifest_bytes)
         except VerifyError:
             return None
-        return self.versions.get(self._key(key.key_id_hex, m.outlet, m.mirror))
+        found = [self.versions[k] for k in self._keys(key.key_id_hex, m.outlet, m.mirror, target)
+                 if k in self.versions]
+        return max(found) if found else None
 
-    def record(self, manifest: Manifest) -> None:
-        k = self._key(manifest.key_id, manifest.outlet, manifest.mirror)
-        if manifest.version > self.versions.get(k, 0):
-            self.versions[k] = manifest.version
+    def record(self, manifest: Manifest, target: str) -> None:
+        changed = False
+        for k in self._keys(manifest.key_id, manifest.outlet, manifest.mirror, target):
+            if manifest.version > self.versions.get(k, 0):
+                self.versions[k] = manifest.version
+                changed = True
+        if changed:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.path, json.dumps({"versions": self.versions}, indent=1,
                                                sort_keys=True).encode())

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mirrorkit.build.render import render_feeds, render_site
 from mirrorkit.config import Config
-from mirrorkit.errors import BuildError, KeyFileError, VerifyError
+from mirrorkit.errors import BuildError, ConfigError, KeyFileError, VerifyError
 from mirrorkit.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -65,8 +65,8 @@ def build(config: Config, store: Store, *, now: datetime | None = None,
           progress: Callable[[str], None] | None = None) -> Bundle:
     """Render, sign and write a new version; returns the bundle."""
     if not config.mirrors:
-        raise BuildError("no [[mirrors]] configured; nothing to build for",
-                         where=str(config.path))
+        raise ConfigError("no [[mirrors]] configured; nothing to build for",
+                          where=str(config.path))
     secret = load_secret_key(config.signing.secret_key)
     public = load_public_key(config.signing.public_key)
     if secret.public != public:
