@@ -300,8 +300,13 @@ def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
 
 
 def iter_files(root: Path) -> Iterator[Path]:
-    """Every regular file under ``root``, in a stable order."""
+    """Every entry under ``root`` that is not a plain directory, in a stable order.
+
+    A link to a directory is listed as an entry rather than followed, so that what it
+    points at is never hidden from (nor walked twice by) whoever checks the listing.
+    """
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
-        for name in sorted(filenames):
+        linked = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
+        for name in sorted(filenames + linked):
             yield Path(dirpath) / name
