@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from mirrorkit.cli import cli
 
 ROOT = Path(__file__).parents[1]
-COMMANDS = ["init", "keygen", "fetch", "build", "publish", "sync", "verify", "status",
+COMMANDS = ["init", "keygen", "fetch", "build", "publish", "sync", "verify", "status", "archive",
             "export", "serve", "demo"]
 
 
@@ -220,3 +220,28 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path: Path, args: list[str], 
     assert isinstance(result.exception, SystemExit), result.exception  # handled, no crash
     assert message in result.output
     assert len([line for line in result.output.splitlines() if line.startswith("error")]) == 1
+
+
+def test_archive_is_one_zip_that_verifies_and_opens_offline(tmp_path: Path) -> None:
+    import zipfile
+
+    demo = _mirrorkit("demo", "--dir", "d", cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    config = str(tmp_path / "d" / "mirrorkit.toml")
+    made = _mirrorkit("--config", config, "archive", "--mirror", "beta", "--out", "copy.zip",
+                      cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == "copy.zip"
+    checked = _mirrorkit("verify", "copy.zip", "--key", str(tmp_path / "d/keys/outlet.pub"),
+                         cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "mirror beta" in checked.stdout
+    with zipfile.ZipFile(tmp_path / "copy.zip") as z:
+        z.extractall(tmp_path / "unzipped")
+    home = (tmp_path / "unzipped" / "index.html").read_text()
+    first = re.search(r'href="(articles/[^"]+/index\.html)"', home)
+    assert first and (tmp_path / "unzipped" / first.group(1)).is_file()
+    again = _mirrorkit("--config", config, "archive", "--mirror", "beta", "--out", "again.zip",
+                       cwd=tmp_path)
+    assert again.returncode == 0
+    assert (tmp_path / "again.zip").read_bytes() == (tmp_path / "copy.zip").read_bytes()

@@ -202,6 +202,30 @@ def publish_cmd(ctx: Context, names: tuple[str, ...], dry_run: bool) -> None:
     sys.exit(0 if not failed else 1 if failed == len(outcomes) else 3)
 
 
+@cli.command("archive")
+@click.option("--mirror", "name", metavar="NAME",
+              help="Whose copy (its feeds link to that mirror) [default: the first mirror].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="The zip to write [default: OUTLET-vVERSION.zip here].")
+@pass_context
+@handle_errors
+def archive_cmd(ctx: Context, name: str | None, out: Path | None) -> None:
+    """Write the latest build as one zip that opens offline from file:// and that
+    'mirrorkit verify ARCHIVE.zip' checks; print its path."""
+    from mirrorkit.build import latest_bundle, write_archive
+
+    with ctx.store(exclusive=False) as store:
+        bundle = latest_bundle(store)
+    if bundle is None:
+        raise MirrorkitError("nothing built yet", hint="run 'mirrorkit build' first")
+    mirror = ctx.config.mirror(name).name if name else next(iter(bundle.trees))
+    if mirror not in bundle.trees:
+        raise MirrorkitError(f"mirror {mirror} is not in build {bundle.version}",
+                             hint="run 'mirrorkit build' again")
+    out = out or Path(f"{ctx.config.outlet.id}-v{bundle.version}.zip")
+    click.echo(str(write_archive(bundle, mirror, out)))
+
+
 @cli.command("sync")
 @pass_context
 @handle_errors

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -125,6 +126,25 @@ def build(config: Config, store: Store, *, now: datetime | None = None,
     _prune(store, version)
     say(f"built version {version} at {final}")
     return Bundle.open(final, version)
+
+
+def write_archive(bundle: Bundle, mirror: str, out: Path) -> Path:
+    """One zip of a mirror's whole site with its manifest and signature, for readers to
+    pass on (USB stick, messenger) and open from ``file://``; ``mirrorkit verify`` checks
+    it.  Entries are stored in manifest order with a fixed time, so the same version gives
+    the same bytes."""
+    tree = bundle.trees[mirror]
+    names = [f.path for f in bundle.manifest(mirror).files] + [MANIFEST_NAME, SIGNATURE_NAME]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name in names:
+            info = zipfile.ZipInfo(name, date_time=(2000, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            z.writestr(info, (tree / name).read_bytes())
+    tmp.replace(out)
+    return out
 
 
 def _write(tree: Path, path: str, data: bytes) -> FileEntry:
