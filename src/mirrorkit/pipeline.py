@@ -112,7 +112,7 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
              " (dry run)" if dry_run else "")
     try:
         results = publish_all(trees, backends, concurrency=config.publish.concurrency,
-                              dry_run=dry_run)
+                              dry_run=dry_run, progress=log.debug)
     finally:
         for backend in backends.values():
             backend.close()
