@@ -17,6 +17,8 @@ from mirrorkit.extract import (
     localize_images,
     plain_text,
     sanitize,
+    sniff_image_type,
+    xml_safe,
 )
 from mirrorkit.models import MEDIA_SCHEME
 
@@ -227,6 +229,58 @@ def test_extract_page_metadata_and_safe_body() -> None:
     assert "Budget vote" not in extracted.html
 
 
+def test_extract_page_with_control_character_references_keeps_the_article() -> None:
+    # "&#1;" parses to U+0001, which lxml refuses to copy: trafilatura used to discard
+    # the whole page as "no article text".
+    body = f"<p>{LOREM * 2}</p><p>Bad&#1;text &#xFFFE;here</p><p>{LOREM}</p>"
+    extracted = extract_page(page(body).encode(), BASE)
+    assert extracted is not None
+    assert "Badtext here" in extracted.html
+
+
 def test_extract_page_without_article_text() -> None:
     assert extract_page(b"<html><body><script>x()</script></body></html>", BASE) is None
     assert extract_page(b"", BASE) is None
+
+
+# -- XML-safe text ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("dirty", "clean"), [
+    pytest.param("Bad\x01Title", "BadTitle", id="c0-control"),
+    pytest.param("a\x00b\x08c\x0bd\x0ce\x0ef\x1fg", "abcdefg", id="every-c0-range"),
+    pytest.param("tab\tlf\ncr\r", "tab\tlf\ncr\r", id="tab-lf-cr-kept"),
+    pytest.param("x\ufffey\uffffz", "xyz", id="noncharacters"),
+    pytest.param("lone\ud800surrogate\udfff", "lonesurrogate", id="lone-surrogates"),
+    pytest.param("Новости \U0001F600 \x7f", "Новости \U0001F600 \x7f", id="valid-kept"),
+])
+def test_xml_safe(dirty: str, clean: str) -> None:
+    assert xml_safe(dirty) == clean
+
+
+# -- image sniffing -----------------------------------------------------------------------
+
+def _avif(major: bytes, *compatible: bytes) -> bytes:
+    brands = major + b"\x00\x00\x00\x00" + b"".join(compatible)
+    return (8 + len(brands)).to_bytes(4, "big") + b"ftyp" + brands + b"\x00\x00\x00\x08mdat"
+
+
+@pytest.mark.parametrize(("data", "media_type"), [
+    pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "image/png", id="png"),
+    pytest.param(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "image/jpeg", id="jpeg"),
+    pytest.param(b"GIF89a\x01\x00\x01\x00", "image/gif", id="gif89a"),
+    pytest.param(b"GIF87a\x01\x00\x01\x00", "image/gif", id="gif87a"),
+    pytest.param(b"RIFF\x24\x00\x00\x00WEBPVP8 ", "image/webp", id="webp"),
+    pytest.param(_avif(b"avif", b"mif1", b"miaf"), "image/avif", id="avif"),
+    pytest.param(_avif(b"mif1", b"avif"), "image/avif", id="avif-compatible-brand"),
+    pytest.param(_avif(b"avis", b"msf1"), "image/avif", id="avif-sequence"),
+    pytest.param(_avif(b"heic", b"mif1"), None, id="heic"),
+    pytest.param(_avif(b"isom", b"mp41"), None, id="mp4"),
+    pytest.param(b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+                 None, id="svg-with-script"),
+    pytest.param(b"<html><body>not an image</body></html>", None, id="html"),
+    pytest.param(b"RIFF\x24\x00\x00\x00WAVEfmt ", None, id="riff-wave"),
+    pytest.param(b"\x89PN", None, id="truncated-png"),
+    pytest.param(b"", None, id="empty"),
+])
+def test_sniff_image_type(data: bytes, media_type: str | None) -> None:
+    assert sniff_image_type(data) == media_type

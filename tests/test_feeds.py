@@ -7,6 +7,7 @@ their inputs.  mirrors.json has the Bypass Censorship v2 shape.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from mirrorkit.build.feeds import item_id
 from mirrorkit.build.render import article_path, render_feeds, render_site
 from mirrorkit.config import Config, from_dict
+from mirrorkit.errors import BuildError
 from mirrorkit.models import MEDIA_SCHEME, Article, article_id
 
 BUILT = datetime(2024, 3, 20, 12, 0, tzinfo=UTC)
@@ -160,6 +162,21 @@ def test_undated_article_still_makes_a_valid_feed(config: Config) -> None:
                                              built=BUILT)[name])
         assert not feed.bozo
         assert feed.entries[0].title == "Без даты"
+
+
+@pytest.mark.parametrize("field", ["title", "summary", "html", "authors"])
+def test_article_xml_cannot_carry_is_a_one_line_build_error(config: Config, field: str) -> None:
+    # fetch strips such characters; an article stored before that must still not end the
+    # build with a traceback from deep inside lxml.
+    bad = make_article(4)
+    value: Any = ("Bad\x01Name",) if field == "authors" else "Bad\x01Title"
+    bad = dataclasses.replace(bad, **{field: value})
+    with pytest.raises(BuildError) as info:
+        render_feeds(config, [*ARTICLES, bad], config.mirrors[0], built=BUILT)
+    message = str(info.value)
+    assert message.startswith(f"{bad.url}: cannot write rss.xml: All strings must be XML")
+    assert "\n" not in message
+    assert isinstance(info.value.__cause__, ValueError)
 
 
 # -- mirrors.json ---------------------------------------------------------------------------

@@ -8,12 +8,15 @@ with the demo is used too, when it is installed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lxml.etree
 import pytest
 from aiohttp import web
 
@@ -399,7 +402,10 @@ def test_503_then_success_is_retried(tmp_path: Path, store: Store, outlet: MiniO
 
 
 def test_listing_sources_are_not_supported_yet(tmp_path: Path, store: Store) -> None:
-    report, _ = run(make_config(tmp_path, ("listing", "http://127.0.0.1:1/news")), store)
+    # The config refuses them already; fetch still does if handed one directly.
+    config = make_config(tmp_path, "http://127.0.0.1:1/news")
+    listing = dataclasses.replace(config.sources[0], type="listing")
+    report, _ = run(dataclasses.replace(config, sources=(listing,)), store)
     assert report.sources[0].error == (
         "http://127.0.0.1:1/news: listing sources are not supported yet"
         " (use a feed or sitemap source)")
@@ -420,6 +426,32 @@ def test_failed_article_is_retried_next_run(tmp_path: Path, store: Store,
     outlet.routes["/articles/bridge.html"] = page
     report, _ = run(config, store)
     assert (report.new, report.any_failed) == (1, False)
+
+
+def test_control_characters_from_feed_and_page_are_not_stored(
+        tmp_path: Path, store: Store) -> None:
+    page = article_html(MiniArticle("x", "Page&#2;title", "", [
+        PARAGRAPH * 2, "Bad&#1;text &#xFFFE;here", PARAGRAPH]))
+    feed = ('<rss version="2.0"><channel><title>t</title><item><title>Bad&#1;Title</title>'
+            "<author>ann@example.com (Ann&#3;Lee)</author>"
+            "<description>Sum&#4;mary</description><link>a.html</link></item>"
+            "<item><title>&#5;</title><link>b.html</link></item></channel></rss>")
+    routes = {"/feed": fixed(feed, "application/rss+xml"), "/a.html": fixed(page),
+              "/b.html": fixed(page)}
+    with LoopbackServer(routes) as server:
+        report, _ = run(make_config(tmp_path, server.url + "feed"), store)
+    assert (report.new, report.any_failed) == (2, False)
+    articles = {a.url.rsplit("/", 1)[-1]: a for a in store.articles()}
+    assert articles["a.html"].title == "BadTitle"
+    assert articles["a.html"].summary == "Summary"
+    assert "Badtext here" in articles["a.html"].text
+    assert "Badtext here" in articles["a.html"].html
+    # A title of nothing but control characters falls back to the page's.
+    assert articles["b.html"].title == "Pagetitle"
+    for article in articles.values():
+        for value in (article.title, article.summary, article.text, article.html,
+                      article.language, *article.authors):
+            lxml.etree.Element("x").text = value  # what feedgen does; raises if not XML
 
 
 # -- limits -------------------------------------------------------------------------------
@@ -475,6 +507,98 @@ def test_images_that_are_too_large_or_not_images_are_left_out(
     assert article.html.count("<img") == 1
 
 
+def _image_article(image_routes: dict[str, Handler]) -> dict[str, Handler]:
+    """Routes for a feed of one article showing the images in ``image_routes``."""
+    imgs = "".join(f'<img src="{path.lstrip("/")}">' for path in image_routes)
+    page = (f"<html><head><title>T</title></head><body><article><p>{PARAGRAPH * 3}</p>"
+            f"{imgs}</article></body></html>")
+    feed = ('<rss version="2.0"><channel><title>t</title><item><title>T</title>'
+            "<link>a.html</link></item></channel></rss>")
+    return {"/feed": fixed(feed, "application/rss+xml"), "/a.html": fixed(page),
+            **image_routes}
+
+
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + b"\x00" * 64
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+
+
+def test_images_are_stored_under_the_type_their_bytes_show(
+        tmp_path: Path, store: Store) -> None:
+    routes = _image_article({
+        "/svg.png": fixed(SVG, "image/png"),
+        "/html.gif": fixed(b"<html><body>oops</body></html>", "image/gif"),
+        "/photo.png": fixed(JPEG, "image/png"),
+    })
+    with LoopbackServer(routes) as server:
+        report, _ = run(make_config(tmp_path, server.url + "feed"), store)
+    (article,) = store.articles()
+    assert (report.new, report.any_failed) == (1, False)
+    (name,) = article.media
+    media = store.media(name)
+    assert media is not None
+    assert (media.media_type, name.rsplit(".", 1)[1]) == ("image/jpeg", "jpg")
+    assert store.blob_path(media.sha256).read_bytes() == JPEG
+    assert article.html.count("<img") == 1
+
+
+async def _hang_up(request: web.Request) -> web.StreamResponse:
+    assert request.transport is not None
+    request.transport.abort()
+    raise asyncio.CancelledError
+
+
+@pytest.mark.parametrize("failure", [
+    pytest.param(fixed("busy", status=503), id="503-after-retries"),
+    pytest.param(fixed("slow", status=429), id="429-after-retries"),
+    pytest.param(_hang_up, id="connection-dropped-after-retries"),
+])
+def test_image_that_failed_for_now_fails_its_article_for_the_next_run(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch,
+        failure: Handler) -> None:
+    monkeypatch.setattr(fetch_module, "RETRY_BACKOFF", 0.0)
+    routes = _image_article({"/ok.png": fixed(PNG_A, "image/png"), "/flaky.png": failure})
+    with LoopbackServer(routes) as server:
+        config = make_config(tmp_path, server.url + "feed")
+        report, lines = run(config, store)
+        assert (report.new, report.sources[0].failed_articles) == (0, 1)
+        assert f"  {server.url}a.html: not saved, an image failed for now" in lines[0]
+        assert store.articles() == []
+
+        server.routes["/flaky.png"] = fixed(PNG_B, "image/png")
+        report, _ = run(config, store)
+    assert (report.new, report.any_failed) == (1, False)
+    (article,) = store.articles()
+    assert len(article.media) == 2
+
+
+def test_image_timeout_fails_its_article_for_the_next_run(
+        tmp_path: Path, store: Store) -> None:
+    async def stall(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(1.5)
+        return web.Response(body=PNG_A, content_type="image/png")
+
+    routes = _image_article({"/slow.png": stall})
+    with LoopbackServer(routes) as server:
+        report, _ = run(make_config(tmp_path, server.url + "feed", timeout=1), store)
+    assert (report.new, report.sources[0].failed_articles) == (0, 1)
+    assert store.articles() == []
+
+
+@pytest.mark.parametrize("failure", [
+    pytest.param(fixed("gone", status=404), id="404"),
+    pytest.param(fixed(SVG, "image/png"), id="not-an-image"),
+    pytest.param(fixed("<p>login</p>", "text/html"), id="wrong-type"),
+])
+def test_image_that_failed_for_good_is_dropped_and_the_article_saved(
+        tmp_path: Path, store: Store, failure: Handler) -> None:
+    routes = _image_article({"/ok.png": fixed(PNG_A, "image/png"), "/gone.png": failure})
+    with LoopbackServer(routes) as server:
+        report, _ = run(make_config(tmp_path, server.url + "feed"), store)
+    assert (report.new, report.any_failed) == (1, False)
+    (article,) = store.articles()
+    assert len(article.media) == 1
+
+
 # -- the address guard --------------------------------------------------------------------
 
 @pytest.mark.parametrize(("address", "kind"), [
@@ -489,6 +613,14 @@ def test_images_that_are_too_large_or_not_images_are_left_out(
     pytest.param("240.0.0.1", "reserved", id="reserved"),
     pytest.param("100.64.0.1", "non-public", id="shared-cgnat"),
     pytest.param("::ffff:10.0.0.1", "private", id="v4-mapped-v6"),
+    pytest.param("2002:7f00:1::1", "loopback", id="6to4-loopback"),
+    pytest.param("2002:a00:1::", "private", id="6to4-private-10"),
+    pytest.param("2002:a9fe:a9fe::1", "link-local", id="6to4-cloud-metadata"),
+    pytest.param("2002:5db8:d822::1", None, id="6to4-public"),
+    # Teredo: server 65.54.227.120, client 10.0.0.1 (stored inverted: f5ff:fffe).
+    pytest.param("2001:0:4136:e378:8000:63bf:f5ff:fffe", "private", id="teredo-private-client"),
+    pytest.param("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback", id="teredo-loopback-client"),
+    pytest.param("fec0::1", "site-local", id="site-local-v6"),
     pytest.param("93.184.216.34", None, id="public"),
     pytest.param("example.com", None, id="hostname-is-checked-after-resolving"),
 ])
@@ -583,6 +715,88 @@ def test_sitemap_source(tmp_path: Path, store: Store, outlet: MiniOutlet) -> Non
     titles = sorted(a.title for a in store.articles())
     # No feed titles here: they come from the pages.
     assert titles == ["Old bridge to close", "Старый мост закроют"]
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param("http://[oops/x", id="invalid-ipv6"),
+    pytest.param("http://127.0.0.1:99999/x", id="port-out-of-range"),
+    pytest.param("javascript:alert(1)", id="not-http"),
+])
+def test_sitemap_entry_with_a_bad_url_is_skipped(tmp_path: Path, store: Store,
+                                                 outlet: MiniOutlet, bad: str) -> None:
+    sitemap = (
+        '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<url><loc>{bad}</loc></url>"
+        f"<url><loc>{outlet.url}articles/bridge.html</loc></url></urlset>"
+    )
+    outlet.routes["/sitemap.xml"] = fixed(sitemap, "application/xml")
+    config = make_config(tmp_path, ("sitemap", outlet.url + "sitemap.xml"), outlet.feed_url)
+    report, _ = run(config, store)
+    assert all(s.ok for s in report.sources)
+    assert (report.sources[0].entries, report.any_failed) == (1, False)
+    assert len(store.articles()) == 4
+
+
+@pytest.mark.parametrize("bad", [
+    # feedparser itself drops links like "http://[oops/x".
+    pytest.param("http://127.0.0.1:99999/x", id="port-out-of-range"),
+    pytest.param("javascript:alert(1)", id="not-http"),
+])
+def test_feed_entry_with_a_bad_link_is_skipped(tmp_path: Path, store: Store,
+                                               outlet: MiniOutlet, bad: str) -> None:
+    feed = ('<rss version="2.0"><channel><title>t</title>'
+            f"<item><title>Bad</title><link>{bad}</link></item>"
+            f"<item><title>Good</title><link>{outlet.url}articles/bridge.html</link></item>"
+            "</channel></rss>")
+    outlet.routes["/bad.xml"] = fixed(feed, "application/rss+xml")
+    report, _ = run(make_config(tmp_path, outlet.url + "bad.xml", outlet.feed_url), store)
+    assert all(s.ok for s in report.sources)
+    assert (report.sources[0].entries, report.any_failed) == (1, False)
+    assert len(store.articles()) == 4
+
+
+def test_unexpected_error_fails_its_source_alone(
+        tmp_path: Path, store: Store, outlet: MiniOutlet, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    def broken(data: bytes, url: str) -> Any:
+        raise RuntimeError("surprise\nsecond line")
+
+    monkeypatch.setattr(fetch_module, "parse_sitemap", broken)
+    sitemap_url = outlet.url + "sitemap.xml"
+    outlet.routes["/sitemap.xml"] = fixed("<urlset/>", "application/xml")
+    # The CLI's logging setup stops "mirrorkit" records from reaching the root logger.
+    logger = logging.getLogger("mirrorkit.fetch")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("DEBUG", logger="mirrorkit.fetch"):
+            report, lines = run(
+                make_config(tmp_path, ("sitemap", sitemap_url), outlet.feed_url), store)
+    finally:
+        logger.removeHandler(caplog.handler)
+    broken_source, good = report.sources
+    assert broken_source.error == (
+        f"{sitemap_url}: unexpected RuntimeError: surprise second line"
+        " (run with -v for the traceback)")
+    assert f"sitemap {sitemap_url}: failed: {broken_source.error}" in lines
+    assert good.ok and good.new == 4
+    assert any(r.exc_info and r.levelname == "DEBUG" for r in caplog.records)
+
+
+def test_unexpected_error_fails_its_article_alone(
+        tmp_path: Path, store: Store, outlet: MiniOutlet,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real = fetch_module.extract.extract_page
+
+    def extract_page(data: bytes, url: str, charset: str | None = None) -> Any:
+        if url.endswith("bridge.html"):
+            raise ValueError("lxml refused something")
+        return real(data, url, charset)
+
+    monkeypatch.setattr(fetch_module.extract, "extract_page", extract_page)
+    report, lines = run(make_config(tmp_path, outlet.feed_url), store)
+    assert (report.new, report.sources[0].failed_articles) == (3, 1)
+    assert (f"  {outlet.url}articles/bridge.html: unexpected ValueError: lxml refused"
+            " something (run with -v for the traceback)") in lines
 
 
 def test_max_articles_per_source_takes_the_newest(tmp_path: Path, store: Store,

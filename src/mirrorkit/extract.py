@@ -71,6 +71,13 @@ _BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
 # Per the HTML standard, a page's declared charset is searched for in its first 1024
 # bytes; real pages put long <head> prologues first, so look a little further.
 _PRESCAN = 4096
+# What XML 1.0 cannot carry: C0 controls but tab, LF and CR; U+FFFE, U+FFFF; lone
+# surrogates.  lxml refuses to write them, so one in a stored article breaks every build.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# Magic bytes of the image types mirrorkit stores (AVIF is an ISO BMFF "ftyp" box).
+_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
+                (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,44 @@ def sanitize(fragment: str, base_url: str) -> str:
         link_rel=LINK_REL,
         strip_comments=True,
     )
+
+
+def xml_safe(text: str) -> str:
+    """``text`` without the characters XML 1.0 forbids (see :data:`_NOT_XML`)."""
+    return _NOT_XML.sub("", text)
+
+
+def _xml_safe_tree(tree: lxml.html.HtmlElement) -> None:
+    # trafilatura copies text into new elements, and lxml refuses to set a forbidden
+    # character (a page's "&#1;" parses to one): the whole page would be discarded.
+    for el in tree.iter():
+        if el.text and _NOT_XML.search(el.text):
+            el.text = xml_safe(el.text)
+        if el.tail and _NOT_XML.search(el.tail):
+            el.tail = xml_safe(el.tail)
+        for name, value in el.attrib.items():
+            if _NOT_XML.search(value):
+                el.set(name, xml_safe(value))
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    """The image type ``data`` really is, from its magic bytes, if mirrorkit stores it.
+
+    PNG, JPEG, GIF, WebP or AVIF; None for anything else (an SVG or an HTML page served
+    as ``image/png``), whatever its Content-Type said.
+    """
+    for magic, media_type in _IMAGE_MAGIC:
+        if data.startswith(magic):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:8] == b"ftyp":
+        # size, "ftyp", major brand, minor version, then compatible brands to the box end.
+        end = min(int.from_bytes(data[:4], "big"), len(data))
+        brands = {data[8:12]} | {data[i:i + 4] for i in range(16, end - 3, 4)}
+        if brands & _AVIF_BRANDS:
+            return "image/avif"
+    return None
 
 
 def plain_text(fragment: str) -> str:
@@ -259,6 +304,7 @@ def extract_page(data: bytes, url: str, header_charset: str | None = None) -> Pa
     tree = trafilatura.load_html(text)
     if tree is None:
         return None
+    _xml_safe_tree(tree)
     # trafilatura prunes the tree it is given, so read what it does not return first.
     published = parse_datetime(_meta(tree, "article:published_time", "datePublished",
                                      "pubdate", "date"))

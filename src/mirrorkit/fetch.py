@@ -14,14 +14,20 @@ source:
   if its entry's updated (or published) time is newer than the stored one, or if the page
   gave validators last time; then the request is conditional and a 304 means unchanged.
   A stored article whose page gives no validators and whose entry is not newer is skipped.
-- **Images** are downloaded once per run per URL; an image that cannot be stored (failed,
-  too large, not JPEG/PNG/GIF/WebP/AVIF) is removed from the body, never left pointing
-  at another host.
+- **Images** are downloaded once per run per URL and stored under the type their bytes
+  show; an image that cannot be stored (failed, too large, not JPEG/PNG/GIF/WebP/AVIF by
+  its magic bytes) is removed from the body, never left pointing at another host.  An
+  image that failed only for now (429/503 or a dropped connection after the retries, a
+  timeout) fails its article instead, so the next run tries the article again.
+- **Text** of every article field passes :func:`mirrorkit.extract.xml_safe` when the
+  article is made: a control character from the origin would otherwise break the feeds.
+- An entry whose URL cannot be parsed is skipped; the rest of its source goes on.
 
 Safety and politeness:
 
 - **Address guard**: unless ``[fetch] allow_private_addresses`` is true, no request goes to
-  a loopback, private, link-local, multicast, reserved or unspecified address.  Hostnames
+  a loopback, private, link-local, site-local, multicast, reserved or unspecified
+  address, nor to a 6to4 or Teredo address that embeds such an IPv4 address.  Hostnames
   are checked after resolution by :class:`GuardedResolver` (every address, so a name that
   mixes public and private addresses is refused); IP-literal hosts, which aiohttp never
   resolves, are checked before the request; redirects are followed by hand so every hop
@@ -29,10 +35,12 @@ Safety and politeness:
 - One session for the run: at most ``concurrency`` connections, ``per_host`` per host,
   ``timeout`` seconds per request, the configured User-Agent, and bodies streamed and cut
   off at ``max_page_size`` / ``max_image_size``.
-- 429, 503 and dropped connections are retried twice with a short backoff.
+- 429, 503 and dropped or reset connections are retried twice with a short backoff.
 
 A source that cannot be read fails on its own (:class:`SourceResult` with ``ok=False`` and a
-one-line error); the other sources go on.  aiohttp errors are wrapped at this boundary.
+one-line error); the other sources go on, even when the cause is an unexpected exception
+(its traceback is logged at debug level).  aiohttp errors are wrapped at this boundary;
+those worth another run are marked ``retryable``.
 """
 
 from __future__ import annotations
@@ -118,8 +126,18 @@ def blocked_reason(address: str) -> str | None:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip.is_site_local:  # fec0::/10: deprecated, but still routed inside networks
+            return "site-local"
+        else:
+            # 6to4 and Teredo addresses carry an IPv4 address that a relay may reach.
+            embedded = [ip.sixtofour] if ip.sixtofour else list(ip.teredo or ())
+            for v4 in embedded:
+                kind = blocked_reason(str(v4))
+                if kind:
+                    return kind
     for kind, flag in (("unspecified", ip.is_unspecified), ("loopback", ip.is_loopback),
                        ("link-local", ip.is_link_local), ("multicast", ip.is_multicast),
                        ("reserved", ip.is_reserved), ("private", ip.is_private)):
@@ -216,16 +234,17 @@ class _Client:
                     return await self._handle(url, resp, limit, want_type)
             except BlockedAddressError as e:
                 raise BlockedAddressError(e.what, where=url, hint=e.hint) from e
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as e:
+            except TimeoutError as e:
+                raise _transient(FetchError(
+                    f"timed out after {self._config.timeout:g}s", where=url,
+                    hint="raise [fetch] timeout if the origin is slow")) from e
+            except aiohttp.ClientError as e:
+                if not _dropped(e):
+                    raise _wrap(url, e) from e
                 # The connection dropped mid-request: worth another try.
                 if last:
-                    raise _wrap(url, e) from e
+                    raise _transient(_wrap(url, e)) from e
                 await asyncio.sleep(_retry_delay(attempt, None))
-            except TimeoutError as e:
-                raise FetchError(f"timed out after {self._config.timeout:g}s", where=url,
-                                 hint="raise [fetch] timeout if the origin is slow") from e
-            except aiohttp.ClientError as e:
-                raise _wrap(url, e) from e
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _handle(self, url: str, resp: aiohttp.ClientResponse, limit: int,
@@ -238,7 +257,8 @@ class _Client:
             return location, None
         if resp.status not in (200, 304):
             reason = f"HTTP {resp.status} {resp.reason or ''}".strip()
-            raise FetchError(reason, where=url)
+            error = FetchError(reason, where=url)
+            raise _transient(error) if resp.status in _RETRY_STATUSES else error
         content_type = resp.content_type if "Content-Type" in resp.headers else ""
         body = b""
         if resp.status == 200:
@@ -277,6 +297,20 @@ async def _read_limited(url: str, resp: aiohttp.ClientResponse, limit: int) -> b
             raise too_big
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _dropped(e: aiohttp.ClientError) -> bool:
+    """A connection that dropped or was reset mid-request (not one that was refused)."""
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return False
+    return isinstance(e, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError
+                      | aiohttp.ClientOSError)
+
+
+def _transient(error: FetchError) -> FetchError:
+    """Mark ``error`` as likely to go away by the next run (503, timeout, reset)."""
+    error.retryable = True
+    return error
 
 
 def _wrap(url: str, e: aiohttp.ClientError) -> FetchError:
@@ -331,15 +365,15 @@ def parse_feed(data: bytes, url: str, content_type: str = "") -> list[_Entry]:
     language = parsed.feed.get("language") or None
     entries = []
     for item in parsed.entries:
-        link = item.get("link") or ""
-        if not link:
+        link = _entry_url(url, item.get("link") or "")
+        if link is None:
             continue
         authors = tuple(a.get("name", "").strip() for a in item.get("authors", [])
                         if a.get("name", "").strip())
         if not authors and item.get("author"):
             authors = (item["author"].strip(),)
         entries.append(_Entry(
-            url=urljoin(url, link.strip()),
+            url=link,
             title=" ".join((item.get("title") or "").split()),
             authors=authors,
             published=_struct_time(item.get("published_parsed")),
@@ -382,10 +416,32 @@ def parse_sitemap(data: bytes, url: str) -> list[_Entry]:
                 loc = (child.text or "").strip()
             elif name == "lastmod":
                 lastmod = (child.text or "").strip()
-        if loc:
-            entries.append(_Entry(url=urljoin(url, loc),
-                                  updated=extract.parse_datetime(lastmod)))
+        page = _entry_url(url, loc)
+        if page is not None:
+            entries.append(_Entry(url=page, updated=extract.parse_datetime(lastmod)))
     return _newest_first(entries)
+
+
+def _entry_url(base: str, link: str) -> str | None:
+    """``link`` made absolute, or None if it is empty or not an http(s) URL one can read.
+
+    One bad entry (``http://[oops/``, a port out of range) is skipped, not fatal to the
+    source: urljoin and urlsplit raise ValueError on it.
+    """
+    link = link.strip()
+    if not link:
+        return None
+    try:
+        url = urljoin(base, link)
+        parts = urlsplit(url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        usable = usable and (parts.port is None or parts.port > 0)
+    except ValueError:
+        usable = False
+    if not usable:
+        log.warning("%s: entry skipped, not a usable URL: %r", base, link)
+        return None
+    return url
 
 
 def _newest_first(entries: list[_Entry]) -> list[_Entry]:
@@ -410,14 +466,18 @@ class _Run:
     store: Store
     client: _Client
     progress: Progress
-    _images: dict[str, asyncio.Task[Media | None]] = field(default_factory=dict)
+    _images: dict[str, asyncio.Task[Media | MirrorkitError]] = field(default_factory=dict)
 
     async def source(self, source: SourceConfig) -> SourceResult:
         try:
             return await self._source(source)
         except MirrorkitError as e:
-            self.progress(f"{source.type} {source.url}: failed: {e}")
-            return SourceResult(source=source.name, ok=False, error=str(e))
+            error = str(e)
+        except Exception as e:  # a bug on one source must not stop the rest
+            log.debug("%s: unexpected error", source.url, exc_info=True)
+            error = _unexpected(source.url, e)
+        self.progress(f"{source.type} {source.url}: failed: {error}")
+        return SourceResult(source=source.name, ok=False, error=error)
 
     async def _source(self, source: SourceConfig) -> SourceResult:
         if source.type == "listing":
@@ -461,8 +521,12 @@ class _Run:
         try:
             return await self._fetch_article(source, entry)
         except MirrorkitError as e:
-            self.progress(f"  {e}")
-            return "failed"
+            error = str(e)
+        except Exception as e:  # nor a bug on one article the rest of its source
+            log.debug("%s: unexpected error", entry.url, exc_info=True)
+            error = _unexpected(entry.url, e)
+        self.progress(f"  {error}")
+        return "failed"
 
     async def _fetch_article(self, source: SourceConfig, entry: _Entry) -> str:
         url = entry.url
@@ -484,16 +548,25 @@ class _Run:
                                        response.charset)
         if page is None:
             raise FetchError("no article text found in the page", where=url)
-        html, media = await self._localize(page.html)
+        html, media, transient = await self._localize(page.html)
+        if transient:
+            # Saved without that image, the article would not be read again unless it
+            # changed: the image would be gone for good.  Failing it retries it next run.
+            raise _transient(FetchError(
+                f"not saved, an image failed for now: {transient[0]}", where=url,
+                hint="tried again next run"))
+        # Every text field passes xml_safe here, the one place an Article is made: a
+        # control character stored from a feed or page would break every later build.
+        safe = extract.xml_safe
         article = Article(
             id=article_id(url), url=url, source=source.name,
-            title=entry.title or page.title or url,
-            authors=entry.authors or page.authors,
+            title=safe(entry.title) or safe(page.title) or url,
+            authors=tuple(a for a in map(safe, entry.authors or page.authors) if a),
             published=entry.published or page.published,
             updated=entry.updated or page.updated,
-            language=page.language or entry.language or self.config.outlet.language,
-            text=extract.html_to_text(html), html=html, media=media,
-            summary=entry.summary or page.description,
+            language=safe(page.language or entry.language or self.config.outlet.language),
+            text=safe(extract.html_to_text(html)), html=safe(html), media=media,
+            summary=safe(entry.summary or page.description),
         )
         saved = self.store.save_article(article)
         self.store.set_validators(url, response.etag, response.last_modified)
@@ -501,13 +574,17 @@ class _Run:
             return "unchanged"
         return "changed" if stored is not None else "new"
 
-    async def _localize(self, html: str) -> tuple[str, tuple[str, ...]]:
+    async def _localize(self, html: str,
+                        ) -> tuple[str, tuple[str, ...], list[MirrorkitError]]:
+        """The body with images stored, their names, and the images that failed for now."""
         urls = extract.image_sources(html)
         stored = await asyncio.gather(*(self._image(u) for u in urls))
-        names = {u: m.name for u, m in zip(urls, stored, strict=True) if m is not None}
-        return extract.localize_images(html, names), tuple(dict.fromkeys(names.values()))
+        names = {u: m.name for u, m in zip(urls, stored, strict=True) if isinstance(m, Media)}
+        transient = [m for m in stored if isinstance(m, MirrorkitError) and m.retryable]
+        return (extract.localize_images(html, names), tuple(dict.fromkeys(names.values())),
+                transient)
 
-    def _image(self, url: str) -> asyncio.Task[Media | None]:
+    def _image(self, url: str) -> asyncio.Task[Media | MirrorkitError]:
         # One task per URL: articles sharing an image wait for the same download.
         task = self._images.get(url)
         if task is None:
@@ -515,17 +592,30 @@ class _Run:
             self._images[url] = task
         return task
 
-    async def _download_image(self, url: str) -> Media | None:
+    async def _download_image(self, url: str) -> Media | MirrorkitError:
+        """The stored image, or why it was left out (``retryable`` if only for now)."""
         try:
             response = await self.client.get(
                 url, limit=self.config.fetch.max_image_size,
                 accept="image/avif, image/webp, image/png, image/jpeg, image/gif",
                 want_type=lambda t: media_extension(t) is not None,
             )
+            # The bytes decide, not the Content-Type: an SVG with a script served as
+            # image/png must not be stored, nor served back, as an image.
+            media_type = extract.sniff_image_type(response.body)
+            if media_type is None:
+                raise FetchError("not a PNG, JPEG, GIF, WebP or AVIF image (served as"
+                                 f" {response.content_type!r})", where=url)
         except MirrorkitError as e:
             log.warning("image left out: %s", e)
-            return None
-        return self.store.put_media(response.body, response.content_type)
+            return e
+        return self.store.put_media(response.body, media_type)
+
+
+def _unexpected(where: str, e: Exception) -> str:
+    """One line for an error mirrorkit did not foresee; the traceback goes to the debug log."""
+    what = f"unexpected {type(e).__name__}: {e}" if str(e) else f"unexpected {type(e).__name__}"
+    return str(MirrorkitError(what, where=where, hint="run with -v for the traceback"))
 
 
 def _newer(entry: _Entry, stored: tuple[datetime | None, datetime | None]) -> bool:

@@ -8,6 +8,10 @@ reads after a rebuild, sees no duplicates.
 
 The bytes depend only on the inputs: feedgen's own clock (lastBuildDate, updated) is
 replaced by the build time.
+
+An article feedgen (lxml) cannot write, such as one with a control character that slipped
+into the store, ends the build with a one-line :class:`~mirrorkit.errors.BuildError`
+naming the article, not with a traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from feedgen.feed import FeedGenerator
 
 from mirrorkit.build.render import article_path, body_html, newest_first, summary_text, utc
 from mirrorkit.config import Config, MirrorConfig
+from mirrorkit.errors import BuildError
 from mirrorkit.models import Article
 
 RSS_NAME = "rss.xml"
@@ -38,9 +43,29 @@ def render_feeds(config: Config, articles: Sequence[Article], mirror: MirrorConf
     rss = _feed(config, items, mirror, built, RSS_NAME, "application/rss+xml")
     atom = _feed(config, items, mirror, built, ATOM_NAME, "application/atom+xml")
     return {
-        RSS_NAME: bytes(rss.rss_str(pretty=True)),
-        ATOM_NAME: bytes(atom.atom_str(pretty=True)),
+        RSS_NAME: _serialize(rss, items, RSS_NAME),
+        ATOM_NAME: _serialize(atom, items, ATOM_NAME),
     }
+
+
+def _serialize(fg: Any, items: Sequence[Article], name: str) -> bytes:
+    rss = name == RSS_NAME
+    try:
+        return bytes(fg.rss_str(pretty=True) if rss else fg.atom_str(pretty=True))
+    except ValueError as e:
+        # feedgen builds the XML only here; find the entry lxml refused, to name it.
+        for entry, article in zip(fg.entry(), items, strict=True):
+            try:
+                _ = entry.rss_entry() if rss else entry.atom_entry()
+            except ValueError:
+                raise _error(name, article.url, e) from e
+        raise BuildError(f"cannot write {name}: {e}", where="feeds") from e
+
+
+def _error(name: str, url: str, e: ValueError) -> BuildError:
+    return BuildError(f"cannot write {name}: {e}", where=url,
+                      hint="remove the article from the store; if it was fetched just now,"
+                      " report a bug")
 
 
 def _feed(config: Config, items: Sequence[Article], mirror: MirrorConfig, built: datetime,
@@ -62,7 +87,10 @@ def _feed(config: Config, items: Sequence[Article], mirror: MirrorConfig, built:
     fg.generator("mirrorkit")
     fg.updated(utc(built))  # also RSS lastBuildDate, which feedgen would set to now
     for article in items:
-        _add_entry(fg, outlet.id, article, base, built)
+        try:
+            _add_entry(fg, outlet.id, article, base, built)
+        except ValueError as e:
+            raise _error(self_name, article.url, e) from e
     return fg
 
 
