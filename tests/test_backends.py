@@ -12,6 +12,7 @@ import socket
 import tomllib
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -32,7 +33,7 @@ from mirrorkit.publish.base import (
     Backend,
     ObjectInfo,
 )
-from mirrorkit.publish.local import LocalBackend
+from mirrorkit.publish.local import TMP_DIR, LocalBackend
 from mirrorkit.publish.registry import BACKENDS, open_backend
 from mirrorkit.publish.s3 import S3Backend, providers
 
@@ -127,6 +128,26 @@ def test_delete_nothing_is_fine(subject: Subject) -> None:
     subject.backend.delete([])
 
 
+ODD_NAMES = ["read me.txt", "naïve café.html", "notes/draft (1).txt", "a/.draft.tmp", "x~y#z"]
+
+
+def test_delete_takes_any_name_the_listing_gives(subject: Subject, tmp_path: Path) -> None:
+    # Stray files are not site paths; cleanup must remove them all the same.
+    b = subject.backend
+    b.put("keep.html", b"k", "text/html", immutable=True)
+    for name in ODD_NAMES:
+        if isinstance(b, LocalBackend):
+            (b.root / name).parent.mkdir(parents=True, exist_ok=True)
+            (b.root / name).write_bytes(b"stray")
+        else:
+            b.put(name, b"stray", "text/plain", immutable=True)
+    assert set(listing(b)) == {"keep.html", *ODD_NAMES}
+
+    b.delete([p for p in listing(b) if p != "keep.html"])
+
+    assert listing(b) == {"keep.html": 1}
+
+
 def test_declares_its_capabilities(subject: Subject) -> None:
     # Publishing needs list and delete; the rest is optional.
     assert {LIST, DELETE} <= subject.backend.capabilities
@@ -171,11 +192,30 @@ def test_local_files_are_world_readable(tmp_path: Path) -> None:
     assert (tmp_path / "x.html").stat().st_mode & 0o777 == 0o644
 
 
-def test_local_list_skips_interrupted_writes(tmp_path: Path) -> None:
+def test_local_list_skips_only_the_temporary_folder(tmp_path: Path) -> None:
     b = LocalBackend("dir", tmp_path)
     b.put("a/x.html", b"x", "text/html", immutable=True)
-    (tmp_path / "a" / ".x.html.k3j4.tmp").write_bytes(b"half")
-    assert listing(b) == {"a/x.html": 1}
+    (tmp_path / TMP_DIR).mkdir()
+    (tmp_path / TMP_DIR / ".x.html.k3j4.tmp").write_bytes(b"half")
+    # Writes never leave files beside their targets, so a .tmp there is someone's file.
+    (tmp_path / "a" / ".draft.tmp").write_bytes(b"mine")
+    (tmp_path / "a" / TMP_DIR).mkdir()  # only the root's folder is mirrorkit's
+    (tmp_path / "a" / TMP_DIR / "f").write_bytes(b"f")
+    assert listing(b) == {"a/x.html": 1, "a/.draft.tmp": 4, f"a/{TMP_DIR}/f": 1}
+
+
+def test_local_writes_leave_no_temporary_folder(tmp_path: Path) -> None:
+    b = LocalBackend("dir", tmp_path / "m")
+
+    def put(i: int) -> None:  # as publish does: several writes at once
+        b.put(f"d{i % 3}/p{i}.html", f"<p>{i}</p>".encode(), "text/html", immutable=True)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(put, range(40)))
+    b.put("x.html", b"x", "text/html", immutable=True)
+
+    assert not (tmp_path / "m" / TMP_DIR).exists()
+    assert len(listing(b)) == 41
 
 
 @pytest.mark.parametrize("path", ["../escape.html", "/etc/passwd", "a/../../b", "a//b"])
@@ -184,6 +224,30 @@ def test_local_refuses_paths_outside_the_root(tmp_path: Path, path: str) -> None
     with pytest.raises(PublishError, match="unsafe site path"):
         b.put(path, b"x", "text/html", immutable=True)
     assert not (tmp_path / "escape.html").exists()
+
+
+def test_local_refuses_to_write_into_its_temporary_folder(tmp_path: Path) -> None:
+    b = LocalBackend("dir", tmp_path)
+    with pytest.raises(PublishError, match="reserved"):
+        b.put(f"{TMP_DIR}/x.html", b"x", "text/html", immutable=True)
+
+
+@pytest.mark.parametrize("path", [
+    "../escape.html", "/tmp/escape.html", "a/../../escape.html", "link/escape.html", ".", "",
+])
+def test_local_delete_refuses_paths_outside_the_root(tmp_path: Path, path: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "escape.html").write_bytes(b"not the mirror's")
+    (tmp_path / "escape.html").write_bytes(b"not the mirror's")
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "link").symlink_to(outside)
+    b = LocalBackend("dir", root)
+    with pytest.raises(PublishError, match="outside the mirror"):
+        b.delete([path.replace("/tmp/", f"{tmp_path}/")])
+    assert (outside / "escape.html").exists() and (tmp_path / "escape.html").exists()
+    assert root.is_dir()
 
 
 def test_local_root_that_is_a_file_fails_clearly(tmp_path: Path) -> None:
@@ -291,10 +355,23 @@ def test_unreachable_endpoint_is_retryable_and_hides_credentials(
     assert secret not in repr(mirror)
 
 
-def test_local_listing_removes_what_a_killed_write_left(tmp_path: Path) -> None:
+def test_local_leftovers_of_a_killed_write_go_only_when_a_publish_starts(
+        tmp_path: Path) -> None:
     backend = LocalBackend("disk", tmp_path)
     backend.put("articles/a/index.html", b"a", "text/html", immutable=False)
-    leftover = tmp_path / "articles" / "a" / ".index.html.x1y2z3.tmp"
+    leftover = tmp_path / TMP_DIR / ".index.html.x1y2z3.tmp"
+    leftover.parent.mkdir()
     leftover.write_bytes(b"half a fi")
-    assert [o.path for o in backend.list()] == ["articles/a/index.html"]
-    assert not leftover.exists()
+    draft = tmp_path / "articles" / "a" / ".draft.tmp"  # an operator's, not ours
+    draft.write_bytes(b"mine")
+
+    # Listing (which dry runs and the foreign-root check do) removes nothing.
+    assert [o.path for o in backend.list()] == ["articles/a/.draft.tmp",
+                                                "articles/a/index.html"]
+    assert leftover.exists()
+
+    backend.discard_partial_writes()
+
+    assert not (tmp_path / TMP_DIR).exists()
+    assert draft.read_bytes() == b"mine"
+    backend.discard_partial_writes()  # nothing to do is fine

@@ -1,9 +1,10 @@
 """The two-stage publish: what is uploaded, in which order, what is kept and what goes.
 
 Bundles are built by hand here (files plus a manifest; the signature is a dummy — signing
-is another module's job).  A recording wrapper sees every write and, after each one,
-checks invariant 1 of DESIGN.md: every file the live manifest names is on the mirror
-with the listed hash (pointers excepted: replacing them in place is the accepted window).
+is another module's job — unless a test passes a key, to check what a verifier sees).
+A recording wrapper sees every write and, after each one, checks invariant 1 of
+DESIGN.md: every file the live manifest names is on the mirror with the listed hash
+(pointers excepted: replacing them in place is the accepted window).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mirrorkit import sign
 from mirrorkit.config import MirrorConfig
 from mirrorkit.errors import PublishError
 from mirrorkit.manifest import (
@@ -44,9 +46,10 @@ from mirrorkit.publish import (
     publish_tree,
 )
 from mirrorkit.publish.base import CACHE_IMMUTABLE, CACHE_POINTER
-from mirrorkit.publish.local import LocalBackend
+from mirrorkit.publish.local import TMP_DIR, LocalBackend
 from mirrorkit.publish.s3 import S3Backend
 from mirrorkit.publish.stage import plan_publish
+from mirrorkit.verify import DirectoryTarget, check_manifest, verify_target
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -71,23 +74,41 @@ V2_RETIRED = {"articles/b/index.html": V1["articles/b/index.html"]}
 
 
 def make_tree(root: Path, version: int, files: dict[str, bytes],
-              retired: dict[str, bytes] | None = None) -> Path:
-    """A bundle as the build stage leaves it: the site, manifest.json and its signature."""
-    tree = root / f"bundle-v{version}"
+              retired: dict[str, bytes] | None = None, *, outlet: str = "example",
+              key: sign.SecretKey | None = None, name: str | None = None) -> Path:
+    """A bundle as the build stage leaves it: the site, manifest.json and its signature.
+
+    The signature is a dummy unless ``key`` is given.
+    """
+    tree = root / (name or f"bundle-v{version}")
     for path, data in files.items():
         (tree / path).parent.mkdir(parents=True, exist_ok=True)
         (tree / path).write_bytes(data)
     manifest = Manifest(
-        outlet="example", version=version, created=T0, expires=T0 + timedelta(days=7),
-        key_id="0123456789ABCDEF", mirror="m", mirrors=(),
+        outlet=outlet, version=version, created=T0, expires=T0 + timedelta(days=7),
+        key_id=key.public.key_id_hex if key else "0123456789ABCDEF", mirror="m", mirrors=(),
         files=tuple(FileEntry(p, len(d), sha256_hex(d), media_type(p))
                     for p, d in files.items()),
         retired=tuple(RetiredEntry(p, len(d), sha256_hex(d), T0)
                       for p, d in (retired or {}).items()),
     )
-    (tree / MANIFEST_NAME).write_bytes(manifest.to_bytes())
-    (tree / SIGNATURE_NAME).write_bytes(f"untrusted comment: dummy v{version}\n".encode())
+    manifest_bytes = manifest.to_bytes()
+    (tree / MANIFEST_NAME).write_bytes(manifest_bytes)
+    if key is None:
+        signature = f"untrusted comment: dummy v{version}\n".encode()
+    else:
+        signature = sign.sign(manifest_bytes, key, f"outlet:{outlet} version:{version}").to_bytes()
+    (tree / SIGNATURE_NAME).write_bytes(signature)
     return tree
+
+
+def plant(backend: Backend, path: str, data: bytes) -> None:
+    """Put a file on the mirror the way someone other than mirrorkit would."""
+    if isinstance(backend, LocalBackend):
+        (backend.root / path).parent.mkdir(parents=True, exist_ok=True)
+        (backend.root / path).write_bytes(data)
+    else:
+        backend.put(path, data, "application/octet-stream", immutable=False)
 
 
 class Recorder(Backend):
@@ -124,6 +145,9 @@ class Recorder(Backend):
 
     def list(self) -> Iterator[ObjectInfo]:
         return self.inner.list()
+
+    def discard_partial_writes(self) -> None:
+        self.inner.discard_partial_writes()
 
     def _check(self) -> None:
         data = self.inner.get(MANIFEST_NAME)
@@ -303,6 +327,150 @@ def test_interrupted_first_publish_is_completed(tmp_path: Path) -> None:
     assert contents(backend) == site(V1, tree)
 
 
+PWA = {
+    MANIFEST_NAME: b'{"name": "My App", "start_url": "/", "display": "standalone"}',
+    "app.js": b"console.log('app')",
+    "index.html": b"<h1>the app</h1>",
+}
+
+
+@pytest.mark.parametrize("manifest", [
+    pytest.param(PWA[MANIFEST_NAME], id="web-app-manifest"),
+    pytest.param(b"{not json", id="unparsable"),
+])
+def test_a_manifest_json_that_is_not_ours_does_not_license_deleting(
+        mirror: Backend, tmp_path: Path, manifest: bytes) -> None:
+    # A mirror path pointed at a web app's root: its manifest.json is not mirrorkit's.
+    for path, data in {**PWA, MANIFEST_NAME: manifest}.items():
+        plant(mirror, path, data)
+    before = contents(mirror)
+    recorder = Recorder(mirror)
+
+    with pytest.raises(PublishError, match="refusing") as info:
+        publish_tree(recorder, make_tree(tmp_path, 1, V1))
+
+    assert "app.js" in str(info.value)
+    assert "not a mirrorkit manifest" in str(info.value)
+    assert recorder.ops == []
+    assert contents(mirror) == before
+
+
+def test_another_outlets_mirror_is_not_ours(mirror: Backend, tmp_path: Path) -> None:
+    theirs = make_tree(tmp_path, 5, V1, outlet="other-outlet")
+    publish_tree(mirror, theirs)
+    before = contents(mirror)
+
+    with pytest.raises(PublishError, match="refusing") as info:
+        publish_tree(mirror, make_tree(tmp_path, 1, V2, name="ours"))
+
+    assert "'other-outlet'" in str(info.value)
+    assert contents(mirror) == before
+
+
+def test_a_root_holding_only_what_the_bundle_names_is_taken_over(
+        mirror: Backend, tmp_path: Path) -> None:
+    # Nothing would be deleted, so an unreadable manifest.json is simply replaced.
+    for path, data in V1.items():
+        plant(mirror, path, data)
+    plant(mirror, MANIFEST_NAME, b"{not json")
+    tree = make_tree(tmp_path, 1, V1)
+
+    publish_tree(mirror, tree)
+
+    assert contents(mirror) == site(V1, tree)
+
+
+# -- never backwards --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])
+def test_refuses_to_take_the_mirror_back_to_an_older_version(
+        mirror: Backend, tmp_path: Path, dry_run: bool) -> None:
+    # The state directory was restored from an old backup: builds count from 1 again.
+    publish_tree(mirror, make_tree(tmp_path, 7, V2))
+    before = contents(mirror)
+    recorder = Recorder(mirror)
+
+    with pytest.raises(PublishError, match="refusing") as info:
+        publish_tree(recorder, make_tree(tmp_path, 1, V1), dry_run=dry_run)
+
+    assert "version 7" in str(info.value) and "version 1" in str(info.value)
+    assert info.value.hint is not None and "state directory looks older" in info.value.hint
+    assert recorder.ops == []
+    assert contents(mirror) == before
+
+
+def test_refuses_the_same_version_with_other_content(mirror: Backend, tmp_path: Path) -> None:
+    publish_tree(mirror, make_tree(tmp_path, 3, V1))
+    before = contents(mirror)
+
+    with pytest.raises(PublishError, match="version 3") as info:
+        publish_tree(mirror, make_tree(tmp_path, 3, V2, name="other-v3"))
+
+    assert info.value.where == f"mirror {mirror.name}"
+    assert contents(mirror) == before
+
+
+def test_another_outlets_newer_version_is_not_a_rollback(tmp_path: Path) -> None:
+    # Not ours: the foreign-root rule decides, and a root with nothing to delete is fine.
+    backend = LocalBackend("usb", tmp_path / "m")
+    publish_tree(backend, make_tree(tmp_path, 9, V1, outlet="other-outlet"))
+    tree = make_tree(tmp_path, 1, V1, name="ours")
+
+    assert publish_tree(backend, tree).version == 1
+    assert contents(backend) == site(V1, tree)
+
+
+# -- odd names and leftovers on the mirror ------------------------------------------------------
+
+ODD = {"read me.txt": b"hello", "naïve café.html": b"<p>x</p>", "notes/draft (1).txt": b"d"}
+
+
+def test_stray_files_with_odd_names_are_cleaned_up(mirror: Backend, tmp_path: Path) -> None:
+    publish_tree(mirror, make_tree(tmp_path, 1, V1))
+    for path, data in ODD.items():
+        plant(mirror, path, data)
+    tree = make_tree(tmp_path, 2, V2)
+
+    result = publish_tree(mirror, tree)
+
+    assert result.deleted == 2 + len(ODD)  # articles b and c (not retired) go too
+    assert contents(mirror) == site(V2, tree)
+
+
+def test_an_operators_tmp_files_survive_refusal_and_dry_run(tmp_path: Path) -> None:
+    root = tmp_path / "www"
+    (root / "notes").mkdir(parents=True)
+    (root / "notes" / ".draft.tmp").write_bytes(b"my draft")
+    backend = LocalBackend("www", root)
+
+    with pytest.raises(PublishError, match="refusing"):
+        publish_tree(backend, make_tree(tmp_path, 1, V1), dry_run=True)
+    with pytest.raises(PublishError, match=r"notes/\.draft\.tmp"):
+        publish_tree(backend, make_tree(tmp_path, 1, V1))
+
+    assert (root / "notes" / ".draft.tmp").read_bytes() == b"my draft"
+
+
+def test_a_publish_clears_what_a_killed_write_left(tmp_path: Path) -> None:
+    key = sign.SecretKey.generate()
+    root = tmp_path / "m"
+    backend = LocalBackend("dir", root)
+    publish_tree(backend, make_tree(tmp_path, 1, V1, key=key))
+    leftover = root / TMP_DIR / ".index.html.k3j4.tmp"
+    leftover.parent.mkdir()
+    leftover.write_bytes(b"half a pa")
+    tree = make_tree(tmp_path, 2, V2, key=key)
+
+    publish_tree(backend, tree, dry_run=True)
+    assert leftover.exists()  # a dry run changes nothing
+    publish_tree(backend, tree, concurrency=4)
+
+    assert not (root / TMP_DIR).exists()
+    assert contents(backend) == site(V2, tree)
+    report = verify_target(DirectoryTarget(root), key.public, now=T0)
+    assert report.ok and report.findings == ()
+
+
 # -- dry runs and failures ------------------------------------------------------------------
 
 def test_dry_run_reports_and_changes_nothing(mirror: Backend, tmp_path: Path) -> None:
@@ -337,6 +505,35 @@ def test_failed_upload_leaves_the_live_version_whole(mirror: Backend, tmp_path: 
     # The next run completes the work.
     assert publish_tree(mirror, tree2).version == 2
     assert contents(mirror) == {**site(V2, tree2), **V2_RETIRED}
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["update", "first-publish"])
+def test_failed_commit_leaves_the_old_manifest_verifiable(
+        mirror: Backend, tmp_path: Path, first: bool) -> None:
+    key = sign.SecretKey.generate()
+    if not first:
+        publish_tree(mirror, make_tree(tmp_path, 1, V1, key=key))
+    tree = make_tree(tmp_path, 2, V2, retired=V2_RETIRED, key=key)
+    failing = Recorder(mirror, fail_on=MANIFEST_NAME)  # e.g. 503 after every retry
+
+    with pytest.raises(PublishError, match=r"manifest\.json: injected"):
+        publish_tree(failing, tree)
+
+    if first:
+        # No manifest is live: no signature is left without its manifest either.
+        assert mirror.get(MANIFEST_NAME) is None
+        assert mirror.get(SIGNATURE_NAME) is None
+    else:
+        manifest_bytes, signature = mirror.get(MANIFEST_NAME), mirror.get(SIGNATURE_NAME)
+        assert manifest_bytes is not None and signature is not None
+        live, findings = check_manifest(manifest_bytes, signature, key.public, now=T0)
+        assert findings == []
+        assert live is not None and live.version == 1
+    # The next run completes the work.
+    assert publish_tree(mirror, tree).version == 2
+    manifest_bytes, signature = mirror.get(MANIFEST_NAME), mirror.get(SIGNATURE_NAME)
+    assert manifest_bytes is not None and signature is not None
+    assert check_manifest(manifest_bytes, signature, key.public, now=T0)[1] == []
 
 
 def test_bundle_file_that_does_not_match_its_manifest_is_not_sent(
@@ -424,12 +621,14 @@ def _manifest(version: int, files: dict[str, bytes], retired: dict[str, bytes]) 
 
 
 @given(new=_files, retired=_files, old=st.none() | _files,
-       present=st.dictionaries(_paths, st.integers(0, 3)), has_manifest=st.booleans())
+       present=st.dictionaries(_paths, st.integers(0, 3)), has_manifest=st.booleans(),
+       old_outlet=st.sampled_from(["o", "other"]))
 def test_plan_never_deletes_what_the_new_version_names(
         new: dict[str, bytes], retired: dict[str, bytes], old: dict[str, bytes] | None,
-        present: dict[str, int], has_manifest: bool) -> None:
+        present: dict[str, int], has_manifest: bool, old_outlet: str) -> None:
     retired = {p: d for p, d in retired.items() if p not in new}
-    live = _manifest(1, old, {}) if old is not None else None
+    live = (dataclasses.replace(_manifest(1, old, {}), outlet=old_outlet)
+            if old is not None else None)
     if has_manifest:
         present = {**present, MANIFEST_NAME: 10}
 
@@ -442,4 +641,7 @@ def test_plan_never_deletes_what_the_new_version_names(
     assert not set(plan.delete) & (set(new) | set(retired) | {MANIFEST_NAME, SIGNATURE_NAME})
     # Stage 2 only touches paths the live manifest names; everything else goes first.
     assert all(old is not None and p in old for p in replace)
-    assert plan.foreign == (plan.delete if not has_manifest else ())
+    # Only a readable live manifest of the same outlet makes the root ours; an object
+    # called manifest.json (``has_manifest``) is not enough.
+    ours = live is not None and live.outlet == "o"
+    assert plan.foreign == (() if ours else plan.delete)

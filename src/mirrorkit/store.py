@@ -283,9 +283,16 @@ def _acquire(path: Path) -> IO[bytes]:
     return handle
 
 
-def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def write_atomic(
+    path: Path, data: bytes, mode: int | None = None, tmp_dir: Path | None = None
+) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file.
+
+    The temporary file goes beside ``path``, or into ``tmp_dir`` (which must exist and be
+    on the same filesystem, so that the final rename is atomic).
+    """
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir if tmp_dir is not None else path.parent,
+                               prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

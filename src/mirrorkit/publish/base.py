@@ -76,6 +76,11 @@ class Backend(ABC):
     def delete(self, paths: Sequence[str]) -> None:
         """Remove these objects; paths that do not exist are not an error."""
 
+    def discard_partial_writes(self) -> None:  # noqa: B027 - optional hook
+        """Remove what writes killed part-way left behind (never anything under the site
+        root that a reader could see).  Publish calls it once before its first upload, on
+        real runs only; no other write of this mirror is running then."""
+
     def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing
         """Release connections; the backend is unusable afterwards."""
 

@@ -1,11 +1,17 @@
 """A mirror that is a plain directory: a USB stick, a web server's document root, a share.
 
-Every write goes to a temporary file beside its target and is renamed over it, so a web
-server (or a reader copying the folder) sees either the old or the new file, never a
-torn one, even if mirrorkit is killed mid-write.  Files are world-readable (0644) so that
-a web server running as another user can serve them.  Deleting a file also removes the
-directories it leaves empty.  Temporary files of a write that was killed are removed by
-the next :meth:`LocalBackend.list`, which every publish calls first.
+Every write goes to a temporary file in one dedicated folder, ``<root>/.mirrorkit-tmp/``
+(same filesystem), and is renamed over its target, so a web server (or a reader copying
+the folder) sees either the old or the new file, never a torn one, even if mirrorkit is
+killed mid-write.  The folder is removed as soon as it is empty; :meth:`LocalBackend.list`
+never reports it, and the leftovers of a killed write are removed only from there, by
+:meth:`LocalBackend.discard_partial_writes`, which a real publish calls before its first
+upload.  No other file under the root is ever removed except by :meth:`LocalBackend.delete`.
+
+Files are world-readable (0644) so that a web server running as another user can serve
+them.  Deleting a file also removes the directories it leaves empty.  :meth:`delete`
+accepts any name that stays inside the root (an operator's ``read me.txt`` included);
+``put``, ``get`` and ``head`` accept only safe site paths.
 
 Media type and caching are properties of the web server in front, not of the files, so
 this backend declares neither capability.
@@ -13,7 +19,10 @@ this backend declares neither capability.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -23,11 +32,7 @@ from mirrorkit.publish.base import DELETE, LIST, Backend, ObjectInfo, publish_er
 from mirrorkit.store import write_atomic
 
 FILE_MODE = 0o644
-
-
-def _is_temp(name: str) -> bool:
-    # The names mirrorkit.store.write_atomic gives its temporary files.
-    return name.startswith(".") and name.endswith(".tmp")
+TMP_DIR = ".mirrorkit-tmp"  # below the root: where writes stage their temporary files
 
 
 class LocalBackend(Backend):
@@ -36,23 +41,79 @@ class LocalBackend(Backend):
     def __init__(self, name: str, root: Path):
         self.name = name
         self.root = root
+        # Writes in flight: the temporary folder is made by the first and removed by the
+        # last, so that it exists only while this backend is writing.
+        self._writing = 0
+        self._writing_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LocalBackend({self.name!r}, {str(self.root)!r})"
 
+    @property
+    def tmp_dir(self) -> Path:
+        return self.root / TMP_DIR
+
     def _target(self, path: str) -> Path:
         try:
-            return self.root / check_path(path)
+            check_path(path)
         except ValueError as e:
             raise PublishError(str(e), where=f"mirror {self.name}") from e
+        if path.split("/", 1)[0] == TMP_DIR:
+            raise PublishError(f"reserved site path: {path!r}", where=f"mirror {self.name}")
+        return self.root / path
+
+    def _inside(self, path: str) -> Path:
+        """``root / path`` if that names something strictly inside the root, else an error.
+
+        Any name the listing gave is accepted (spaces, non-ASCII, ...): what matters for
+        deleting is only that the file stays inside the root.
+        """
+        target = self.root / path
+        try:
+            root = self.root.resolve()
+            # The parent is resolved, not the file: a symlink is removed, not followed.
+            where = target.parent.resolve() / target.name
+            inside = (bool(path) and "\0" not in path and target.name not in ("", ".", "..")
+                      and root in where.parents)
+        except (OSError, ValueError, RuntimeError):
+            inside = False
+        if not inside:
+            raise PublishError(f"path outside the mirror: {path!r}", where=f"mirror {self.name}")
+        return target
 
     def put(self, path: str, data: bytes, media_type: str, *, immutable: bool) -> None:
         target = self._target(path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, data, mode=FILE_MODE)
+            with self._writing_lock:
+                self.tmp_dir.mkdir(parents=True, exist_ok=True)
+                self._writing += 1
+            try:
+                write_atomic(target, data, mode=FILE_MODE, tmp_dir=self.tmp_dir)
+            finally:
+                with self._writing_lock:
+                    self._writing -= 1
+                    if self._writing == 0:
+                        # Fails only if something else is in there; the next publish's
+                        # discard_partial_writes removes it.
+                        with contextlib.suppress(OSError):
+                            self.tmp_dir.rmdir()
         except OSError as e:
             raise publish_error(self.name, f"write {path} under {self.root}", e) from e
+
+    def discard_partial_writes(self) -> None:
+        if not self.tmp_dir.exists() and not self.tmp_dir.is_symlink():
+            return
+        try:
+            if self.tmp_dir.is_symlink() or not self.tmp_dir.is_dir():
+                self.tmp_dir.unlink()
+            else:
+                shutil.rmtree(self.tmp_dir)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise publish_error(self.name, f"remove unfinished writes in {self.tmp_dir}",
+                                e) from e
 
     def get(self, path: str) -> bytes | None:
         target = self._target(path)
@@ -84,15 +145,14 @@ class LocalBackend(Backend):
             raise publish_error(self.name, f"list {self.root}", error) from error
 
         for dirpath, dirnames, filenames in os.walk(self.root, onerror=fail):
-            dirnames.sort()
             base = Path(dirpath)
+            if base == self.root:
+                # mirrorkit's own temporary folder is not part of the site.
+                dirnames[:] = [d for d in dirnames if d != TMP_DIR]
+                filenames = [f for f in filenames if f != TMP_DIR]
+            dirnames.sort()
             for filename in sorted(filenames):
                 file = base / filename
-                if _is_temp(filename):
-                    # Left by a write that was killed: publish lists the mirror before and
-                    # after its uploads, never during one, so no live write owns it.
-                    file.unlink(missing_ok=True)
-                    continue
                 try:
                     size = file.stat().st_size
                 except FileNotFoundError:
@@ -103,7 +163,7 @@ class LocalBackend(Backend):
 
     def delete(self, paths: Sequence[str]) -> None:
         for path in paths:
-            target = self._target(path)
+            target = self._inside(path)
             try:
                 target.unlink(missing_ok=True)
             except OSError as e:

@@ -8,7 +8,8 @@ so it is replaced only once everything it will name is in place.  One publish ru
              named files found missing) — invisible to readers until the commit
     stage 2  replace paths the live manifest names with other content (the pointers:
              home page, feeds, mirror list; and pages that changed), then the signature,
-             then ``manifest.json`` LAST — the commit
+             then ``manifest.json`` LAST — the commit.  If that last write fails, the old
+             signature is put back, so the old manifest still verifies
     stage 3  delete what the new manifest names neither in ``files`` nor in ``retired``
              (the build keeps files in ``retired`` for the grace window)
 
@@ -22,8 +23,14 @@ Guarantees:
   it leaves the machine, and S3 checks it again on arrival (Content-MD5).
 - The live manifest is not trusted: it only lets unchanged files be skipped, and only when
   the mirror's listing shows the object present with the listed size.
-- A first publish into a root that holds files no manifest names is refused rather than
-  deleting them: a mirror path pointed at the wrong directory must not wipe it.
+- The root is *ours* only if its live manifest parses and names this outlet.  A publish
+  into a root that is not ours and holds files the bundle does not name is refused rather
+  than deleting them: a mirror path pointed at the wrong directory (or at another app's
+  site with its own ``manifest.json``) must not be wiped.  A first publish that was
+  interrupted left only files the bundle names, so it is completed, not refused.
+- A publish never takes an owned mirror backwards: a bundle older than the live version,
+  or the same version with other content, is refused (a state directory restored from a
+  backup restarts the version count; readers and verifiers would see a rollback).
 
 Accepted window: during stage 2, replaced files (pointers, changed pages) and the
 signature are already new while the old manifest is still live, so for those few objects
@@ -81,7 +88,7 @@ class Plan:
     replace: tuple[FileEntry, ...]  # stage 2: named by the live manifest with other content
     skipped: int                    # already on the mirror as listed
     delete: tuple[str, ...]         # stage 3
-    foreign: tuple[str, ...]        # unnamed objects found where no manifest is live
+    foreign: tuple[str, ...]        # unnamed objects found in a root that is not ours
 
 
 def plan_publish(
@@ -93,6 +100,7 @@ def plan_publish(
 ) -> Plan:
     """Decide each file's stage from the new manifest, the live one and what is present.
 
+    ``live`` is the mirror's parsed manifest, or None if it has none or it is unreadable.
     ``present`` maps paths on the mirror to sizes: the whole listing if ``listed``, else
     only the paths that were looked up one by one (then deletion falls back to what the
     old manifest named).
@@ -117,10 +125,15 @@ def plan_publish(
     if not listed and live is not None:
         candidates |= {r.path for r in live.retired}
     delete = tuple(sorted(candidates - keep))
-    # No manifest object at all means mirrorkit has never committed here.  (An unreadable
-    # one still marks the root as ours.)
-    foreign = delete if listed and MANIFEST_NAME not in present else ()
+    # Any object called manifest.json is not enough to make the root ours: a web app's
+    # manifest.json, or an unreadable one, must not license deleting everything beside it.
+    foreign = () if is_ours(new, live) else delete
     return Plan(tuple(first), tuple(replace), skipped, delete, foreign)
+
+
+def is_ours(new: Manifest, live: Manifest | None) -> bool:
+    """Whether the live manifest shows that this outlet's publishes own the mirror root."""
+    return live is not None and live.outlet == new.outlet
 
 
 def fetch_live_manifest(backend: Backend) -> Manifest | None:
@@ -129,7 +142,10 @@ def fetch_live_manifest(backend: Backend) -> Manifest | None:
     Not verified: publish uses it only to skip uploads, never to decide what is safe.
     Transport errors raise :class:`PublishError` — an unreachable mirror is not empty.
     """
-    data = backend.get(MANIFEST_NAME)
+    return _parse_live(backend.get(MANIFEST_NAME))
+
+
+def _parse_live(data: bytes | None) -> Manifest | None:
     if data is None:
         return None
     try:
@@ -159,14 +175,23 @@ def publish_tree(
             hint="rebuild with 'mirrorkit build'",
         ) from e
 
-    live = fetch_live_manifest(backend)
+    live_bytes = backend.get(MANIFEST_NAME)
+    live = _parse_live(live_bytes)
+    if live is not None and is_ours(new, live):
+        _refuse_going_back(name, new, manifest_bytes, live, live_bytes)
     listed = LIST in backend.capabilities
     present = _present(backend, new, live, listed)
     plan = plan_publish(new, live, present, listed=listed)
     if plan.foreign:
+        if live_bytes is None:
+            why = "the mirror has no manifest.json"
+        elif live is None:
+            why = "the mirror's manifest.json is not a mirrorkit manifest"
+        else:
+            why = f"the mirror's manifest.json is for outlet {live.outlet!r}"
         raise PublishError(
-            f"refusing to publish: the mirror has no manifest.json but holds "
-            f"{len(plan.foreign)} files that the bundle does not name, e.g. {plan.foreign[0]}",
+            f"refusing to publish: {why} and the mirror holds {len(plan.foreign)} files that "
+            f"the bundle does not name, e.g. {plan.foreign[0]}",
             where=f"mirror {name}",
             hint="point the mirror at an empty directory, bucket or prefix, or empty it",
         )
@@ -176,8 +201,7 @@ def publish_tree(
         f" {plan.skipped} unchanged, {len(deleting)} to delete")
 
     # Publishing the version that is already live (a sync with nothing new) sends nothing.
-    current = (not plan.first and not plan.replace and live is not None
-               and live.to_bytes() == manifest_bytes
+    current = (not plan.first and not plan.replace and live_bytes == manifest_bytes
                and backend.get(SIGNATURE_NAME) == signature)
     control = 0 if current else len(manifest_bytes) + len(signature)
     controls = 0 if current else 2
@@ -186,13 +210,11 @@ def publish_tree(
         return PublishResult(name, new.version, len(plan.first) + len(plan.replace) + controls,
                              plan.skipped, len(deleting), planned, dry_run=True)
 
+    backend.discard_partial_writes()
     sent = _upload(backend, tree, plan.first, concurrency, say, replacing=False)
     sent += _upload(backend, tree, plan.replace, concurrency, say, replacing=True)
     if not current:
-        # The signature goes first: a reader who sees the new manifest must find its
-        # signature.
-        backend.put(SIGNATURE_NAME, signature, media_type(SIGNATURE_NAME), immutable=False)
-        backend.put(MANIFEST_NAME, manifest_bytes, media_type(MANIFEST_NAME), immutable=False)
+        _commit(backend, manifest_bytes, signature)
         say(f"{name}: version {new.version} is live")
 
     if deleting:
@@ -247,6 +269,61 @@ def publish_all(
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+def _refuse_going_back(
+    mirror: str, new: Manifest, new_bytes: bytes, live: Manifest, live_bytes: bytes | None
+) -> None:
+    """Raise if publishing ``new`` over this outlet's ``live`` manifest would go backwards."""
+    if live.version > new.version:
+        what = (f"the mirror is at version {live.version}, newer than this bundle's "
+                f"version {new.version}")
+    elif live.version == new.version and live_bytes != new_bytes:
+        what = (f"the mirror is at version {live.version} with other content than this "
+                f"bundle's version {new.version}")
+    else:
+        return
+    raise PublishError(
+        f"refusing to publish: {what}",
+        where=f"mirror {mirror}",
+        hint="the state directory looks older than this mirror (restored from a backup?); "
+             "rebuild after raising the version, or publish to an empty mirror",
+    )
+
+
+def _commit(backend: Backend, manifest_bytes: bytes, signature: bytes) -> None:
+    """Write the signature, then the manifest: the commit.
+
+    The signature goes first, so a reader who sees the new manifest finds its signature.
+    If the manifest cannot be written, the old signature is put back (best effort), so the
+    mirror goes on serving the old version with a signature that verifies.
+    """
+    old_signature = backend.get(SIGNATURE_NAME)
+    backend.put(SIGNATURE_NAME, signature, media_type(SIGNATURE_NAME), immutable=False)
+    try:
+        backend.put(MANIFEST_NAME, manifest_bytes, media_type(MANIFEST_NAME), immutable=False)
+    except PublishError:
+        _restore_signature(backend, manifest_bytes, signature, old_signature)
+        raise
+
+
+def _restore_signature(
+    backend: Backend, manifest_bytes: bytes, signature: bytes, old_signature: bytes | None
+) -> None:
+    if old_signature == signature:
+        return
+    try:
+        # A write reported as failed may still have landed (a lost response); then the new
+        # signature is the right one.
+        if backend.get(MANIFEST_NAME) == manifest_bytes:
+            return
+        if old_signature is not None:
+            backend.put(SIGNATURE_NAME, old_signature, media_type(SIGNATURE_NAME),
+                        immutable=False)
+        elif DELETE in backend.capabilities:
+            backend.delete([SIGNATURE_NAME])
+    except PublishError:
+        pass  # best effort: the caller reports the original failure
+
 
 def _read(tree: Path, path: str, mirror: str) -> bytes:
     try:
