@@ -1,4 +1,5 @@
-"""Log output: plain lines for people and cron mail, or JSON lines for log collectors."""
+"""Log output: rich lines on a terminal, plain lines for cron mail and pipes, or JSON lines
+for log collectors."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+
+from rich.logging import RichHandler
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,10 +39,16 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def setup(verbosity: int, fmt: str) -> None:
     """verbosity: -1 quiet (warnings and errors), 0 normal, 1 debug."""
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    handler = _StderrHandler()
+    handler: logging.Handler
     if fmt == "json":
+        handler = _StderrHandler()
         handler.setFormatter(JsonFormatter())
+    elif sys.stderr.isatty():
+        # A person at a terminal: coloured levels and times; cron mail gets plain lines.
+        handler = RichHandler(show_path=False, markup=False, rich_tracebacks=False,
+                              log_time_format="%H:%M:%S")
     else:
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("mirrorkit")
     root.handlers[:] = [handler]
