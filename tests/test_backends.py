@@ -375,3 +375,16 @@ def test_local_leftovers_of_a_killed_write_go_only_when_a_publish_starts(
     assert not (tmp_path / TMP_DIR).exists()
     assert draft.read_bytes() == b"mine"
     backend.discard_partial_writes()  # nothing to do is fine
+
+
+def test_local_linked_directory_is_listed_and_deleted_not_followed(tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.html").write_text("not ours")
+    backend = LocalBackend("disk", root)
+    backend.put("index.html", b"home", "text/html", immutable=False)
+    (root / "linked").symlink_to(elsewhere)
+    assert sorted(o.path for o in backend.list()) == ["index.html", "linked"]
+    backend.delete(["linked"])
+    assert not (root / "linked").exists()
+    assert (elsewhere / "keep.html").read_text() == "not ours"

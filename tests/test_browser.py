@@ -13,10 +13,11 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urldefrag
+from urllib.parse import urldefrag, urlsplit
+from urllib.request import url2pathname
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from conftest import MotoServer, _public_read_policy
 from mirrorkit.config import from_dict
@@ -69,6 +70,17 @@ def mirrors(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -
     return {"file": (root / "offline").as_uri() + "/", "s3": s3_url}
 
 
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+def _exists(context: BrowserContext, url: str) -> bool:
+    if url.startswith("file:"):
+        return Path(url2pathname(urlsplit(url).path)).is_file()
+    return context.request.get(url).status == 200
+
+
 def read_page(page: Page, url: str, base: str) -> tuple[list[str], list[str]]:
     """Open ``url``; return the links on it and every problem a reader would meet."""
     requested: list[str] = []
@@ -93,8 +105,11 @@ def read_page(page: Page, url: str, base: str) -> tuple[list[str], list[str]]:
     links = []
     for attr, resolved, in_mirror_list in raw:
         target = urldefrag(resolved).url
-        if in_mirror_list or not target.startswith(base):
+        if in_mirror_list or _origin(target) != _origin(base):
             continue  # the original, or a mirror's public URL: a link, not a load
+        if not target.startswith(base):
+            problems.append(f"{url}: link leaves the site: {attr}")
+            continue
         if "://" in attr or attr.startswith("/"):
             problems.append(f"{url}: internal link is not relative: {attr}")
         if target.endswith("/"):
@@ -119,7 +134,9 @@ def test_every_page_reads_from_any_base_with_nothing_from_other_hosts(
             continue
         seen.add(url)
         if not url.endswith(".html"):
-            continue  # feeds, manifest, stylesheet: reachable is enough (checked on load)
+            if not _exists(context, url):  # feeds, manifest, mirrors.json: must be there
+                problems.append(f"link to a missing file: {url}")
+            continue
         page = context.new_page()
         links, found = read_page(page, url, base)
         page.close()

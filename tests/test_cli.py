@@ -245,3 +245,33 @@ def test_archive_is_one_zip_that_verifies_and_opens_offline(tmp_path: Path) -> N
                        cwd=tmp_path)
     assert again.returncode == 0
     assert (tmp_path / "again.zip").read_bytes() == (tmp_path / "copy.zip").read_bytes()
+
+
+def test_on_a_terminal_logs_stay_on_stderr_and_stdout_stays_clean(tmp_path: Path) -> None:
+    import pty
+
+    demo = _mirrorkit("demo", "--dir", "d", cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    leader, follower = pty.openpty()  # stderr is a terminal, stdout a pipe: $(mirrorkit build)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mirrorkit", "--config", "d/mirrorkit.toml", "build"],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=follower, text=True, timeout=120,
+            check=False, env={**os.environ, "COLUMNS": "120"})
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+    assert proc.returncode == 0
+    assert proc.stdout.strip().endswith("000002")
+    assert len(proc.stdout.splitlines()) == 1
+    terminal = re.sub(rb"\x1b\[[0-9;]*m", b"", b"".join(chunks))
+    assert b"built version 2" in terminal

@@ -102,9 +102,10 @@ def test_sync_to_two_buckets_then_verify_over_http(
     config = write_config(tmp_path, outlet.feed_url, moto_server, buckets)
     pub = str(tmp_path / "keys" / "outlet.pub")
 
-    result = run(config, "sync")
+    result = run(config, "-v", "sync")  # debug detail too: it must not leak secrets either
     assert result.exit_code == 0, result.output
     assert "s3-0: ok, version 1" in result.output
+    assert "uploaded articles/" in result.output
 
     client = moto_server.client()
     for i, bucket in enumerate(buckets):

@@ -40,20 +40,20 @@ FILES = {
 
 def write_site(root: Path, files: dict[str, bytes] = FILES, *, version: int = 3,
                key: SecretKey = KEY, created: datetime = NOW,
-               retired: tuple[RetiredEntry, ...] = ()) -> Manifest:
+               retired: tuple[RetiredEntry, ...] = (), mirror: str = "m1") -> Manifest:
     for path, data in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_bytes(data)
     manifest = Manifest(
         outlet="x", version=version, created=created, expires=created + timedelta(days=7),
-        key_id=key.public.key_id_hex, mirror="m1", mirrors=(MirrorEntry("m1", "http://m/"),),
+        key_id=key.public.key_id_hex, mirror=mirror, mirrors=(MirrorEntry(mirror, "http://m/"),),
         files=tuple(FileEntry(p, len(d), sha256_hex(d), media_type(p)) for p, d in files.items()),
         retired=retired,
     )
     data = manifest.to_bytes()
     (root / MANIFEST_NAME).write_bytes(data)
     (root / SIGNATURE_NAME).write_bytes(
-        sign(data, key, f"outlet:x version:{version} mirror:m1").to_bytes())
+        sign(data, key, f"outlet:x version:{version} mirror:{mirror}").to_bytes())
     return manifest
 
 
@@ -169,11 +169,12 @@ def test_an_old_copy_of_another_mirror_at_a_known_address_is_a_rollback(tmp_path
     address = tmp_path / "alpha"
     write_site(address, version=5)
     assert verify_target(DirectoryTarget(address), KEY.public, now=NOW, trust=trust).ok
-    # The same address now serves an older, genuinely signed copy (of any mirror).
+    # The same address now serves an older, genuinely signed copy of another mirror,
+    # whose own newest version this verifier has never seen.
     for path in list(address.rglob("*")):
         if path.is_file():
             path.unlink()
-    write_site(address, version=2)
+    write_site(address, version=2, mirror="m2")
     report = verify_target(DirectoryTarget(address), KEY.public, now=NOW, trust=trust)
     assert [f.kind for f in report.findings if f.fatal] == ["rollback"]
 
@@ -210,6 +211,14 @@ def test_two_archive_entries_with_one_name_are_refused(tmp_path: Path) -> None:
     report = verify_target(open_target(str(archive)), KEY.public, now=NOW)
     assert ("duplicate", "index.html") in [(f.kind, f.path) for f in report.findings]
     assert not report.ok
+
+
+def test_an_unwritable_trust_file_loses_only_rollback_memory(tmp_path: Path) -> None:
+    write_site(tmp_path / "site")
+    (tmp_path / "file").write_text("not a folder")
+    trust = TrustStore.load(tmp_path / "file" / "trust.json")
+    report = verify_target(DirectoryTarget(tmp_path / "site"), KEY.public, now=NOW, trust=trust)
+    assert report.ok
 
 
 def test_a_linked_directory_is_listed_not_hidden(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 
@@ -45,8 +46,8 @@ def setup(verbosity: int, fmt: str) -> None:
         handler.setFormatter(JsonFormatter())
     elif sys.stderr.isatty():
         # A person at a terminal: coloured levels and times; cron mail gets plain lines.
-        handler = RichHandler(show_path=False, markup=False, rich_tracebacks=False,
-                              log_time_format="%H:%M:%S")
+        handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False,
+                              rich_tracebacks=False, log_time_format="%H:%M:%S")
     else:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import re
 import zipfile
 import zlib
@@ -37,6 +38,7 @@ from mirrorkit.sign import PublicKey, Signature, verify
 from mirrorkit.store import iter_files, write_atomic
 
 _COMMENT = re.compile(r"(\w+):(\S+)")
+log = logging.getLogger("mirrorkit")
 
 
 @dataclass(frozen=True)
@@ -380,8 +382,8 @@ class TrustStore:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             versions = {str(k): int(v) for k, v in data.get("versions", {}).items()}
-        except FileNotFoundError:
-            versions = {}
+        except (FileNotFoundError, NotADirectoryError):
+            versions = {}  # nothing seen yet (record() says if it cannot be written)
         except (OSError, ValueError, AttributeError) as e:
             raise VerifyError(f"unreadable trust state: {e}", where=str(path),
                               hint="delete it to start afresh") from e
@@ -406,7 +408,13 @@ class TrustStore:
             if manifest.version > self.versions.get(k, 0):
                 self.versions[k] = manifest.version
                 changed = True
-        if changed:
+        if not changed:
+            return
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.path, json.dumps({"versions": self.versions}, indent=1,
                                                sort_keys=True).encode())
+        except OSError as e:
+            # The copy was verified either way; only rollback protection for next time is lost.
+            log.warning("cannot record the version seen in %s: %s", self.path,
+                        e.strerror or e)

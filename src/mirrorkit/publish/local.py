@@ -151,10 +151,13 @@ class LocalBackend(Backend):
                 dirnames[:] = [d for d in dirnames if d != TMP_DIR]
                 filenames = [f for f in filenames if f != TMP_DIR]
             dirnames.sort()
-            for filename in sorted(filenames):
+            # A link to a directory is an entry, as verify lists it (store.iter_files):
+            # never walked into, and deleted as a stale object like any other.
+            linked = [d for d in dirnames if (base / d).is_symlink()]
+            for filename in sorted(filenames + linked):
                 file = base / filename
                 try:
-                    size = file.stat().st_size
+                    size = file.lstat().st_size if filename in linked else file.stat().st_size
                 except FileNotFoundError:
                     continue  # removed while we walked
                 except OSError as e:
