@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import lxml.etree
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from mirrorkit import fetch as fetch_module
 from mirrorkit.config import Config, from_dict
@@ -599,6 +602,129 @@ def test_image_that_failed_for_good_is_dropped_and_the_article_saved(
     assert len(article.media) == 1
 
 
+def _tiny_timeout(config: Config, seconds: float = 0.3) -> Config:
+    """``config`` with a request timeout below the 1 s the config file allows."""
+    return dataclasses.replace(config, fetch=dataclasses.replace(config.fetch, timeout=seconds))
+
+
+async def _tarpit(request: web.Request) -> web.StreamResponse:
+    await asyncio.sleep(1.0)  # well past the tiny timeout; short so the server stops soon
+    return web.Response(body=PNG_A, content_type="image/png")
+
+
+@pytest.mark.parametrize("failure", [
+    pytest.param(_tarpit, id="always-times-out"),
+    pytest.param(fixed("busy", status=503), id="always-503"),
+])
+def test_image_failing_for_now_every_run_stops_holding_its_article_back(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, failure: Handler) -> None:
+    monkeypatch.setattr(fetch_module, "RETRY_BACKOFF", 0.0)
+    assert fetch_module.MAX_IMAGE_FAILED_RUNS == 3
+    routes = _image_article({"/ok.png": fixed(PNG_A, "image/png"), "/stuck.png": failure})
+    logger = logging.getLogger("mirrorkit.fetch")
+    logger.addHandler(caplog.handler)
+    try:
+        with LoopbackServer(routes) as server:
+            config = _tiny_timeout(make_config(tmp_path, server.url + "feed"))
+            article_url = server.url + "a.html"
+            for n in (1, 2, 3):
+                report, lines = run(config, store)
+                assert (report.new, report.sources[0].failed_articles) == (0, 1), n
+                assert f"  {article_url}: not saved, an image failed for now" in lines[0]
+                assert f"failed run {n} of 3" in lines[0]
+                assert store.articles() == []
+                assert store.attempts(article_url) == n
+
+            with caplog.at_level("WARNING", logger="mirrorkit.fetch"):
+                report, lines = run(config, store)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert (report.new, report.any_failed) == (1, False)
+    assert lines == [f"feed {server.url}feed: 1 new, 0 changed"]
+    (article,) = store.articles()
+    assert len(article.media) == 1
+    assert article.html.count("<img") == 1
+    assert "stuck.png" not in article.html
+    assert store.attempts(article_url) == 0
+    # A set: the record reaches caplog's handler both here and through the root logger.
+    (warning,) = {r.getMessage() for r in caplog.records if "saved without" in r.getMessage()}
+    assert warning.startswith(f"{article_url}: saved without an image that failed for now")
+    assert f"{server.url}stuck.png" in warning
+
+
+def test_image_that_recovers_after_two_failed_runs_is_kept(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fetch_module, "RETRY_BACKOFF", 0.0)
+    routes = _image_article({"/ok.png": fixed(PNG_A, "image/png"),
+                             "/flaky.png": fixed("busy", status=503)})
+    with LoopbackServer(routes) as server:
+        config = make_config(tmp_path, server.url + "feed")
+        article_url = server.url + "a.html"
+        for _ in range(2):
+            report, _lines = run(config, store)
+            assert report.sources[0].failed_articles == 1
+        assert store.attempts(article_url) == 2
+
+        server.routes["/flaky.png"] = fixed(PNG_B, "image/png")
+        report, _lines = run(config, store)
+    assert (report.new, report.any_failed) == (1, False)
+    (article,) = store.articles()
+    assert len(article.media) == 2
+    assert article.html.count("<img") == 2
+    assert store.attempts(article_url) == 0
+
+
+class _FakeDNS(AbstractResolver):
+    """Resolves every name to 127.0.0.1, but fails the names in ``errors`` with that errno."""
+
+    def __init__(self, errors: dict[str, int]):
+        self.errors = errors
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        if host in self.errors:
+            raise socket.gaierror(self.errors[host], f"lookup of {host} failed")
+        return [ResolveResult(hostname=host, host="127.0.0.1", port=port,
+                              family=socket.AF_INET, proto=0, flags=socket.AI_NUMERICHOST)]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("errno", "for_now"), [
+    pytest.param(socket.EAI_AGAIN, True, id="EAI_AGAIN-is-for-now"),
+    pytest.param(socket.EAI_NONAME, False, id="EAI_NONAME-is-for-good"),
+])
+def test_image_dns_failure(tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch,
+                           errno: int, for_now: bool) -> None:
+    def open_session(config: Any) -> aiohttp.ClientSession:
+        resolver = _FakeDNS({"images.test": errno})
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver),
+                                     timeout=aiohttp.ClientTimeout(total=5))
+
+    monkeypatch.setattr(fetch_module, "open_session", open_session)
+    routes = _image_article({"/ok.png": fixed(PNG_A, "image/png")})
+    with LoopbackServer(routes) as server:
+        port = server.url.rsplit(":", 1)[1].rstrip("/")
+        page = (f"<html><head><title>T</title></head><body><article><p>{PARAGRAPH * 3}</p>"
+                f'<img src="ok.png"><img src="http://images.test:{port}/x.png">'
+                "</article></body></html>")
+        server.routes["/a.html"] = fixed(page)
+        report, lines = run(make_config(tmp_path, server.url + "feed"), store)
+    article_url = server.url + "a.html"
+    if for_now:
+        assert (report.new, report.sources[0].failed_articles) == (0, 1)
+        assert f"  {article_url}: not saved, an image failed for now" in lines[0]
+        assert "lookup of images.test failed" in lines[0]
+        assert store.attempts(article_url) == 1
+    else:
+        assert (report.new, report.any_failed) == (1, False)
+        (article,) = store.articles()
+        assert len(article.media) == 1
+        assert store.attempts(article_url) == 0
+
+
 # -- the address guard --------------------------------------------------------------------
 
 @pytest.mark.parametrize(("address", "kind"), [
@@ -649,7 +775,7 @@ def test_hostname_resolving_to_loopback_is_refused(tmp_path: Path, store: Store,
     assert outlet.requests == []
 
 
-def test_guarded_resolver_checks_every_address() -> None:
+def test_guarded_resolver_refuses_localhost() -> None:
     async def resolve() -> None:
         resolver = GuardedResolver()
         try:
@@ -659,6 +785,57 @@ def test_guarded_resolver_checks_every_address() -> None:
 
     with pytest.raises(BlockedAddressError, match="localhost: resolves to loopback address"):
         asyncio.run(resolve())
+
+
+class _FixedResolver(AbstractResolver):
+    """An inner resolver that answers every name with ``addresses``, in that order."""
+
+    def __init__(self, addresses: list[str]):
+        self.addresses = addresses
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        return [ResolveResult(hostname=host, host=a, port=port,
+                              family=socket.AF_INET6 if ":" in a else socket.AF_INET,
+                              proto=0, flags=socket.AI_NUMERICHOST) for a in self.addresses]
+
+    async def close(self) -> None:
+        pass
+
+
+def _guarded_resolve(monkeypatch: pytest.MonkeyPatch,
+                     addresses: list[str]) -> list[ResolveResult]:
+    """GuardedResolver over a fake inner resolver: no lookup, no connection."""
+    monkeypatch.setattr(fetch_module, "ThreadedResolver", lambda: _FixedResolver(addresses))
+
+    async def resolve() -> list[ResolveResult]:
+        resolver = GuardedResolver()
+        try:
+            return await resolver.resolve("mixed.example", 443)
+        finally:
+            await resolver.close()
+
+    return asyncio.run(resolve())
+
+
+@pytest.mark.parametrize("addresses", [
+    pytest.param(["93.184.216.34", "10.0.0.1"], id="private-second"),
+    pytest.param(["10.0.0.1", "93.184.216.34"], id="private-first"),
+    pytest.param(["2606:2800:220:1::1", "93.184.216.34", "10.0.0.1"], id="private-last"),
+])
+def test_guarded_resolver_checks_every_address(monkeypatch: pytest.MonkeyPatch,
+                                               addresses: list[str]) -> None:
+    with pytest.raises(BlockedAddressError) as info:
+        _guarded_resolve(monkeypatch, addresses)
+    assert str(info.value).startswith(
+        "mixed.example: resolves to private address 10.0.0.1 (set [fetch]")
+
+
+def test_guarded_resolver_passes_public_addresses_through(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    addresses = ["93.184.216.34", "2606:2800:220:1::1"]
+    results = _guarded_resolve(monkeypatch, addresses)
+    assert [r["host"] for r in results] == addresses
 
 
 @pytest.mark.parametrize("target", [

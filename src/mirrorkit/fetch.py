@@ -18,7 +18,12 @@ source:
   show; an image that cannot be stored (failed, too large, not JPEG/PNG/GIF/WebP/AVIF by
   its magic bytes) is removed from the body, never left pointing at another host.  An
   image that failed only for now (429/503 or a dropped connection after the retries, a
-  timeout) fails its article instead, so the next run tries the article again.
+  timeout, a temporary DNS failure) fails its article instead, so the next run tries the
+  article again -- but only for ``MAX_IMAGE_FAILED_RUNS`` runs in a row, counted per
+  article URL in the store: an image host that never answers (or a page pointing an
+  ``<img>`` at a tarpit) must not keep the article out of the mirrors for good.  The run
+  after that saves the article without the image, with a warning.  A saved article clears
+  its count.  A refused connection counts as failed for good.
 - **Text** of every article field passes :func:`mirrorkit.extract.xml_safe` when the
   article is made: a control character from the origin would otherwise break the feeds.
 - An entry whose URL cannot be parsed is skipped; the rest of its source goes on.
@@ -36,6 +41,8 @@ Safety and politeness:
   ``timeout`` seconds per request, the configured User-Agent, and bodies streamed and cut
   off at ``max_page_size`` / ``max_image_size``.
 - 429, 503 and dropped or reset connections are retried twice with a short backoff.
+  Timeouts and temporary DNS failures are not retried within the run, only marked as
+  failed for now.
 
 A source that cannot be read fails on its own (:class:`SourceResult` with ``ok=False`` and a
 one-line error); the other sources go on, even when the cause is an unexpected exception
@@ -77,6 +84,9 @@ MAX_REDIRECTS = 5
 RETRIES = 2
 RETRY_BACKOFF = 0.2  # seconds before the first retry; doubles for the next
 MAX_RETRY_AFTER = 5.0  # a server's Retry-After is honoured up to this many seconds
+# Runs in a row an article is failed because one of its images failed for now; the run
+# after saves it without that image.
+MAX_IMAGE_FAILED_RUNS = 3
 _RETRY_STATUSES = frozenset({429, 503})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _PRIVATE_HINT = "set [fetch] allow_private_addresses = true for origins on private networks"
@@ -239,6 +249,8 @@ class _Client:
                     f"timed out after {self._config.timeout:g}s", where=url,
                     hint="raise [fetch] timeout if the origin is slow")) from e
             except aiohttp.ClientError as e:
+                if _dns_for_now(e):
+                    raise _transient(_wrap(url, e)) from e
                 if not _dropped(e):
                     raise _wrap(url, e) from e
                 # The connection dropped mid-request: worth another try.
@@ -307,8 +319,20 @@ def _dropped(e: aiohttp.ClientError) -> bool:
                       | aiohttp.ClientOSError)
 
 
+def _dns_for_now(e: aiohttp.ClientError) -> bool:
+    """A name lookup that failed only for now (EAI_AGAIN: the resolver did not answer).
+
+    aiohttp >= 3.11 raises ClientConnectorDNSError, older versions ClientConnectorError;
+    both carry the resolver's socket.gaierror.  A name that does not exist stays final.
+    """
+    if not isinstance(e, aiohttp.ClientConnectorError):
+        return False
+    cause = e.os_error
+    return isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_AGAIN
+
+
 def _transient(error: FetchError) -> FetchError:
-    """Mark ``error`` as likely to go away by the next run (503, timeout, reset)."""
+    """Mark ``error`` as likely to go away by the next run (503, timeout, reset, DNS)."""
     error.retryable = True
     return error
 
@@ -542,6 +566,7 @@ class _Run:
             validators=validators, want_type=lambda t: t in _HTML_TYPES,
         )
         if response.status == 304:
+            self._succeeded(url)
             return "unchanged"
         # Extraction is CPU work; a thread keeps the other downloads moving meanwhile.
         page = await asyncio.to_thread(extract.extract_page, response.body, response.url,
@@ -550,11 +575,7 @@ class _Run:
             raise FetchError("no article text found in the page", where=url)
         html, media, transient = await self._localize(page.html)
         if transient:
-            # Saved without that image, the article would not be read again unless it
-            # changed: the image would be gone for good.  Failing it retries it next run.
-            raise _transient(FetchError(
-                f"not saved, an image failed for now: {transient[0]}", where=url,
-                hint="tried again next run"))
+            self._image_failed_for_now(url, transient)
         # Every text field passes xml_safe here, the one place an Article is made: a
         # control character stored from a feed or page would break every later build.
         safe = extract.xml_safe
@@ -570,9 +591,33 @@ class _Run:
         )
         saved = self.store.save_article(article)
         self.store.set_validators(url, response.etag, response.last_modified)
+        self._succeeded(url)
         if not saved:
             return "unchanged"
         return "changed" if stored is not None else "new"
+
+    def _image_failed_for_now(self, url: str, transient: list[MirrorkitError]) -> None:
+        """Fail the article at ``url`` for another run, or let it be saved without the images.
+
+        Saved without an image, the article would not be read again unless it changed: the
+        image would be gone for good.  So the article fails, and is tried again next run,
+        for up to MAX_IMAGE_FAILED_RUNS runs in a row; then it is saved without them.
+        """
+        failed_runs = self.store.attempts(url)
+        if failed_runs < MAX_IMAGE_FAILED_RUNS:
+            self.store.record_attempt(url, str(transient[0]))
+            raise _transient(FetchError(
+                f"not saved, an image failed for now: {transient[0]}", where=url,
+                hint=f"failed run {failed_runs + 1} of {MAX_IMAGE_FAILED_RUNS};"
+                     " tried again next run"))
+        for error in transient:
+            log.warning("%s: saved without an image that failed for now %d runs in a row"
+                        " and again in this one: %s", url, failed_runs, error)
+
+    def _succeeded(self, url: str) -> None:
+        """The article at ``url`` is stored and current: its failed runs are forgotten."""
+        if self.store.attempts(url):
+            self.store.clear_attempts(url)
 
     async def _localize(self, html: str,
                         ) -> tuple[str, tuple[str, ...], list[MirrorkitError]]:

@@ -2,7 +2,8 @@
 
 Layout under the state directory::
 
-    mirrorkit.sqlite3     articles, HTTP validators, builds, publishes
+    mirrorkit.sqlite3     articles, HTTP validators, failed fetch attempts,
+                          builds, publishes
     blobs/ab/abcdef...    image bytes, named by SHA-256, written once
     builds/<version>/     bundles written by the build stage
 
@@ -67,6 +68,12 @@ CREATE TABLE IF NOT EXISTS publishes (
     version INTEGER NOT NULL,
     published_at TEXT NOT NULL,
     PRIMARY KEY (mirror, version)
+);
+CREATE TABLE IF NOT EXISTS fetch_attempts (
+    url TEXT PRIMARY KEY,
+    attempts INTEGER NOT NULL,
+    last_error TEXT,
+    updated TEXT NOT NULL
 );
 """
 
@@ -149,6 +156,29 @@ class Store:
             " VALUES (?, ?, ?, ?)",
             (url, etag, last_modified, _now()),
         )
+
+    # -- failed fetch attempts ----------------------------------------------------------
+
+    def attempts(self, url: str) -> int:
+        """How many runs in a row ``url`` failed for now (see :meth:`record_attempt`)."""
+        row = self._db.execute(
+            "SELECT attempts FROM fetch_attempts WHERE url = ?", (url,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def record_attempt(self, url: str, error: str) -> int:
+        """Count one more run in which ``url`` failed for now; returns the new count."""
+        self._db.execute(
+            "INSERT INTO fetch_attempts (url, attempts, last_error, updated)"
+            " VALUES (?, 1, ?, ?) ON CONFLICT (url) DO UPDATE SET"
+            " attempts = attempts + 1, last_error = excluded.last_error,"
+            " updated = excluded.updated",
+            (url, error, _now()),
+        )
+        return self.attempts(url)
+
+    def clear_attempts(self, url: str) -> None:
+        self._db.execute("DELETE FROM fetch_attempts WHERE url = ?", (url,))
 
     # -- articles -----------------------------------------------------------------------
 
