@@ -3,8 +3,10 @@
 Bundles are built by hand here (files plus a manifest; the signature is a dummy — signing
 is another module's job — unless a test passes a key, to check what a verifier sees).
 A recording wrapper sees every write and, after each one, checks invariant 1 of
-DESIGN.md: every file the live manifest names is on the mirror with the listed hash
-(pointers excepted: replacing them in place is the accepted window).
+DESIGN.md: every file the live manifest names (in ``files`` or ``retired``) is on the mirror
+with the listed hash — except pointers, and files replaced in place in stage 2 (written with
+short caching) until the next commit: that is the accepted window of publish/stage.py.
+A file written as new (stage 1) over one the live manifest names is always a violation.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ class Recorder(Backend):
         self.fail_on = fail_on
         self.ops: list[tuple[str, str]] = []
         self.violations: list[str] = []
+        self.replaced: set[str] = set()  # replaced in place since the last commit
         self._lock = threading.Lock()
 
     def put(self, path: str, data: bytes, media_type: str, *, immutable: bool) -> None:
@@ -129,6 +132,10 @@ class Recorder(Backend):
                 raise PublishError(f"cannot upload {path}: injected", where=f"mirror {self.name}")
             self.inner.put(path, data, media_type, immutable=immutable)
             self.ops.append(("put", path))
+            if path == MANIFEST_NAME:
+                self.replaced.clear()
+            elif not immutable:
+                self.replaced.add(path)
             self._check()
 
     def delete(self, paths: Sequence[str]) -> None:
@@ -157,7 +164,7 @@ class Recorder(Backend):
         named = [(f.path, f.sha256) for f in live.files] + [
             (r.path, r.sha256) for r in live.retired]
         for path, digest in named:
-            if path in POINTERS:
+            if path in POINTERS or path in self.replaced:
                 continue
             got = self.inner.get(path)
             if got is None or sha256_hex(got) != digest:
@@ -230,6 +237,71 @@ def test_retired_files_go_once_no_longer_listed(mirror: Backend, tmp_path: Path)
 
     assert result.deleted == 1
     assert contents(mirror) == site(V2, tree)
+
+
+class BackendTarget:
+    """A mirror as ``verify`` sees it, read through its backend."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.label = backend.name
+
+    def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
+        return {p: self.backend.get(p) for p in paths}
+
+    def listing(self) -> list[str]:
+        return [o.path for o in self.backend.list()]
+
+
+# v3 brings back article b, retired by v2, with other content, and adds image z.
+V3 = {**V2, "articles/b/index.html": b"<p>b, back and rewritten</p>",
+      "media/z.png": b"\x89PNG z"}
+
+
+@pytest.mark.parametrize("fail_on", [None, "media/z.png", MANIFEST_NAME],
+                         ids=["ok", "stage-1-fails", "commit-fails"])
+def test_a_retired_file_brought_back_changed_waits_for_the_commit(
+        mirror: Backend, tmp_path: Path, fail_on: str | None) -> None:
+    # The live manifest still names b (as retired, with its old hash) and verify checks it
+    # while it is served, so new content for b must not arrive as a "new" file in stage 1.
+    key = sign.SecretKey.generate()
+    steps = Recorder(mirror)
+    publish_tree(steps, make_tree(tmp_path, 1, V1, key=key))
+    tree2 = make_tree(tmp_path, 2, V2, retired=V2_RETIRED, key=key)
+    publish_tree(steps, tree2)
+    tree3 = make_tree(tmp_path, 3, V3, key=key)
+    recorder = Recorder(mirror, fail_on=fail_on)
+
+    if fail_on is None:
+        result = publish_tree(recorder, tree3, concurrency=1)
+        assert (result.uploaded, result.skipped) == (4, len(V2))
+        # Stage 1 is the new image only; b is replaced in stage 2, just before the commit.
+        assert recorder.puts() == ["media/z.png", "articles/b/index.html",
+                                   SIGNATURE_NAME, MANIFEST_NAME]
+    else:
+        with pytest.raises(PublishError, match="injected"):
+            publish_tree(recorder, tree3, concurrency=1)
+        live = fetch_live_manifest(mirror)
+        assert live is not None and live.version == 2
+        if fail_on != MANIFEST_NAME:
+            # Stopped before stage 2: the mirror is version 2 whole, b included.
+            assert mirror.get("articles/b/index.html") == V1["articles/b/index.html"]
+            report = verify_target(BackendTarget(mirror), key.public, now=T0)
+            assert report.ok and report.findings == (), report.findings
+        else:
+            # The old signature is back, so version 2 still verifies, except for b (stage 2
+            # replaced it in place: that accepted window lasts until a commit succeeds) and
+            # the new image, uploaded but not yet named.  Nothing named is missing.
+            report = verify_target(BackendTarget(mirror), key.public, now=T0)
+            assert [(f.kind, f.path) for f in report.findings] == [
+                ("size", "articles/b/index.html"), ("extra", "media/z.png")]
+        # The next run completes the work (the window, if open, closes with its commit).
+        recorder.fail_on = None
+        publish_tree(recorder, tree3)
+    assert steps.violations == [] and recorder.violations == []
+    assert contents(mirror) == site(V3, tree3)
+    report = verify_target(BackendTarget(mirror), key.public, now=T0)
+    assert report.ok and report.findings == (), report.findings
 
 
 def test_republishing_the_live_version_sends_nothing(
@@ -620,14 +692,16 @@ def _manifest(version: int, files: dict[str, bytes], retired: dict[str, bytes]) 
     )
 
 
-@given(new=_files, retired=_files, old=st.none() | _files,
+@given(new=_files, retired=_files, old=st.none() | _files, old_retired=_files,
        present=st.dictionaries(_paths, st.integers(0, 3)), has_manifest=st.booleans(),
        old_outlet=st.sampled_from(["o", "other"]))
 def test_plan_never_deletes_what_the_new_version_names(
         new: dict[str, bytes], retired: dict[str, bytes], old: dict[str, bytes] | None,
-        present: dict[str, int], has_manifest: bool, old_outlet: str) -> None:
+        old_retired: dict[str, bytes], present: dict[str, int], has_manifest: bool,
+        old_outlet: str) -> None:
     retired = {p: d for p, d in retired.items() if p not in new}
-    live = (dataclasses.replace(_manifest(1, old, {}), outlet=old_outlet)
+    old_retired = {p: d for p, d in old_retired.items() if old is not None and p not in old}
+    live = (dataclasses.replace(_manifest(1, old, old_retired), outlet=old_outlet)
             if old is not None else None)
     if has_manifest:
         present = {**present, MANIFEST_NAME: 10}
@@ -639,8 +713,11 @@ def test_plan_never_deletes_what_the_new_version_names(
     assert len(set(first + replace)) == len(first + replace)
     assert len(first) + len(replace) + plan.skipped == len(new)
     assert not set(plan.delete) & (set(new) | set(retired) | {MANIFEST_NAME, SIGNATURE_NAME})
-    # Stage 2 only touches paths the live manifest names; everything else goes first.
-    assert all(old is not None and p in old for p in replace)
+    # Stage 2 only touches paths the live manifest names (as files or retired); stage 1
+    # never writes other content over a path the live manifest names (invariant 1).
+    named = {**old_retired, **(old or {})}
+    assert all(p in named for p in replace)
+    assert all(p not in named or named[p] == new[p] for p in first)
     # Only a readable live manifest of the same outlet makes the root ours; an object
     # called manifest.json (``has_manifest``) is not enough.
     ours = live is not None and live.outlet == "o"

@@ -6,8 +6,9 @@ so it is replaced only once everything it will name is in place.  One publish ru
     plan     read the bundle's manifest and the mirror's live one; list the mirror
     stage 1  upload paths the live manifest does not name (new files, and repairs of
              named files found missing) — invisible to readers until the commit
-    stage 2  replace paths the live manifest names with other content (the pointers:
-             home page, feeds, mirror list; and pages that changed), then the signature,
+    stage 2  replace paths the live manifest names (in ``files`` or ``retired``) with
+             other content (the pointers: home page, feeds, mirror list; pages that
+             changed; retired pages brought back changed), then the signature,
              then ``manifest.json`` LAST — the commit.  If that last write fails, the old
              signature is put back, so the old manifest still verifies
     stage 3  delete what the new manifest names neither in ``files`` nor in ``retired``
@@ -54,6 +55,7 @@ from mirrorkit.manifest import (
     SIGNATURE_NAME,
     FileEntry,
     Manifest,
+    RetiredEntry,
     media_type,
     sha256_hex,
 )
@@ -86,6 +88,7 @@ class Plan:
 
     first: tuple[FileEntry, ...]    # stage 1: not named by the live manifest, or missing
     replace: tuple[FileEntry, ...]  # stage 2: named by the live manifest with other content
+                                    # (as a file or as retired)
     skipped: int                    # already on the mirror as listed
     delete: tuple[str, ...]         # stage 3
     foreign: tuple[str, ...]        # unnamed objects found in a root that is not ours
@@ -106,11 +109,16 @@ def plan_publish(
     old manifest named).
     """
     old = live.by_path if live else {}
+    # Retired files are named by the live manifest too (verify checks them while they are
+    # listed): one that comes back with other content is replaced in stage 2, not stage 1.
+    old_retired = {r.path: r for r in live.retired} if live else {}
     first: list[FileEntry] = []
     replace: list[FileEntry] = []
     skipped = 0
     for entry in new.files:
-        before = old.get(entry.path)
+        before: FileEntry | RetiredEntry | None = old.get(entry.path)
+        if before is None:
+            before = old_retired.get(entry.path)
         same = (before is not None and before.sha256 == entry.sha256
                 and before.size == entry.size)
         if same and present.get(entry.path) == entry.size:
