@@ -219,10 +219,19 @@ def publish_tree(
                              plan.skipped, len(deleting), planned, dry_run=True)
 
     backend.discard_partial_writes()
-    sent = _upload(backend, tree, plan.first, concurrency, say, replacing=False)
-    sent += _upload(backend, tree, plan.replace, concurrency, say, replacing=True)
+    # What stage 2 overwrites is kept, so a publish that fails before its commit can leave
+    # the live version whole: the old files back, the new ones it does not name gone.
+    previous: dict[str, bytes | None] = {}
+    try:
+        sent = _upload(backend, tree, plan.first, concurrency, say, replacing=False)
+        previous = {f.path: backend.get(f.path) for f in plan.replace}
+        sent += _upload(backend, tree, plan.replace, concurrency, say, replacing=True)
+        if not current:
+            _commit(backend, manifest_bytes, signature)
+    except PublishError:
+        _roll_back(backend, manifest_bytes, live, plan, previous)
+        raise
     if not current:
-        _commit(backend, manifest_bytes, signature)
         say(f"{name}: version {new.version} is live")
 
     if deleting:
@@ -312,6 +321,25 @@ def _commit(backend: Backend, manifest_bytes: bytes, signature: bytes) -> None:
     except PublishError:
         _restore_signature(backend, manifest_bytes, signature, old_signature)
         raise
+
+
+def _roll_back(backend: Backend, manifest_bytes: bytes, live: Manifest | None, plan: Plan,
+               previous: Mapping[str, bytes | None]) -> None:
+    """Best effort after a failed publish: put back what stage 2 replaced and remove what
+    stage 1 added that the live manifest does not name.  A first publish (nothing live)
+    keeps its uploads, for the next run to complete."""
+    try:
+        if live is None or backend.get(MANIFEST_NAME) == manifest_bytes:
+            return  # nothing to protect, or the commit landed after all
+        for path, data in previous.items():
+            if data is not None:
+                backend.put(path, data, media_type(path), immutable=False)
+        named = {f.path for f in live.files} | {r.path for r in live.retired}
+        added = [f.path for f in plan.first if f.path not in named]
+        if added and DELETE in backend.capabilities:
+            backend.delete(added)
+    except PublishError:
+        pass  # the caller reports the original failure; the next run completes the work
 
 
 def _restore_signature(
