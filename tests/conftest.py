@@ -34,7 +34,8 @@ MOTO_KEY = "testing"
 MOTO_REGION = "us-east-1"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on (for servers to start on, or to fail against)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -59,6 +60,21 @@ class MotoServer:
         client: S3Client = self._client
         return client
 
+    def new_bucket(self, *, listable: bool = False) -> str:
+        """A fresh bucket that anyone may read (and list, if ``listable``), as ops set one
+        up on a real provider for readers; moto enforces the policy for unsigned requests."""
+        bucket = f"mk-{uuid.uuid4().hex[:16]}"
+        statements = [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                       "Resource": f"arn:aws:s3:::{bucket}/*"}]
+        if listable:
+            statements.append({"Effect": "Allow", "Principal": "*", "Action": "s3:ListBucket",
+                               "Resource": f"arn:aws:s3:::{bucket}"})
+        client = self.client()
+        client.create_bucket(Bucket=bucket)
+        client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(
+            {"Version": "2012-10-17", "Statement": statements}))
+        return bucket
+
     def close_clients(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -70,7 +86,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
     exe = shutil.which("moto_server")
     if exe is None:
         pytest.fail("moto_server is not on PATH: pip install -e '.[test]' (moto[server])")
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
     with log_path.open("wb") as log:
@@ -104,25 +120,10 @@ def _wait_until_up(proc: subprocess.Popen[bytes], endpoint: str, log: Path) -> N
     pytest.fail(f"moto_server did not answer at {endpoint} within 30 s")
 
 
-def _public_read_policy(bucket: str) -> str:
-    # What ops set on a real provider so that readers fetch objects anonymously; moto
-    # enforces it for unsigned requests.
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-            "Resource": f"arn:aws:s3:::{bucket}/*",
-        }],
-    })
-
-
 @pytest.fixture
 def s3_bucket(moto_server: MotoServer) -> MirrorConfig:
     """A fresh, publicly readable bucket, as the config of an ``s3`` mirror named "s3"."""
-    bucket = f"mk-{uuid.uuid4().hex[:16]}"
-    client = moto_server.client()
-    client.create_bucket(Bucket=bucket)
-    client.put_bucket_policy(Bucket=bucket, Policy=_public_read_policy(bucket))
+    bucket = moto_server.new_bucket()
     return MirrorConfig(
         name="s3", type="s3", public_url=f"{moto_server.endpoint}/{bucket}/",
         bucket=bucket, endpoint_url=moto_server.endpoint, region=MOTO_REGION,

@@ -10,7 +10,6 @@ JavaScript.
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urldefrag, urlsplit
@@ -19,7 +18,7 @@ from urllib.request import url2pathname
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from conftest import MotoServer, _public_read_policy
+from conftest import MotoServer
 from mirrorkit.config import from_dict
 from mirrorkit.pipeline import sync
 from mirrorkit.sample import SampleOutlet
@@ -46,10 +45,7 @@ def mirrors(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -
     """The sample outlet synced to a local mirror and to an S3 bucket (under a prefix)."""
     root = tmp_path_factory.mktemp("site")
     write_keypair(root / "outlet")
-    bucket = f"mk-{uuid.uuid4().hex[:16]}"
-    client = moto_server.client()
-    client.create_bucket(Bucket=bucket)
-    client.put_bucket_policy(Bucket=bucket, Policy=_public_read_policy(bucket))
+    bucket = moto_server.new_bucket()
     s3_url = f"{moto_server.endpoint}/{bucket}/news/"
     with SampleOutlet() as outlet:
         config = from_dict({

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import free_port
 from mirrorkit.cli import cli
 
 ROOT = Path(__file__).parents[1]
@@ -113,19 +113,13 @@ def test_json_logs_are_one_object_a_line(tmp_path: Path) -> None:
     assert {"time", "level", "message"} <= set(records[0])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_previews_a_directory(tmp_path: Path) -> None:
     site = tmp_path / "site"
     (site / "articles" / "a").mkdir(parents=True)
     (site / "index.html").write_text("<h1>home</h1>")
     (site / "articles" / "a" / "index.html").write_text("<h1>a</h1>")
     (tmp_path / "secret.txt").write_text("outside")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mirrorkit", "serve", str(site),
                              "--port", str(port)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
@@ -168,7 +162,7 @@ public_key = "k.pub"
 [fetch]
 allow_private_addresses = true
 [[sources]]
-url = "http://127.0.0.1:{_free_port()}/rss.xml"
+url = "http://127.0.0.1:{free_port()}/rss.xml"
 [[mirrors]]
 name = "m"
 type = "local"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MotoServer, _public_read_policy
+from conftest import MotoServer
 from mirrorkit.errors import VerifyError
 from mirrorkit.manifest import MANIFEST_NAME, POINTERS, Manifest
 from mirrorkit.sample import SampleOutlet
@@ -41,10 +41,7 @@ def slow_outlet() -> Iterator[SampleOutlet]:
 def config_for(root: Path, outlet: SampleOutlet, moto: MotoServer) -> tuple[Path, str]:
     """A config with a directory mirror "disk" and an S3 mirror "s3"; and the bucket."""
     write_keypair(root / "outlet")
-    bucket = f"crash-{os.getpid()}-{time.monotonic_ns()}"
-    client = moto.client()
-    client.create_bucket(Bucket=bucket)
-    client.put_bucket_policy(Bucket=bucket, Policy=_public_read_policy(bucket))
+    bucket = moto.new_bucket()
     path = root / "mirrorkit.toml"
     path.write_text(f"""
 [outlet]

@@ -4,7 +4,6 @@ and plain HTTP reads, driven through the command line as ops and verifiers use i
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ import feedparser
 import pytest
 from click.testing import CliRunner, Result
 
-from conftest import MOTO_KEY, MotoServer
+from conftest import MOTO_KEY, MotoServer, free_port
 from mirrorkit.cli import cli
 from mirrorkit.sample import SampleOutlet
 from mirrorkit.sign import write_keypair
@@ -26,20 +25,6 @@ SECRET = f"mk-secret-{uuid.uuid4().hex}"  # a storage credential that must never
 def outlet() -> Iterator[SampleOutlet]:
     with SampleOutlet() as running:
         yield running
-
-
-def make_bucket(moto: MotoServer, *, listable: bool = False) -> str:
-    bucket = f"mk-{uuid.uuid4().hex[:16]}"
-    client = moto.client()
-    client.create_bucket(Bucket=bucket)
-    statements = [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-                   "Resource": f"arn:aws:s3:::{bucket}/*"}]
-    if listable:
-        statements.append({"Effect": "Allow", "Principal": "*", "Action": "s3:ListBucket",
-                           "Resource": f"arn:aws:s3:::{bucket}"})
-    client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(
-        {"Version": "2012-10-17", "Statement": statements}))
-    return bucket
 
 
 def write_config(root: Path, feed_url: str, moto: MotoServer, buckets: list[str],
@@ -98,7 +83,7 @@ def _trust_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_sync_to_two_buckets_then_verify_over_http(
     tmp_path: Path, outlet: SampleOutlet, moto_server: MotoServer
 ) -> None:
-    buckets = [make_bucket(moto_server, listable=True), make_bucket(moto_server)]
+    buckets = [moto_server.new_bucket(listable=True), moto_server.new_bucket()]
     config = write_config(tmp_path, outlet.feed_url, moto_server, buckets)
     pub = str(tmp_path / "keys" / "outlet.pub")
 
@@ -158,7 +143,7 @@ def test_sync_to_two_buckets_then_verify_over_http(
 def test_feeds_on_each_mirror_link_to_that_mirror(
     tmp_path: Path, outlet: SampleOutlet, moto_server: MotoServer
 ) -> None:
-    buckets = [make_bucket(moto_server), make_bucket(moto_server)]
+    buckets = [moto_server.new_bucket(), moto_server.new_bucket()]
     config = write_config(tmp_path, outlet.feed_url, moto_server, buckets, prefix="news")
     assert run(config, "sync").exit_code == 0
     ids = []
@@ -174,22 +159,16 @@ def test_feeds_on_each_mirror_link_to_that_mirror(
     assert ids[0] == ids[1]
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_unreachable_source_exits_3_and_mirrors_keep_their_version(
     tmp_path: Path, outlet: SampleOutlet, moto_server: MotoServer
 ) -> None:
-    buckets = [make_bucket(moto_server)]
+    buckets = [moto_server.new_bucket()]
     config = write_config(tmp_path, outlet.feed_url, moto_server, buckets)
     assert run(config, "sync").exit_code == 0
     base = f"{moto_server.endpoint}/{buckets[0]}/"
     before = http_get(base + "manifest.json")
 
-    dead = f"http://127.0.0.1:{_closed_port()}/rss.xml"
+    dead = f"http://127.0.0.1:{free_port()}/rss.xml"
     write_config(tmp_path, dead, moto_server, buckets)
     result = run(config, "sync")
     assert result.exit_code == 3, result.output
@@ -204,7 +183,7 @@ def test_unreachable_source_exits_3_and_mirrors_keep_their_version(
 def test_second_sync_with_nothing_new_changes_nothing(
     tmp_path: Path, outlet: SampleOutlet, moto_server: MotoServer
 ) -> None:
-    buckets = [make_bucket(moto_server)]
+    buckets = [moto_server.new_bucket()]
     config = write_config(tmp_path, outlet.feed_url, moto_server, buckets)
     assert run(config, "sync").exit_code == 0
     again = run(config, "sync")

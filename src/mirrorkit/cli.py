@@ -198,8 +198,7 @@ def publish_cmd(ctx: Context, names: tuple[str, ...], dry_run: bool) -> None:
                        f"unchanged {p.skipped}, deleted {p.deleted}")
         else:
             click.echo(f"error: {o.error}", err=True)
-    failed = sum(1 for o in outcomes if not o.ok)
-    sys.exit(0 if not failed else 1 if failed == len(outcomes) else 3)
+    sys.exit(pipeline.exit_for(sum(1 for o in outcomes if not o.ok), len(outcomes)))
 
 
 @cli.command("archive")
@@ -319,7 +318,7 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
         for problem in s.problems:
             click.echo(f"    {problem}")
     bad = sum(1 for s in rows if not s.reachable or not s.signature_valid or s.problems)
-    sys.exit(0 if not bad else 1 if bad == len(rows) else 3)
+    sys.exit(pipeline.exit_for(bad, len(rows)))
 
 
 @cli.command("export")

@@ -39,6 +39,13 @@ log = logging.getLogger("mirrorkit")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
+def exit_for(failed: int, total: int) -> int:
+    """The contract's rule for many parts: none failed 0, all failed 1, some failed 3."""
+    if not failed:
+        return EXIT_OK
+    return EXIT_FAILED if failed == total else EXIT_PARTIAL
+
+
 @dataclass(frozen=True)
 class MirrorOutcome:
     mirror: str
