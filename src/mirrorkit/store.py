@@ -150,6 +150,13 @@ class Store:
         ).fetchone()
         return (row[0], row[1]) if row else (None, None)
 
+    def checked_at(self, url: str) -> datetime | None:
+        """When ``url`` was last fetched or revalidated (with or without validators)."""
+        row = self._db.execute(
+            "SELECT checked_at FROM http_cache WHERE url = ?", (url,)
+        ).fetchone()
+        return _dt(row[0]) if row else None
+
     def set_validators(self, url: str, etag: str | None, last_modified: str | None) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO http_cache (url, etag, last_modified, checked_at)"
