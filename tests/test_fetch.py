@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -313,33 +314,149 @@ def test_entry_updated_later_is_fetched_again_and_counted_changed(
     assert "second arch" in stored.text
 
 
-def test_page_validators_make_rechecks_conditional(tmp_path: Path, store: Store) -> None:
-    page = article_html(MiniArticle("x", "Title", "", [PARAGRAPH * 3]))
-    feed = (f'<rss version="2.0"><channel><title>t</title><item><title>Title</title>'
-            f"<link>a.html</link></item><item><title>{'{n}'}</title><link>b.html</link>"
-            "</item></channel></rss>")
-    calls = {"n": 0}
+# -- cost follows the news (DESIGN.md invariant 9) ----------------------------------------
 
-    async def page_with_etag(request: web.Request) -> web.StreamResponse:
-        if request.headers.get("If-None-Match") == '"v1"':
-            return web.Response(status=304)
-        return web.Response(body=page, content_type="text/html", headers={"ETag": '"v1"'})
+class SitemapSite(LoopbackServer):
+    """A sitemap without validators (so every run reads it) over pages that may have ETags.
 
-    async def changing_feed(request: web.Request) -> web.StreamResponse:
-        # A feed without validators that changes each time: every run reads it.
-        calls["n"] += 1
-        return web.Response(text=feed.replace("{n}", str(calls["n"])),
-                            content_type="application/rss+xml")
+    ``lastmod`` maps each page's slug to its sitemap date (None: no ``<lastmod>``);
+    ``conditional`` lists the pages asked for with If-None-Match.
+    """
 
-    routes = {"/feed": changing_feed, "/a.html": page_with_etag, "/b.html": fixed(page)}
-    with LoopbackServer(routes) as server:
-        config = make_config(tmp_path, server.url + "feed")
-        run(config, store)
-        before = len(server.requests)
+    def __init__(self) -> None:
+        self.lastmod: dict[str, str | None] = {}
+        self.conditional: list[str] = []
+        super().__init__({"/sitemap.xml": self._sitemap})
+
+    @property
+    def sitemap(self) -> tuple[str, str]:
+        return ("sitemap", self.url + "sitemap.xml")
+
+    def add(self, slug: str, lastmod: str | None = None, *, etag: str | None = None) -> None:
+        page = article_html(MiniArticle(slug, f"Story {slug}", "", [PARAGRAPH * 3]))
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            if request.headers.get("If-None-Match"):
+                self.conditional.append(request.path)
+                if request.headers["If-None-Match"] == etag:
+                    return web.Response(status=304, headers={"ETag": etag})
+            headers = {"ETag": etag} if etag else None
+            return web.Response(body=page, content_type="text/html", headers=headers)
+
+        self.lastmod[slug] = lastmod
+        self.routes[f"/{slug}.html"] = handler
+
+    async def _sitemap(self, request: web.Request) -> web.StreamResponse:
+        urls = "".join(
+            f"<url><loc>{self.url}{slug}.html</loc>"
+            + (f"<lastmod>{lastmod}</lastmod>" if lastmod else "") + "</url>"
+            for slug, lastmod in self.lastmod.items())
+        return web.Response(
+            text='<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                 f"{urls}</urlset>", content_type="application/xml")
+
+
+@pytest.fixture
+def site() -> Iterator[SitemapSite]:
+    with SitemapSite() as s:
+        yield s
+
+
+def checked_ago(store: Store, url: str, age: timedelta) -> None:
+    """Make the store say ``url`` was last checked ``age`` ago (it stamps the real time)."""
+    when = (datetime.now(UTC) - age).isoformat()
+    cursor = store._db.execute("UPDATE http_cache SET checked_at = ? WHERE url = ?",
+                               (when, url))
+    assert cursor.rowcount == 1, url
+
+
+def test_redated_entry_with_the_same_page_is_read_whole_once(
+        tmp_path: Path, store: Store, site: SitemapSite) -> None:
+    site.add("bridge", "2026-10-26T09:00:00Z", etag='"v1"')
+    config = make_config(tmp_path, site.sitemap)
+    run(config, store)
+    site.lastmod["bridge"] = "2026-10-29T12:00:00Z"
+    before = len(site.requests)
+
+    report, _ = run(config, store)
+    # Not a conditional request: a 304 would keep the old date in the store, and the
+    # entry would look re-dated, and be asked for, on every run after.
+    assert (report.changed, site.conditional) == (1, [])
+    assert site.requests[before:] == ["/sitemap.xml", "/bridge.html"]
+    before = len(site.requests)
+
+    report, _ = run(config, store)
+    assert (report.changed, report.sources[0].unchanged) == (0, 1)
+    assert site.requests[before:] == ["/sitemap.xml"]
+
+
+def test_dateless_entries_are_revalidated_once_per_interval(
+        tmp_path: Path, store: Store, site: SitemapSite) -> None:
+    site.add("a", etag='"v1"')
+    site.add("b")  # no validators: its revalidation is a whole download
+    config = make_config(tmp_path, site.sitemap)
+    run(config, store)
+    before = len(site.requests)
+
+    report, _ = run(config, store)
+    assert (report.new, report.changed, report.sources[0].unchanged) == (0, 0, 2)
+    assert site.requests[before:] == ["/sitemap.xml"]
+
+    for slug in ("a", "b"):
+        checked_ago(store, f"{site.url}{slug}.html", fetch_module.REVALIDATE_AFTER)
+    before = len(site.requests)
+    report, _ = run(config, store)
+    assert (report.new, report.changed, report.sources[0].unchanged) == (0, 0, 2)
+    assert sorted(site.requests[before:]) == ["/a.html", "/b.html", "/sitemap.xml"]
+    assert site.conditional == ["/a.html"]  # answered 304
+
+    # Both count as checked now, the 304 as much as the download.
+    before = len(site.requests)
+    run(config, store)
+    assert site.requests[before:] == ["/sitemap.xml"]
+
+
+def test_dateless_revalidations_per_run_are_few_oldest_checked_first(
+        tmp_path: Path, store: Store, site: SitemapSite,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fetch_module, "MAX_REVALIDATIONS", 2)
+    slugs = [f"p{i}" for i in range(5)]
+    for slug in slugs:
+        site.add(slug, etag=f'"{slug}"')
+    config = make_config(tmp_path, site.sitemap)
+    run(config, store)
+    # p0 was checked 2 days ago, p1 3 days ago, ... p4 6 days ago.
+    for i, slug in enumerate(slugs):
+        checked_ago(store, f"{site.url}{slug}.html", timedelta(days=2 + i))
+
+    turns = []
+    for _ in range(3):
+        before = len(site.requests)
         report, _ = run(config, store)
-        assert (report.new, report.changed, report.sources[0].unchanged) == (0, 0, 2)
-        # b.html gave no validators and its entry has no newer date: not asked again.
-        assert server.requests[before:] == ["/feed", "/a.html"]
+        assert report.sources[0].unchanged == 5
+        turns.append(sorted(site.requests[before:]))
+    assert turns == [["/p3.html", "/p4.html", "/sitemap.xml"],
+                     ["/p1.html", "/p2.html", "/sitemap.xml"],
+                     ["/p0.html", "/sitemap.xml"]]
+
+
+def test_new_entries_are_fetched_before_revalidations(
+        tmp_path: Path, store: Store, site: SitemapSite) -> None:
+    for slug in ("old1", "old2"):
+        site.add(slug, etag=f'"{slug}"')
+    config = make_config(tmp_path, site.sitemap)
+    run(config, store)
+    for slug in ("old1", "old2"):
+        checked_ago(store, f"{site.url}{slug}.html", timedelta(days=2))
+    site.add("fresh")
+    before = len(site.requests)
+
+    report, _ = run(config, store)
+
+    assert (report.new, report.sources[0].unchanged) == (1, 2)
+    asked = site.requests[before:]
+    assert asked[:2] == ["/sitemap.xml", "/fresh.html"]
+    assert sorted(asked[2:]) == ["/old1.html", "/old2.html"]
 
 
 # -- sources that fail --------------------------------------------------------------------
@@ -1036,6 +1153,48 @@ def test_sample_outlet_second_run_and_update(tmp_path: Path, store: Store,
     article = next(a for a in store.articles() if a.url == sample.article(slug).url)
     assert article.title.startswith("Corrected: ")
     assert "A correction was added" in article.text
+
+
+@pytest.mark.parametrize("kind", [
+    pytest.param("sitemap", id="sitemap"),
+    pytest.param("rss", id="rss-feed"),
+    pytest.param("atom", id="atom-feed"),
+])
+def test_one_new_article_costs_its_own_requests_only(
+        tmp_path: Path, store: Store, sample: SampleOutlet, kind: str) -> None:
+    # Every stored page has an ETag: none of them may be asked for again, not even
+    # conditionally, because each entry's date says it did not change.
+    url = {"sitemap": sample.sitemap_url, "rss": sample.feed_url, "atom": sample.atom_url}[kind]
+    config = make_config(tmp_path, ("sitemap" if kind == "sitemap" else "feed", url))
+    run(config, store)
+    stored = len(sample.articles)
+    new = sample.add_article("harbour-reopens", "Harbour reopens", [PARAGRAPH * 3],
+                             images=["harbour"])
+    sample.reset_requests()
+
+    report, _ = run(config, store)
+
+    assert (report.new, report.changed, report.sources[0].unchanged) == (1, 0, stored)
+    assert sorted(r.path for r in sample.requests) == sorted(
+        ["/" + url.removeprefix(sample.url), "/" + new.path, "/images/harbour.png"])
+
+
+def test_redated_article_is_fetched_again_and_nothing_else(
+        tmp_path: Path, store: Store, sample: SampleOutlet) -> None:
+    config = make_config(tmp_path, ("sitemap", sample.sitemap_url))
+    run(config, store)
+    slug = sample.articles[5].slug
+    updated = sample.update_article(slug, extra_paragraph="The council later corrected this.")
+    sample.reset_requests()
+
+    report, _ = run(config, store)
+
+    assert (report.new, report.changed) == (0, 1)
+    assert sorted(r.path for r in sample.requests) == sorted(
+        ["/sitemap.xml", "/" + updated.path] + [f"/images/{i}.png" for i in updated.images])
+    article = next(a for a in store.articles() if a.url == updated.url)
+    assert "The council later corrected this." in article.text
+    assert article.updated == updated.updated
 
 
 @pytest.mark.parametrize("kind", [

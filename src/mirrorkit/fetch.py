@@ -5,15 +5,26 @@ the article pages that are new or may have changed, extracts and sanitizes them
 (:mod:`mirrorkit.extract`), stores their images once by content and saves the articles.
 
 Policies, each chosen to keep a re-run with nothing new down to about one request per
-source:
+source, and a run with news to about one request per new or changed entry:
 
 - **Sources** are requested with the ETag / Last-Modified saved from the last run; a 304
   ends that source.  The validators are saved only when every article of the source was
   read, so articles that failed are tried again next run.
-- **Articles** not yet stored are downloaded.  A stored article is downloaded again only
-  if its entry's updated (or published) time is newer than the stored one, or if the page
-  gave validators last time; then the request is conditional and a 304 means unchanged.
-  A stored article whose page gives no validators and whose entry is not newer is skipped.
+- **Articles** are asked for in proportion to what the source says changed, never once
+  per stored article (DESIGN.md invariant 9):
+
+  - not yet stored: downloaded;
+  - stored, and the entry carries a date (updated, else published; a sitemap's
+    ``lastmod``): downloaded again, whole, only if that date is newer than the stored
+    one.  Otherwise it is unchanged, with no request, validators or not;
+  - stored, and the entry carries no date: revalidated -- a conditional request with the
+    page's validators, if it gave any -- once ``REVALIDATE_AFTER`` has passed since the URL
+    was last checked, and at most ``MAX_REVALIDATIONS`` per source per run, the ones
+    checked longest ago first.  So a dateless sitemap of any size costs a bounded number
+    of requests per run, and every page in it is still looked at again in time.
+
+  New and re-dated entries of a source are all fetched before any of its revalidations
+  start, so revalidation never holds back the news.
 - **Images** are downloaded once per run per URL and stored under the type their bytes
   show; an image that cannot be stored (failed, too large, not JPEG/PNG/GIF/WebP/AVIF by
   its magic bytes) is removed from the body, never left pointing at another host.  An
@@ -60,8 +71,8 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -87,12 +98,18 @@ MAX_RETRY_AFTER = 5.0  # a server's Retry-After is honoured up to this many seco
 # Runs in a row an article is failed because one of its images failed for now; the run
 # after saves it without that image.
 MAX_IMAGE_FAILED_RUNS = 3
+# A stored article whose entry carries no date is asked for again at most this often...
+REVALIDATE_AFTER = timedelta(days=1)
+# ...and at most this many such articles per source per run, so that the cost of a run
+# does not grow with the size of a dateless sitemap.
+MAX_REVALIDATIONS = 20
 _RETRY_STATUSES = frozenset({429, 503})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _PRIVATE_HINT = "set [fetch] allow_private_addresses = true for origins on private networks"
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/plain", ""})
 _CHUNK = 64 * 1024
 _FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5"
+_LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 
 # -- results ------------------------------------------------------------------------------
@@ -470,11 +487,15 @@ def _entry_url(base: str, link: str) -> str | None:
 
 def _newest_first(entries: list[_Entry]) -> list[_Entry]:
     # A stable sort: entries without dates keep the source's own order, after dated ones.
-    oldest = datetime.min.replace(tzinfo=UTC)
-    return sorted(entries, key=lambda e: e.updated or e.published or oldest, reverse=True)
+    return sorted(entries, key=lambda e: e.updated or e.published or _LONG_AGO, reverse=True)
 
 
 # -- the run ------------------------------------------------------------------------------
+
+# Why an entry's page is asked for: not stored, dated later than stored, or due a recheck.
+_Why = Literal["new", "redated", "revalidate"]
+_Job = tuple[_Entry, _Why]
+
 
 @dataclass
 class _Tally:
@@ -526,10 +547,13 @@ class _Run:
             entries = parse_feed(response.body, response.url, response.content_type)
         entries = entries[: self.config.fetch.max_articles_per_source]
 
-        tally = _Tally()
-        outcomes = await asyncio.gather(*(self._article(source, e) for e in entries))
-        for outcome in outcomes:
-            setattr(tally, outcome, getattr(tally, outcome) + 1)
+        fetch_now, revalidate, unchanged = self._plan(source, entries)
+        tally = _Tally(unchanged=unchanged)
+        # One wave after the other: revalidating old pages must never delay the news.
+        for wave in (fetch_now, revalidate):
+            outcomes = await asyncio.gather(*(self._article(source, e, k) for e, k in wave))
+            for outcome in outcomes:
+                setattr(tally, outcome, getattr(tally, outcome) + 1)
         if not tally.failed:
             # Saved last, and only after a complete pass: a run that died or lost an
             # article re-reads the source next time instead of trusting a 304.
@@ -540,10 +564,42 @@ class _Run:
                             new=tally.new, changed=tally.changed, unchanged=tally.unchanged,
                             failed_articles=tally.failed)
 
-    async def _article(self, source: SourceConfig, entry: _Entry) -> str:
+    def _plan(self, source: SourceConfig,
+              entries: list[_Entry]) -> tuple[list[_Job], list[_Job], int]:
+        """Which entries to fetch now, which to revalidate after them, and how many to leave.
+
+        See the module doc ("Articles") for the rules.
+        """
+        fetch_now: list[_Job] = []
+        due: list[tuple[datetime, _Entry]] = []
+        left = 0
+        checked_before = datetime.now(UTC) - REVALIDATE_AFTER
+        for entry in entries:
+            stored = self.store.article_times(entry.url)
+            if stored is None:
+                fetch_now.append((entry, "new"))
+            elif entry.updated or entry.published:
+                if _newer(entry, stored):
+                    fetch_now.append((entry, "redated"))
+                else:
+                    left += 1
+            else:
+                checked = self.store.checked_at(entry.url) or _LONG_AGO
+                if checked <= checked_before:
+                    due.append((checked, entry))
+                else:
+                    left += 1
+        due.sort(key=lambda d: d[0])
+        if len(due) > MAX_REVALIDATIONS:
+            log.debug("%s: %d dateless entries due for revalidation, %d this run",
+                      source.url, len(due), MAX_REVALIDATIONS)
+        revalidate: list[_Job] = [(e, "revalidate") for _, e in due[:MAX_REVALIDATIONS]]
+        return fetch_now, revalidate, left + len(due) - len(revalidate)
+
+    async def _article(self, source: SourceConfig, entry: _Entry, why: _Why) -> str:
         """Fetch one article; returns the name of its tally: new, changed, unchanged, failed."""
         try:
-            return await self._fetch_article(source, entry)
+            return await self._fetch_article(source, entry, why)
         except MirrorkitError as e:
             error = str(e)
         except Exception as e:  # nor a bug on one article the rest of its source
@@ -552,20 +608,20 @@ class _Run:
         self.progress(f"  {error}")
         return "failed"
 
-    async def _fetch_article(self, source: SourceConfig, entry: _Entry) -> str:
+    async def _fetch_article(self, source: SourceConfig, entry: _Entry, why: _Why) -> str:
         url = entry.url
-        validators: tuple[str | None, str | None] = (None, None)
-        stored = self.store.article_times(url)
-        if stored is not None:
-            validators = self.store.validators(url)
-            if not _newer(entry, stored) and validators == (None, None):
-                return "unchanged"
+        # Only a revalidation is conditional.  A re-dated entry is read whole: after a 304
+        # the stored date would stay behind, and the entry would look re-dated every run.
+        validators = self.store.validators(url) if why == "revalidate" else (None, None)
         response = await self.client.get(
             url, limit=self.config.fetch.max_page_size,
             accept="text/html, application/xhtml+xml;q=0.9, */*;q=0.5",
             validators=validators, want_type=lambda t: t in _HTML_TYPES,
         )
         if response.status == 304:
+            # Saved again to mark the URL checked: its next turn is REVALIDATE_AFTER away.
+            self.store.set_validators(url, response.etag or validators[0],
+                                      response.last_modified or validators[1])
             self._succeeded(url)
             return "unchanged"
         # Extraction is CPU work; a thread keeps the other downloads moving meanwhile.
@@ -594,7 +650,7 @@ class _Run:
         self._succeeded(url)
         if not saved:
             return "unchanged"
-        return "changed" if stored is not None else "new"
+        return "new" if why == "new" else "changed"
 
     def _image_failed_for_now(self, url: str, transient: list[MirrorkitError]) -> None:
         """Fail the article at ``url`` for another run, or let it be saved without the images.
