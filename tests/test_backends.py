@@ -77,8 +77,8 @@ def test_a_new_mirror_is_empty(subject: Subject) -> None:
 def test_put_then_get_head_list(subject: Subject) -> None:
     b = subject.backend
     b.put("articles/2024/a/index.html", b"<p>a</p>", "text/html; charset=utf-8",
-          immutable=True)
-    b.put("index.html", b"home", "text/html; charset=utf-8", immutable=False)
+          cache=CACHE_IMMUTABLE)
+    b.put("index.html", b"home", "text/html; charset=utf-8", cache="public, max-age=60")
 
     assert b.get("articles/2024/a/index.html") == b"<p>a</p>"
     assert b.head("articles/2024/a/index.html") == ObjectInfo("articles/2024/a/index.html", 8)
@@ -87,8 +87,8 @@ def test_put_then_get_head_list(subject: Subject) -> None:
 
 def test_put_replaces(subject: Subject) -> None:
     b = subject.backend
-    b.put("rss.xml", b"old", "application/rss+xml", immutable=False)
-    b.put("rss.xml", b"newer", "application/rss+xml", immutable=False)
+    b.put("rss.xml", b"old", "application/rss+xml", cache="public, max-age=60")
+    b.put("rss.xml", b"newer", "application/rss+xml", cache="public, max-age=60")
     assert b.get("rss.xml") == b"newer"
     assert listing(b) == {"rss.xml": 5}
 
@@ -96,8 +96,8 @@ def test_put_replaces(subject: Subject) -> None:
 def test_empty_and_binary_objects_round_trip(subject: Subject) -> None:
     b = subject.backend
     blob = bytes(range(256)) * 10
-    b.put("media/ab.png", blob, "image/png", immutable=True)
-    b.put("empty.txt", b"", "text/plain", immutable=True)
+    b.put("media/ab.png", blob, "image/png", cache=CACHE_IMMUTABLE)
+    b.put("empty.txt", b"", "text/plain", cache=CACHE_IMMUTABLE)
     assert b.get("media/ab.png") == blob
     assert b.get("empty.txt") == b""
     assert b.head("empty.txt") == ObjectInfo("empty.txt", 0)
@@ -108,7 +108,7 @@ def test_empty_and_binary_objects_round_trip(subject: Subject) -> None:
     pytest.param("no/such/dir/page.html", id="nested"),
 ])
 def test_missing_objects_are_none(subject: Subject, path: str) -> None:
-    subject.backend.put("present.html", b"x", "text/html", immutable=True)
+    subject.backend.put("present.html", b"x", "text/html", cache=CACHE_IMMUTABLE)
     assert subject.backend.get(path) is None
     assert subject.backend.head(path) is None
 
@@ -116,7 +116,7 @@ def test_missing_objects_are_none(subject: Subject, path: str) -> None:
 def test_delete_removes_only_what_is_named(subject: Subject) -> None:
     b = subject.backend
     for path in ("a/1.html", "a/2.html", "b/c/3.html", "4.html"):
-        b.put(path, path.encode(), "text/html", immutable=True)
+        b.put(path, path.encode(), "text/html", cache=CACHE_IMMUTABLE)
 
     b.delete(["a/1.html", "b/c/3.html", "never/existed.html"])
 
@@ -134,13 +134,13 @@ ODD_NAMES = ["read me.txt", "naïve café.html", "notes/draft (1).txt", "a/.draf
 def test_delete_takes_any_name_the_listing_gives(subject: Subject, tmp_path: Path) -> None:
     # Stray files are not site paths; cleanup must remove them all the same.
     b = subject.backend
-    b.put("keep.html", b"k", "text/html", immutable=True)
+    b.put("keep.html", b"k", "text/html", cache=CACHE_IMMUTABLE)
     for name in ODD_NAMES:
         if isinstance(b, LocalBackend):
             (b.root / name).parent.mkdir(parents=True, exist_ok=True)
             (b.root / name).write_bytes(b"stray")
         else:
-            b.put(name, b"stray", "text/plain", immutable=True)
+            b.put(name, b"stray", "text/plain", cache=CACHE_IMMUTABLE)
     assert set(listing(b)) == {"keep.html", *ODD_NAMES}
 
     b.delete([p for p in listing(b) if p != "keep.html"])
@@ -159,8 +159,8 @@ def test_served_with_media_type_and_caching(subject: Subject) -> None:
         assert isinstance(b, LocalBackend)  # only the directory backend serves nothing
         return
     b.put("articles/x/index.html", "<p>ü</p>".encode(), "text/html; charset=utf-8",
-          immutable=True)
-    b.put("rss.xml", b"<rss/>", "application/rss+xml; charset=utf-8", immutable=False)
+          cache=CACHE_IMMUTABLE)
+    b.put("rss.xml", b"<rss/>", "application/rss+xml; charset=utf-8", cache="public, max-age=60")
 
     with urllib.request.urlopen(subject.public_url + "articles/x/index.html") as r:
         assert r.read() == "<p>ü</p>".encode()
@@ -176,8 +176,8 @@ def test_served_with_media_type_and_caching(subject: Subject) -> None:
 
 def test_local_delete_prunes_empty_directories(tmp_path: Path) -> None:
     b = LocalBackend("dir", tmp_path / "m")
-    b.put("a/b/c.html", b"x", "text/html", immutable=True)
-    b.put("a/d.html", b"x", "text/html", immutable=True)
+    b.put("a/b/c.html", b"x", "text/html", cache=CACHE_IMMUTABLE)
+    b.put("a/d.html", b"x", "text/html", cache=CACHE_IMMUTABLE)
     b.delete(["a/b/c.html"])
     assert not (tmp_path / "m" / "a" / "b").exists()
     assert (tmp_path / "m" / "a" / "d.html").exists()
@@ -188,13 +188,13 @@ def test_local_delete_prunes_empty_directories(tmp_path: Path) -> None:
 
 def test_local_files_are_world_readable(tmp_path: Path) -> None:
     b = LocalBackend("dir", tmp_path)
-    b.put("x.html", b"x", "text/html", immutable=True)
+    b.put("x.html", b"x", "text/html", cache=CACHE_IMMUTABLE)
     assert (tmp_path / "x.html").stat().st_mode & 0o777 == 0o644
 
 
 def test_local_list_skips_only_the_temporary_folder(tmp_path: Path) -> None:
     b = LocalBackend("dir", tmp_path)
-    b.put("a/x.html", b"x", "text/html", immutable=True)
+    b.put("a/x.html", b"x", "text/html", cache=CACHE_IMMUTABLE)
     (tmp_path / TMP_DIR).mkdir()
     (tmp_path / TMP_DIR / ".x.html.k3j4.tmp").write_bytes(b"half")
     # Writes never leave files beside their targets, so a .tmp there is someone's file.
@@ -208,11 +208,11 @@ def test_local_writes_leave_no_temporary_folder(tmp_path: Path) -> None:
     b = LocalBackend("dir", tmp_path / "m")
 
     def put(i: int) -> None:  # as publish does: several writes at once
-        b.put(f"d{i % 3}/p{i}.html", f"<p>{i}</p>".encode(), "text/html", immutable=True)
+        b.put(f"d{i % 3}/p{i}.html", f"<p>{i}</p>".encode(), "text/html", cache=CACHE_IMMUTABLE)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(put, range(40)))
-    b.put("x.html", b"x", "text/html", immutable=True)
+    b.put("x.html", b"x", "text/html", cache=CACHE_IMMUTABLE)
 
     assert not (tmp_path / "m" / TMP_DIR).exists()
     assert len(listing(b)) == 41
@@ -222,14 +222,14 @@ def test_local_writes_leave_no_temporary_folder(tmp_path: Path) -> None:
 def test_local_refuses_paths_outside_the_root(tmp_path: Path, path: str) -> None:
     b = LocalBackend("dir", tmp_path / "root")
     with pytest.raises(PublishError, match="unsafe site path"):
-        b.put(path, b"x", "text/html", immutable=True)
+        b.put(path, b"x", "text/html", cache=CACHE_IMMUTABLE)
     assert not (tmp_path / "escape.html").exists()
 
 
 def test_local_refuses_to_write_into_its_temporary_folder(tmp_path: Path) -> None:
     b = LocalBackend("dir", tmp_path)
     with pytest.raises(PublishError, match="reserved"):
-        b.put(f"{TMP_DIR}/x.html", b"x", "text/html", immutable=True)
+        b.put(f"{TMP_DIR}/x.html", b"x", "text/html", cache=CACHE_IMMUTABLE)
 
 
 @pytest.mark.parametrize("path", [
@@ -254,7 +254,7 @@ def test_local_root_that_is_a_file_fails_clearly(tmp_path: Path) -> None:
     (tmp_path / "m").write_text("not a directory")
     b = LocalBackend("usb", tmp_path / "m")
     with pytest.raises(PublishError) as info:
-        b.put("index.html", b"x", "text/html", immutable=False)
+        b.put("index.html", b"x", "text/html", cache="public, max-age=60")
     assert info.value.where == "mirror usb"
     assert "index.html" in str(info.value)
     assert not info.value.retryable
@@ -271,7 +271,7 @@ def test_s3_prefix_confines_the_site(s3_bucket: MirrorConfig, moto_server: MotoS
     client.put_object(Bucket=s3_bucket.bucket, Key="site-old/keep.html", Body=b"not ours")
     mirror = dataclasses.replace(s3_bucket, prefix="site")
     with open_backend(mirror) as b:
-        b.put("x.html", b"ours", "text/html", immutable=True)
+        b.put("x.html", b"ours", "text/html", cache=CACHE_IMMUTABLE)
         assert listing(b) == {"x.html": 4}
         b.delete(["x.html"])
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket.bucket)["Contents"]}
@@ -283,7 +283,7 @@ def test_s3_deletes_in_batches(s3_bucket: MirrorConfig, monkeypatch: pytest.Monk
     with open_backend(s3_bucket) as b:
         paths = [f"p/{i}.html" for i in range(5)]
         for p in paths:
-            b.put(p, b"x", "text/html", immutable=True)
+            b.put(p, b"x", "text/html", cache=CACHE_IMMUTABLE)
         b.delete(paths[:4])
         assert listing(b) == {"p/4.html": 1}
 
@@ -294,7 +294,7 @@ def test_every_provider_preset_talks_to_an_s3_server(s3_bucket: MirrorConfig,
     # Each preset's addressing style and checksum mode must produce requests a standard
     # S3 server accepts, DeleteObjects (which needs a checksum) included.
     with open_backend(dataclasses.replace(s3_bucket, provider=preset)) as b:
-        b.put("a/b.html", b"hello", "text/html", immutable=True)
+        b.put("a/b.html", b"hello", "text/html", cache=CACHE_IMMUTABLE)
         assert b.get("a/b.html") == b"hello"
         assert listing(b) == {"a/b.html": 5}
         b.delete(["a/b.html"])
@@ -346,7 +346,7 @@ def test_unreachable_endpoint_is_retryable_and_hides_credentials(
     )
     with (S3Backend(mirror, max_attempts=1, connect_timeout=1, read_timeout=1) as b,
           pytest.raises(PublishError) as info):
-        b.put("index.html", b"x", "text/html", immutable=False)
+        b.put("index.html", b"x", "text/html", cache="public, max-age=60")
     error = info.value
     assert error.retryable
     assert error.where == "mirror s3"
@@ -358,7 +358,7 @@ def test_unreachable_endpoint_is_retryable_and_hides_credentials(
 def test_local_leftovers_of_a_killed_write_go_only_when_a_publish_starts(
         tmp_path: Path) -> None:
     backend = LocalBackend("disk", tmp_path)
-    backend.put("articles/a/index.html", b"a", "text/html", immutable=False)
+    backend.put("articles/a/index.html", b"a", "text/html", cache="public, max-age=60")
     leftover = tmp_path / TMP_DIR / ".index.html.x1y2z3.tmp"
     leftover.parent.mkdir()
     leftover.write_bytes(b"half a fi")
@@ -382,7 +382,7 @@ def test_local_linked_directory_is_listed_and_deleted_not_followed(tmp_path: Pat
     elsewhere.mkdir()
     (elsewhere / "keep.html").write_text("not ours")
     backend = LocalBackend("disk", root)
-    backend.put("index.html", b"home", "text/html", immutable=False)
+    backend.put("index.html", b"home", "text/html", cache="public, max-age=60")
     (root / "linked").symlink_to(elsewhere)
     assert sorted(o.path for o in backend.list()) == ["index.html", "linked"]
     backend.delete(["linked"])

@@ -23,7 +23,7 @@ from mirrorkit import __version__, logs, pipeline
 from mirrorkit.config import DEFAULT_CONFIG, Config, load
 from mirrorkit.errors import ConfigError, MirrorkitError, TargetUnreachableError
 from mirrorkit.fetch import FetchReport
-from mirrorkit.models import MEDIA_SCHEME
+from mirrorkit.models import MEDIA_SCHEME, Article
 from mirrorkit.resources import example_config
 from mirrorkit.sign import PASSPHRASE_ENV, load_public_key, write_keypair
 from mirrorkit.store import Store
@@ -171,12 +171,18 @@ def _fetch_exit(report: FetchReport) -> int:
 
 
 @cli.command("build")
+@click.option("--full", is_flag=True,
+              help="Render every page, not only what changed (after repairing the state).")
 @pass_context
 @handle_errors
-def build_cmd(ctx: Context) -> None:
-    """Render the site, write feeds and manifest, sign; print the bundle path."""
+def build_cmd(ctx: Context, full: bool) -> None:
+    """Render what changed, write feeds, sitemaps and manifest, sign; print the bundle path.
+
+    Pages are rendered again only when what they show changed: an article, the
+    templates, or a config value that shows on pages.
+    """
     with ctx.store() as store:
-        bundle = pipeline.run_build(ctx.config, store)
+        bundle = pipeline.run_build(ctx.config, store, full=full)
     click.echo(str(bundle.path))
 
 
@@ -215,14 +221,14 @@ def archive_cmd(ctx: Context, name: str | None, out: Path | None) -> None:
 
     with ctx.store(exclusive=False) as store:
         bundle = latest_bundle(store)
-    if bundle is None:
-        raise MirrorkitError("nothing built yet", hint="run 'mirrorkit build' first")
-    mirror = ctx.config.mirror(name).name if name else next(iter(bundle.trees))
-    if mirror not in bundle.trees:
-        raise MirrorkitError(f"mirror {mirror} is not in build {bundle.version}",
-                             hint="run 'mirrorkit build' again")
-    out = out or Path(f"{ctx.config.outlet.id}-v{bundle.version}.zip")
-    click.echo(str(write_archive(bundle, mirror, out)))
+        if bundle is None or not bundle.mirrors:
+            raise MirrorkitError("nothing built yet", hint="run 'mirrorkit build' first")
+        mirror = ctx.config.mirror(name).name if name else bundle.mirrors[0]
+        if mirror not in bundle.mirrors:
+            raise MirrorkitError(f"mirror {mirror} is not in build {bundle.version}",
+                                 hint="run 'mirrorkit build' again")
+        out = out or Path(f"{ctx.config.outlet.id}-v{bundle.version}.zip")
+        click.echo(str(write_archive(bundle, mirror, out)))
 
 
 @cli.command("sync")
@@ -301,11 +307,15 @@ def _print_report(report: Report, as_json: bool) -> None:
 
 @cli.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per mirror, a line each.")
+@click.option("--deep", is_flag=True,
+              help="Also read and check every file of every mirror (a full audit).")
 @pass_context
 @handle_errors
-def status_cmd(ctx: Context, as_json: bool) -> None:
-    """For each mirror: reachable, live version, age, signature valid."""
-    rows = pipeline.status(ctx.config)
+def status_cmd(ctx: Context, as_json: bool, deep: bool) -> None:
+    """For each mirror: reachable, live version, age, signature valid.
+
+    Reads only each mirror's manifest and signature, unless --deep."""
+    rows = pipeline.status(ctx.config, deep=deep)
     for s in rows:
         if as_json:
             click.echo(json.dumps(s.to_json(), ensure_ascii=False, sort_keys=True))
@@ -330,22 +340,25 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
 def export_cmd(ctx: Context, as_json: bool) -> None:
     """Print the stored articles (newest first)."""
     with ctx.store(exclusive=False) as store:
-        articles = store.articles()
-    for a in articles:
-        if as_json:
-            click.echo(json.dumps({
-                "id": a.id, "url": a.url, "source": a.source, "title": a.title,
-                "authors": list(a.authors),
-                "published": a.published.isoformat() if a.published else None,
-                "updated": a.updated.isoformat() if a.updated else None,
-                "language": a.language, "summary": a.summary, "text": a.text,
-                # Images as paths relative to a site root, where the build puts them.
-                "html": a.html.replace(MEDIA_SCHEME, "media/"),
-                "media": list(a.media),
-            }, ensure_ascii=False))
-        else:
-            date = f"{a.published:%Y-%m-%d}" if a.published else "----------"
-            click.echo(f"{date}  {a.language}  {a.title}  <{a.url}>")
+        for a in store.iter_articles():
+            _export_one(a, as_json)
+
+
+def _export_one(a: Article, as_json: bool) -> None:
+    if not as_json:
+        date = f"{a.published:%Y-%m-%d}" if a.published else "----------"
+        click.echo(f"{date}  {a.language}  {a.title}  <{a.url}>")
+        return
+    click.echo(json.dumps({
+        "id": a.id, "url": a.url, "source": a.source, "title": a.title,
+        "authors": list(a.authors),
+        "published": a.published.isoformat() if a.published else None,
+        "updated": a.updated.isoformat() if a.updated else None,
+        "language": a.language, "summary": a.summary, "text": a.text,
+        # Images as paths relative to a site root, where the build puts them.
+        "html": a.html.replace(MEDIA_SCHEME, "media/"),
+        "media": list(a.media),
+    }, ensure_ascii=False))
 
 
 @cli.command("serve")
@@ -362,14 +375,17 @@ def serve_cmd(ctx: Context, directory: Path | None, port: int) -> None:
     from mirrorkit.build import latest_bundle
     from mirrorkit.serve import serve_forever
 
-    if directory is None:
-        with ctx.store(exclusive=False) as store:
-            bundle = latest_bundle(store)
-        if bundle is None or not bundle.trees:
+    if directory is not None:
+        click.echo(f"serving {directory} at http://127.0.0.1:{port}/index.html (Ctrl-C stops)")
+        serve_forever([(directory, port)])
+        return
+    with ctx.store(exclusive=False) as store:
+        bundle = latest_bundle(store)
+        if bundle is None or not bundle.mirrors:
             raise MirrorkitError("nothing built yet; give a DIRECTORY or run 'mirrorkit build'")
-        directory = next(iter(bundle.trees.values()))
-    click.echo(f"serving {directory} at http://127.0.0.1:{port}/index.html (Ctrl-C stops)")
-    serve_forever([(directory, port)])
+        click.echo(f"serving version {bundle.version} for mirror {bundle.mirrors[0]} at "
+                   f"http://127.0.0.1:{port}/index.html (Ctrl-C stops)")
+        serve_forever([(bundle.source(bundle.mirrors[0]), port)])
 
 
 @cli.command("demo")

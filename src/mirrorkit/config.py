@@ -94,12 +94,20 @@ class BuildConfig:
     templates: Path | None = None
     home_articles: int = 50
     feed_items: int = 50
+    archive_page_size: int = 100
 
 
 @dataclass(frozen=True)
 class PublishConfig:
     grace: timedelta = timedelta(hours=1)
     concurrency: int = 8
+    # Cache lifetimes of files that can change at their path (content-addressed files are
+    # cached for good): the front pages and feeds, and the article and archive pages.
+    cache_front: timedelta = timedelta(minutes=5)
+    cache_pages: timedelta = timedelta(hours=1)
+    # Files per mirror that a sync reads back besides what it wrote, picked at random, so
+    # drift (a damaged or tampered object) is found over time.
+    check_sample: int = 0
 
 
 @dataclass(frozen=True)
@@ -227,6 +235,12 @@ def _positive(value: Any) -> int:
     return value
 
 
+def _non_negative(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"must be a whole number of at least 0, got {value!r}")
+    return value
+
+
 def _str_duration(value: Any) -> timedelta:
     if not isinstance(value, str):
         raise ValueError(f"must be a duration string such as \"7d\", got {value!r}")
@@ -320,12 +334,17 @@ def from_dict(raw: Mapping[str, Any], path: Path) -> Config:
         templates=rel(templates) if templates else None,
         home_articles=t.convert("home_articles", _positive, BuildConfig.home_articles),
         feed_items=t.convert("feed_items", _positive, BuildConfig.feed_items),
+        archive_page_size=t.convert("archive_page_size", _positive,
+                                    BuildConfig.archive_page_size),
     )
 
     t = table("publish", required=False)
     publish = PublishConfig(
         grace=t.convert("grace", _str_duration, PublishConfig.grace),
         concurrency=t.convert("concurrency", _positive, PublishConfig.concurrency),
+        cache_front=t.convert("cache_front", _str_duration, PublishConfig.cache_front),
+        cache_pages=t.convert("cache_pages", _str_duration, PublishConfig.cache_pages),
+        check_sample=t.convert("check_sample", _non_negative, PublishConfig.check_sample),
     )
 
     sources = tuple(_source(s, i, path) for i, s in enumerate(_array(root, "sources", path)))

@@ -1,11 +1,29 @@
-"""The signed manifest: every file of a mirror's site, with size, SHA-256 and media type.
+"""The signed manifest: a small signed root over content-addressed parts.
+
+``manifest.json`` (signed by ``manifest.json.minisig`` beside it) is the **root**.  It
+carries the outlet, the mirror it is for, the version, created and expires times, the
+hash of the previous root, the mirror list, the signing key id, and ``parts``: the
+SHA-256 and size of each part, one per **bin**.  A part (``parts/<sha256>.json``) lists
+the files whose path hashes into its bin::
+
+    bin(path) = first 32 bits of SHA-256(path) >> (32 - log2(len(parts)))
+
+so checking one page needs the root and one part, and a change to a few files changes a
+few parts: the root stays small (a hash per bin) at any archive size, and a sync that adds
+ten articles uploads a handful of small parts.  The number of bins is a power of two that
+grows with the archive (:func:`choose_bins`); when it changes, every part changes once.
+
+Every file entry has its path (relative to the site root), size, SHA-256, media type and
+``mutable``: whether its content can change at that path.  Only content-addressed names
+(images, the stylesheet, the parts) are immutable.  An entry with ``retired`` set is a
+file an earlier version published and this one no longer needs: it stays on the mirror
+for the publish grace window, so readers holding an older page still find what it links
+to; being listed, it is part of what the outlet signed.  ``previous_parts`` names the
+parts of the previous root that this one replaced: they stay one more version, so a
+verifier that read the old root while this one went live still finds its parts.
 
 The bytes are canonical JSON (sorted keys, no insignificant whitespace, UTF-8, one final
 newline), so the same content always gives the same bytes and the same signature input.
-
-``retired`` names files that an earlier version published and this one no longer needs.
-They stay on the mirror for the publish grace window, so readers holding an older page
-still find what it links to; being listed, they are part of what the outlet signed.
 """
 
 from __future__ import annotations
@@ -15,6 +33,7 @@ import json
 import mimetypes
 import posixpath
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,12 +42,19 @@ from mirrorkit.errors import VerifyError
 
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.json.minisig"
-FORMAT = 1
+PART_DIR = "parts"
+FORMAT = 2
 
-# The files a publish replaces in place (stage two).  Everything else is new or unchanged.
-POINTERS = frozenset({"index.html", "mirrors.html", "mirrors.json", "rss.xml", "atom.xml"})
+# Reads of signed data are capped before parsing: a root is a hash per bin (at most
+# MAX_BINS), a signature a few lines.
+MAX_BINS = 1024
+MAX_ROOT_SIZE = 1024 * 1024
+MAX_SIGNATURE_SIZE = 4096
+# Files per bin the bin count aims at: parts of about 20 KiB.
+BIN_TARGET = 128
 
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def check_path(path: str) -> str:
@@ -60,20 +86,63 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def path_key(path: str) -> int:
+    """The 32-bit number a path's bin is taken from (stored beside files for range reads)."""
+    return int.from_bytes(hashlib.sha256(path.encode("utf-8")).digest()[:4], "big")
+
+
+def bin_of(path: str, bins: int) -> int:
+    return path_key(path) >> (32 - (bins.bit_length() - 1))
+
+
+def bin_range(index: int, bins: int) -> tuple[int, int]:
+    """The ``[low, high)`` range of :func:`path_key` values that fall into bin ``index``."""
+    shift = 32 - (bins.bit_length() - 1)
+    return index << shift, (index + 1) << shift
+
+
+def choose_bins(files: int) -> int:
+    """A power of two that keeps parts near BIN_TARGET files, at most MAX_BINS."""
+    bins = 1
+    while bins < MAX_BINS and files > bins * BIN_TARGET:
+        bins *= 2
+    return bins
+
+
 @dataclass(frozen=True)
 class FileEntry:
     path: str
     size: int
     sha256: str
     type: str
+    mutable: bool = True
+    retired: datetime | None = None  # since when, if an earlier version's file kept a while
+
+    def same_content(self, other: FileEntry | None) -> bool:
+        return other is not None and other.sha256 == self.sha256 and other.size == self.size
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"path": self.path, "size": self.size, "sha256": self.sha256,
+                               "type": self.type, "mutable": self.mutable}
+        if self.retired is not None:
+            doc["retired"] = _ts(self.retired)
+        return doc
 
 
 @dataclass(frozen=True)
-class RetiredEntry:
-    path: str
-    size: int
+class PartRef:
+    """A part as the root names it: by content."""
+
     sha256: str
-    since: datetime
+    size: int
+
+    @property
+    def path(self) -> str:
+        return f"{PART_DIR}/{self.sha256}.json"
+
+    def entry(self) -> FileEntry:
+        return FileEntry(self.path, self.size, self.sha256, "application/json; charset=utf-8",
+                         mutable=False)
 
 
 @dataclass(frozen=True)
@@ -84,6 +153,8 @@ class MirrorEntry:
 
 @dataclass(frozen=True)
 class Manifest:
+    """The signed root.  Its files are in its parts: see :func:`read_entries`."""
+
     outlet: str
     version: int
     created: datetime
@@ -91,21 +162,19 @@ class Manifest:
     key_id: str
     mirror: str
     mirrors: tuple[MirrorEntry, ...]
-    files: tuple[FileEntry, ...]
+    parts: tuple[PartRef, ...]
     previous: str | None = None
-    retired: tuple[RetiredEntry, ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        # One order for the same content, so equal manifests are equal values and bytes.
-        object.__setattr__(self, "files", tuple(sorted(self.files, key=lambda f: f.path)))
-        object.__setattr__(self, "retired", tuple(sorted(self.retired, key=lambda r: r.path)))
-
-    def file(self, path: str) -> FileEntry | None:
-        return self.by_path.get(path)
+    previous_parts: tuple[PartRef, ...] = field(default=())
 
     @property
-    def by_path(self) -> dict[str, FileEntry]:
-        return {f.path: f for f in self.files}
+    def bins(self) -> int:
+        return len(self.parts)
+
+    def part_for(self, path: str) -> PartRef:
+        return self.parts[bin_of(path, self.bins)]
+
+    def part_paths(self) -> set[str]:
+        return {p.path for p in self.parts} | {p.path for p in self.previous_parts}
 
     def to_bytes(self) -> bytes:
         doc: dict[str, Any] = {
@@ -118,35 +187,26 @@ class Manifest:
             "mirror": self.mirror,
             "mirrors": [{"name": m.name, "url": m.url} for m in self.mirrors],
             "previous": self.previous,
-            "files": [
-                {"path": f.path, "size": f.size, "sha256": f.sha256, "type": f.type}
-                for f in self.files
-            ],
-            "retired": [
-                {"path": r.path, "size": r.size, "sha256": r.sha256, "since": _ts(r.since)}
-                for r in self.retired
-            ],
+            "parts": [{"sha256": p.sha256, "size": p.size} for p in self.parts],
+            "previous_parts": [{"sha256": p.sha256, "size": p.size}
+                               for p in self.previous_parts],
         }
-        return (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-                + "\n").encode("utf-8")
+        return _canonical(doc)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
-        """Parse a manifest; raises :class:`VerifyError` on anything malformed."""
+        """Parse a root; raises :class:`VerifyError` on anything malformed."""
+        if len(data) > MAX_ROOT_SIZE:
+            raise VerifyError(f"manifest is larger than {MAX_ROOT_SIZE} bytes",
+                              where=MANIFEST_NAME)
         try:
             doc = json.loads(data.decode("utf-8"))
             if doc.get("format") != FORMAT:
                 raise ValueError(f"unknown manifest format {doc.get('format')!r}")
-            files = tuple(
-                FileEntry(check_path(f["path"]), int(f["size"]), str(f["sha256"]),
-                          str(f["type"]))
-                for f in doc["files"]
-            )
-            retired = tuple(
-                RetiredEntry(check_path(r["path"]), int(r["size"]), str(r["sha256"]),
-                             _parse_ts(r["since"]))
-                for r in doc.get("retired", [])
-            )
+            parts = tuple(_part_ref(p) for p in doc["parts"])
+            bins = len(parts)
+            if bins < 1 or bins > MAX_BINS or bins & (bins - 1):
+                raise ValueError(f"{bins} parts: not a power of two up to {MAX_BINS}")
             return cls(
                 outlet=str(doc["outlet"]),
                 version=int(doc["version"]),
@@ -156,12 +216,104 @@ class Manifest:
                 mirror=str(doc["mirror"]),
                 mirrors=tuple(MirrorEntry(str(m["name"]), str(m["url"]))
                               for m in doc["mirrors"]),
-                files=files,
+                parts=parts,
                 previous=doc.get("previous"),
-                retired=retired,
+                previous_parts=tuple(_part_ref(p) for p in doc.get("previous_parts", [])),
             )
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
             raise VerifyError(f"malformed manifest: {e}", where=MANIFEST_NAME) from e
+
+
+def encode_part(entries: Iterable[FileEntry]) -> bytes:
+    return _canonical({"files": [e.to_json() for e in sorted(entries, key=lambda e: e.path)]})
+
+
+def decode_part(data: bytes, ref: PartRef, index: int, bins: int) -> list[FileEntry]:
+    """A part's entries, once its bytes match ``ref`` and every path belongs in bin
+    ``index``; raises :class:`VerifyError` otherwise."""
+    where = ref.path
+    if len(data) != ref.size or sha256_hex(data) != ref.sha256:
+        raise VerifyError("part differs from what the signed root names", where=where)
+    try:
+        doc = json.loads(data.decode("utf-8"))
+        entries = [_file_entry(f) for f in doc["files"]]
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
+        raise VerifyError(f"malformed part: {e}", where=where) from e
+    for entry in entries:
+        if bin_of(entry.path, bins) != index:
+            raise VerifyError(f"{entry.path} is not in this part's bin", where=where)
+    return entries
+
+
+def make_parts(entries: Iterable[FileEntry], bins: int | None = None,
+               ) -> tuple[tuple[PartRef, ...], dict[str, bytes]]:
+    """Split whole-site entries into parts: their refs in bin order, and their bytes by
+    path.  The build does this incrementally; this is for whole sites (tests, archives)."""
+    entries = list(entries)
+    bins = bins or choose_bins(len(entries))
+    grouped: list[list[FileEntry]] = [[] for _ in range(bins)]
+    for entry in entries:
+        grouped[bin_of(entry.path, bins)].append(entry)
+    refs, data = [], {}
+    for group in grouped:
+        raw = encode_part(group)
+        ref = PartRef(sha256_hex(raw), len(raw))
+        refs.append(ref)
+        data[ref.path] = raw
+    return tuple(refs), data
+
+
+def read_entries(root: Manifest, parts: Mapping[str, bytes | None],
+                 ) -> tuple[dict[str, FileEntry], list[tuple[str, str]]]:
+    """Every entry the root names through ``parts`` (bytes by part path, None if
+    missing), and the problems met as ``(part path, what)``."""
+    entries: dict[str, FileEntry] = {}
+    problems: list[tuple[str, str]] = []
+    for index, ref in enumerate(root.parts):
+        data = parts.get(ref.path)
+        if data is None:
+            problems.append((ref.path, "part named by the signed root not found"))
+            continue
+        try:
+            for entry in decode_part(data, ref, index, root.bins):
+                entries[entry.path] = entry
+        except VerifyError as e:
+            problems.append((ref.path, e.what))
+    return entries, problems
+
+
+def part_entries(refs: Sequence[PartRef], bins: int, read: Any) -> list[FileEntry]:
+    """Entries of the given bins' parts, read with ``read(ref) -> bytes``."""
+    out: list[FileEntry] = []
+    for index, ref in enumerate(refs):
+        out += decode_part(read(ref), ref, index, bins)
+    return out
+
+
+def _part_ref(doc: Any) -> PartRef:
+    sha = str(doc["sha256"])
+    if not _HEX64.match(sha):
+        raise ValueError(f"part hash {sha[:80]!r} is not a SHA-256")
+    size = int(doc["size"])
+    if size < 0:
+        raise ValueError("negative part size")
+    return PartRef(sha, size)
+
+
+def _file_entry(doc: Any) -> FileEntry:
+    size = int(doc["size"])
+    sha = str(doc["sha256"])
+    if size < 0 or not _HEX64.match(sha):
+        raise ValueError(f"bad size or hash for {str(doc.get('path'))[:200]!r}")
+    retired = doc.get("retired")
+    return FileEntry(check_path(str(doc["path"])), size, sha, str(doc["type"]),
+                     mutable=bool(doc.get("mutable", True)),
+                     retired=_parse_ts(retired) if retired is not None else None)
+
+
+def _canonical(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            + "\n").encode("utf-8")
 
 
 def _ts(value: datetime) -> str:

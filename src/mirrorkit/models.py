@@ -41,6 +41,7 @@ class Article:
     html: str
     media: tuple[str, ...] = ()
     summary: str = ""
+    seq: int = 0  # arrival number in the store (0 until stored); archive pages group by it
 
     @property
     def content_hash(self) -> str:

@@ -9,8 +9,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from mirrorkit.build import Bundle, build, latest_bundle
+from mirrorkit.build import Bundle, build, inputs_fingerprint, latest_bundle
+from mirrorkit.bundle import SiteSource
 from mirrorkit.config import Config, MirrorConfig
 from mirrorkit.errors import (
     BuildError,
@@ -20,17 +22,19 @@ from mirrorkit.errors import (
     TargetUnreachableError,
 )
 from mirrorkit.fetch import FetchReport, fetch
-from mirrorkit.manifest import MANIFEST_NAME, SIGNATURE_NAME
+from mirrorkit.manifest import MANIFEST_NAME, MAX_ROOT_SIZE, MAX_SIGNATURE_SIZE, SIGNATURE_NAME
 from mirrorkit.publish.registry import open_backend
 from mirrorkit.publish.stage import PublishResult, publish_all
 from mirrorkit.sign import PublicKey, load_public_key
 from mirrorkit.store import Store
 from mirrorkit.verify import (
     DirectoryTarget,
+    Finding,
     Report,
     Target,
     UrlTarget,
     check_manifest,
+    check_written,
     verify_target,
 )
 
@@ -90,8 +94,8 @@ def run_fetch(config: Config, store: Store) -> FetchReport:
     return fetch(config, store, progress=log.info)
 
 
-def run_build(config: Config, store: Store) -> Bundle:
-    return build(config, store, progress=log.info)
+def run_build(config: Config, store: Store, *, full: bool = False) -> Bundle:
+    return build(config, store, progress=log.info, full=full)
 
 
 def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
@@ -101,10 +105,12 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
         raise BuildError("nothing built yet", where=str(store.builds_dir),
                          hint="run 'mirrorkit build' first")
     mirrors = [config.mirror(n) for n in names] if names else list(config.mirrors)
+    key = load_public_key(config.signing.public_key)
     outcomes: dict[str, MirrorOutcome] = {}
-    trees, backends = {}, {}
+    sources: dict[str, SiteSource | Path] = {}
+    backends = {}
     for m in mirrors:
-        if m.name not in bundle.trees:
+        if m.name not in bundle.mirrors:
             outcomes[m.name] = MirrorOutcome(
                 m.name, error=f"mirror {m.name}: not in build {bundle.version}; "
                               "run 'mirrorkit build' again")
@@ -114,12 +120,12 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
         except MirrorkitError as e:
             outcomes[m.name] = MirrorOutcome(m.name, error=str(e))
             continue
-        trees[m.name] = bundle.trees[m.name]
-    log.info("publishing version %d to %s%s", bundle.version, ", ".join(trees) or "no mirror",
-             " (dry run)" if dry_run else "")
+        sources[m.name] = bundle.source(m.name)
+    log.info("publishing version %d to %s%s", bundle.version,
+             ", ".join(sources) or "no mirror", " (dry run)" if dry_run else "")
     try:
-        results = publish_all(trees, backends, concurrency=config.publish.concurrency,
-                              dry_run=dry_run, progress=log.debug)
+        results = publish_all(sources, backends, concurrency=config.publish.concurrency,
+                              dry_run=dry_run, key=key, progress=log.debug)
     finally:
         for backend in backends.values():
             backend.close()
@@ -137,7 +143,16 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
 
 
 def check_mirror(mirror: MirrorConfig, key: PublicKey) -> Report:
+    """A full audit: every file the mirror's signed manifest names."""
     return verify_target(mirror_target(mirror), key)
+
+
+def check_published(mirror: MirrorConfig, key: PublicKey, bundle: Bundle,
+                    result: PublishResult, sample: int = 0) -> Report:
+    """After a publish: only what it wrote, the manifest and signature (and ``sample``
+    random files), so a sync's reads follow what changed."""
+    root = bundle.source(mirror.name).root()
+    return check_written(mirror_target(mirror), key, root, result.written, sample=sample)
 
 
 def needs_build(config: Config, store: Store, report: FetchReport,
@@ -145,15 +160,17 @@ def needs_build(config: Config, store: Store, report: FetchReport,
     bundle = latest_bundle(store)
     if bundle is None or report.new or report.changed:
         return True
-    if any(m.name not in bundle.trees for m in config.mirrors):
+    if any(m.name not in bundle.mirrors for m in config.mirrors):
         return True
     created = store.build_created(bundle.version)
-    if created is None:
+    inputs = store.build_inputs(bundle.version)
+    if created is None or inputs is None:
         return True
     # Articles stored after the last build (a run killed between fetch and build) are
-    # built now: what was fetched is never lost.
-    changed = store.last_change()
-    if changed is not None and changed > created:
+    # built now: what was fetched is never lost.  So is a changed template or config
+    # value that shows in the site.
+    rev, fingerprint = inputs
+    if store.last_rev() > rev or fingerprint != inputs_fingerprint(config):
         return True
     now = now or datetime.now(UTC)
     # Re-sign well before verifiers would call the mirrors stale.
@@ -175,8 +192,10 @@ def sync(config: Config, store: Store) -> SyncResult:
             checked.append(outcome)
             continue
         mirror = config.mirror(outcome.mirror)
+        assert outcome.published is not None and bundle is not None
         try:
-            result = check_mirror(mirror, key)
+            result = check_published(mirror, key, bundle, outcome.published,
+                                     config.publish.check_sample)
         except TargetUnreachableError as e:
             log.warning("mirror %s: published, but not readable back: %s", mirror.name, e)
             checked.append(MirrorOutcome(mirror.name, outcome.published, check_error=str(e)))
@@ -215,13 +234,16 @@ class MirrorStatus:
         }
 
 
-def status(config: Config) -> list[MirrorStatus]:
+def status(config: Config, *, deep: bool = False) -> list[MirrorStatus]:
+    """Each mirror's live version from its manifest and signature alone; ``deep`` also
+    reads every file (a full audit, as ``verify`` does)."""
     key = load_public_key(config.signing.public_key)
     out = []
     for mirror in config.mirrors:
         target = mirror_target(mirror)
         try:
-            head = target.read_many([MANIFEST_NAME, SIGNATURE_NAME])
+            head = target.read_many([(MANIFEST_NAME, MAX_ROOT_SIZE),
+                                     (SIGNATURE_NAME, MAX_SIGNATURE_SIZE)])
         except TargetUnreachableError as e:
             out.append(MirrorStatus(mirror.name, target.label, False, problems=(str(e),)))
             continue
@@ -231,6 +253,11 @@ def status(config: Config) -> list[MirrorStatus]:
                                     problems=("no signed manifest: never published?",)))
             continue
         manifest, findings = check_manifest(manifest_bytes, sig, key, now=datetime.now(UTC))
+        if deep and manifest is not None:
+            try:
+                findings = [f for f in verify_target(target, key).findings if f.fatal]
+            except TargetUnreachableError as e:
+                findings.append(Finding("missing", None, str(e)))
         out.append(MirrorStatus(
             mirror.name, target.label, True,
             version=manifest.version if manifest else None,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from mirrorkit.manifest import media_type
+from mirrorkit.bundle import SiteSource
+from mirrorkit.manifest import check_path, media_type
 
 log = logging.getLogger("mirrorkit")
 
@@ -36,21 +37,43 @@ def make_app(root: Path) -> web.Application:
     return app
 
 
-async def serve_many(sites: Sequence[tuple[Path, int]], host: str = "127.0.0.1") -> None:
+def make_source_app(source: SiteSource) -> web.Application:
+    """Serve a built version straight from the store, as its mirror will."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        rel = request.match_info["path"] or "index.html"
+        try:
+            data = source.lookup(check_path(rel))
+        except ValueError as e:
+            raise web.HTTPNotFound() from e
+        if data is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=data, headers={"Content-Type": media_type(rel)})
+
+    app = web.Application()
+    app.router.add_get("/{path:.*}", handle)
+    return app
+
+
+async def serve_many(sites: Sequence[tuple[Path | SiteSource, int]],
+                     host: str = "127.0.0.1") -> None:
     runners = []
     try:
         for root, port in sites:
-            runner = web.AppRunner(make_app(root), access_log=None)
+            app = make_app(root) if isinstance(root, Path) else make_source_app(root)
+            runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.TCPSite(runner, host, port).start()
             runners.append(runner)
-            log.info("serving %s at http://%s:%d/", root, host, port)
+            log.info("serving %s at http://%s:%d/",
+                     root if isinstance(root, Path) else root.label, host, port)
         await asyncio.Event().wait()
     finally:
         for runner in runners:
             await runner.cleanup()
 
 
-def serve_forever(sites: Sequence[tuple[Path, int]], host: str = "127.0.0.1") -> None:
+def serve_forever(sites: Sequence[tuple[Path | SiteSource, int]],
+                  host: str = "127.0.0.1") -> None:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_many(sites, host))

@@ -2,14 +2,16 @@
 
 Layout under the state directory::
 
-    mirrorkit.sqlite3     articles, HTTP validators, failed fetch attempts,
-                          builds, publishes
-    blobs/ab/abcdef...    image bytes, named by SHA-256, written once
-    builds/<version>/     bundles written by the build stage
+    mirrorkit.sqlite3     articles, HTTP validators, failed fetch attempts, the built
+                          site (path -> blob, per mirror), builds, publishes
+    blobs/ab/abcdef...    images and built files, named by SHA-256, written once and
+                          shared by every mirror and version that holds the same bytes
+    builds/<version>/     each mirror's signed root (manifest.json + signature)
 
 Every write is a transaction, and blobs are written to a temporary file and renamed, so a
 process killed at any point leaves the store as it was before or after the write, never
-in between.
+in between.  The schema carries a version (``PRAGMA user_version``); an older store is
+migrated when opened.
 """
 
 from __future__ import annotations
@@ -20,15 +22,23 @@ import json
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from mirrorkit.errors import StoreError
+from mirrorkit.manifest import FileEntry, PartRef, path_key
 from mirrorkit.models import Article, Media
 
-_SCHEMA = """
+# Each entry brings a store from the version before it to its own (SQLite user_version).
+# A store is opened at the newest version; an older one is migrated in one transaction.
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: the original tables.
+    """
 CREATE TABLE IF NOT EXISTS articles (
     id TEXT PRIMARY KEY,
     url TEXT NOT NULL UNIQUE,
@@ -75,7 +85,64 @@ CREATE TABLE IF NOT EXISTS fetch_attempts (
     last_error TEXT,
     updated TEXT NOT NULL
 );
-"""
+""",
+    # 2: incremental builds.  ``seq`` numbers articles in the order they arrived (archive
+    # pages are stable groups of it); ``rev`` counts changes, so a build finds what changed
+    # since the last one with an index, not a scan.  ``files`` is the built site: by
+    # mirror ('' for files every mirror shares) and path, the blob holding the bytes.
+    """
+ALTER TABLE articles ADD COLUMN seq INTEGER;
+ALTER TABLE articles ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+UPDATE articles SET seq = (SELECT COUNT(*) FROM articles b
+    WHERE b.fetched_at < articles.fetched_at
+       OR (b.fetched_at = articles.fetched_at AND b.id <= articles.id));
+UPDATE articles SET rev = seq;
+CREATE UNIQUE INDEX articles_seq ON articles (seq);
+CREATE INDEX articles_rev ON articles (rev);
+CREATE INDEX articles_when ON articles (COALESCE(published, updated, fetched_at) DESC, id);
+ALTER TABLE builds ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE builds ADD COLUMN inputs TEXT NOT NULL DEFAULT '';
+CREATE TABLE files (
+    mirror TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    mutable INTEGER NOT NULL,
+    max_age INTEGER NOT NULL,
+    path_key INTEGER NOT NULL,
+    retired TEXT,
+    PRIMARY KEY (mirror, path)
+);
+CREATE INDEX files_key ON files (mirror, path_key);
+CREATE INDEX files_sha ON files (sha256);
+CREATE INDEX files_retired ON files (retired) WHERE retired IS NOT NULL;
+CREATE TABLE garbage (sha256 TEXT PRIMARY KEY, since TEXT NOT NULL);
+CREATE TABLE archive_pages (
+    page INTEGER PRIMARY KEY,
+    count INTEGER NOT NULL,
+    first TEXT,
+    last TEXT
+);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE parts (
+    mirror TEXT NOT NULL,
+    bin INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (mirror, bin)
+);
+CREATE INDEX parts_sha ON parts (sha256);
+""",
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_WHEN = "COALESCE(published, updated, fetched_at)"
+# Composed from constants only; every value goes in as a parameter.
+_SELECT_ARTICLES = (
+    "SELECT id, url, source, title, authors, published, updated, language, text, html,"  # noqa: S608
+    f" media, summary, seq, {_WHEN} FROM articles"
+)
 
 _EXTENSIONS = {
     "image/jpeg": "jpg",
@@ -103,14 +170,36 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+@dataclass(frozen=True)
+class SiteFile:
+    """A built file: where it goes on a mirror, and the blob that holds it."""
+
+    path: str
+    sha256: str
+    size: int
+    type: str
+    mutable: bool
+    max_age: int  # Cache-Control max-age; immutable files are cached for good
+    retired: datetime | None = None
+
+    def entry(self) -> FileEntry:
+        return FileEntry(self.path, self.size, self.sha256, self.type, self.mutable,
+                         self.retired)
+
+
 class Store:
-    """Articles, images and build records of one outlet."""
+    """Articles, images and the built site of one outlet.
+
+    Safe to share between threads: every statement runs under one lock.  Every SQLite
+    error leaves as :class:`~mirrorkit.errors.StoreError`.
+    """
 
     def __init__(self, state_dir: Path, *, exclusive: bool = False):
         """``exclusive``: hold the state directory's lock, so that two runs (an overlapping
         cron job, say) never fetch, build or publish from one store at once."""
         self.dir = state_dir
         self._lock: IO[bytes] | None = None
+        self._mutex = threading.RLock()
         self.blob_dir = state_dir / "blobs"
         self.builds_dir = state_dir / "builds"
         try:
@@ -118,10 +207,11 @@ class Store:
             self.builds_dir.mkdir(parents=True, exist_ok=True)
             if exclusive:
                 self._lock = _acquire(state_dir / "lock")
-            self._db = sqlite3.connect(state_dir / "mirrorkit.sqlite3", isolation_level=None)
+            self._db = sqlite3.connect(state_dir / "mirrorkit.sqlite3", isolation_level=None,
+                                       check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.executescript(_SCHEMA)
+            self._migrate()
         except (OSError, sqlite3.Error) as e:
             if self._lock is not None:
                 self._lock.close()
@@ -129,6 +219,18 @@ class Store:
                 f"cannot open the store: {e}", where=str(state_dir),
                 hint="check [state] dir and its permissions",
             ) from e
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store has schema version {version}, newer than this mirrorkit's"
+                f" {SCHEMA_VERSION}", where=str(self.dir), hint="upgrade mirrorkit")
+        for number in range(version, SCHEMA_VERSION):
+            # One transaction per step: a kill leaves the store at one version or the next.
+            self._db.executescript(
+                "BEGIN IMMEDIATE;\n" + _MIGRATIONS[number]
+                + f"\nPRAGMA user_version = {number + 1};\nCOMMIT;")
 
     def close(self) -> None:
         self._db.close()
@@ -142,23 +244,52 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- the one way statements run -----------------------------------------------------
+
+    def _q(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        with self._mutex:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise _store_error(e, self.dir) from e
+
+    def _one(self, sql: str, params: Sequence[object] = ()) -> tuple[Any, ...] | None:
+        rows = self._q(sql, params)
+        return rows[0] if rows else None
+
+    def _many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        with self._mutex:
+            try:
+                self._db.executemany(sql, rows)
+            except sqlite3.Error as e:
+                raise _store_error(e, self.dir) from e
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside happen together or not at all (also after kill -9)."""
+        with self._mutex:
+            self._q("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise
+            self._q("COMMIT")
+
     # -- HTTP validators for conditional requests ------------------------------------
 
     def validators(self, url: str) -> tuple[str | None, str | None]:
-        row = self._db.execute(
-            "SELECT etag, last_modified FROM http_cache WHERE url = ?", (url,)
-        ).fetchone()
+        row = self._one("SELECT etag, last_modified FROM http_cache WHERE url = ?", (url,))
         return (row[0], row[1]) if row else (None, None)
 
     def checked_at(self, url: str) -> datetime | None:
         """When ``url`` was last fetched or revalidated (with or without validators)."""
-        row = self._db.execute(
-            "SELECT checked_at FROM http_cache WHERE url = ?", (url,)
-        ).fetchone()
+        row = self._one("SELECT checked_at FROM http_cache WHERE url = ?", (url,))
         return _dt(row[0]) if row else None
 
     def set_validators(self, url: str, etag: str | None, last_modified: str | None) -> None:
-        self._db.execute(
+        self._q(
             "INSERT OR REPLACE INTO http_cache (url, etag, last_modified, checked_at)"
             " VALUES (?, ?, ?, ?)",
             (url, etag, last_modified, _now()),
@@ -168,14 +299,12 @@ class Store:
 
     def attempts(self, url: str) -> int:
         """How many runs in a row ``url`` failed for now (see :meth:`record_attempt`)."""
-        row = self._db.execute(
-            "SELECT attempts FROM fetch_attempts WHERE url = ?", (url,)
-        ).fetchone()
+        row = self._one("SELECT attempts FROM fetch_attempts WHERE url = ?", (url,))
         return int(row[0]) if row else 0
 
     def record_attempt(self, url: str, error: str) -> int:
         """Count one more run in which ``url`` failed for now; returns the new count."""
-        self._db.execute(
+        self._q(
             "INSERT INTO fetch_attempts (url, attempts, last_error, updated)"
             " VALUES (?, 1, ?, ?) ON CONFLICT (url) DO UPDATE SET"
             " attempts = attempts + 1, last_error = excluded.last_error,"
@@ -185,62 +314,94 @@ class Store:
         return self.attempts(url)
 
     def clear_attempts(self, url: str) -> None:
-        self._db.execute("DELETE FROM fetch_attempts WHERE url = ?", (url,))
+        self._q("DELETE FROM fetch_attempts WHERE url = ?", (url,))
 
     # -- articles -----------------------------------------------------------------------
 
     def content_hash(self, url: str) -> str | None:
-        row = self._db.execute(
-            "SELECT content_hash FROM articles WHERE url = ?", (url,)
-        ).fetchone()
+        row = self._one("SELECT content_hash FROM articles WHERE url = ?", (url,))
         return row[0] if row else None
 
     def article_times(self, url: str) -> tuple[datetime | None, datetime | None] | None:
         """``(published, updated)`` of a stored article, or None if it is not stored."""
-        row = self._db.execute(
-            "SELECT published, updated FROM articles WHERE url = ?", (url,)
-        ).fetchone()
+        row = self._one("SELECT published, updated FROM articles WHERE url = ?", (url,))
         return (_dt(row[0]), _dt(row[1])) if row else None
 
     def save_article(self, article: Article) -> bool:
-        """Insert or update; returns True if the article is new or its content changed."""
+        """Insert or update; returns True if the article is new or its content changed.
+
+        A new article takes the next ``seq``; a changed one keeps its own.  Either way it
+        takes the next ``rev``, which is how the build finds it.
+        """
         digest = article.content_hash
-        if self.content_hash(article.url) == digest:
-            return False
-        now = _now()
-        self._db.execute(
-            "INSERT OR REPLACE INTO articles (id, url, source, title, authors, published,"
-            " updated, language, text, html, media, summary, content_hash, fetched_at,"
-            " changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                article.id, article.url, article.source, article.title,
-                json.dumps(list(article.authors), ensure_ascii=False),
-                _iso(article.published), _iso(article.updated), article.language,
-                article.text, article.html, json.dumps(list(article.media)),
-                article.summary, digest, now, now,
-            ),
-        )
+        with self._mutex:
+            if self.content_hash(article.url) == digest:
+                return False
+            now = _now()
+            self._q(
+                "INSERT INTO articles (id, url, source, title, authors, published,"
+                " updated, language, text, html, media, summary, content_hash, fetched_at,"
+                " changed_at, seq, rev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " (SELECT COALESCE(MAX(seq), 0) + 1 FROM articles),"
+                " (SELECT COALESCE(MAX(rev), 0) + 1 FROM articles))"
+                " ON CONFLICT (id) DO UPDATE SET url = excluded.url, source = excluded.source,"
+                " title = excluded.title, authors = excluded.authors,"
+                " published = excluded.published, updated = excluded.updated,"
+                " language = excluded.language, text = excluded.text, html = excluded.html,"
+                " media = excluded.media, summary = excluded.summary,"
+                " content_hash = excluded.content_hash, fetched_at = excluded.fetched_at,"
+                " changed_at = excluded.changed_at, rev = excluded.rev",
+                (
+                    article.id, article.url, article.source, article.title,
+                    json.dumps(list(article.authors), ensure_ascii=False),
+                    _iso(article.published), _iso(article.updated), article.language,
+                    article.text, article.html, json.dumps(list(article.media)),
+                    article.summary, digest, now, now,
+                ),
+            )
         return True
 
     def articles(self) -> list[Article]:
-        """All stored articles, newest first."""
-        rows = self._db.execute(
-            "SELECT id, url, source, title, authors, published, updated, language, text,"
-            " html, media, summary FROM articles"
-            " ORDER BY COALESCE(published, updated, fetched_at) DESC, id"
-        ).fetchall()
-        return [
-            Article(
-                id=r[0], url=r[1], source=r[2], title=r[3], authors=tuple(json.loads(r[4])),
-                published=_dt(r[5]), updated=_dt(r[6]), language=r[7], text=r[8],
-                html=r[9], media=tuple(json.loads(r[10])), summary=r[11],
-            )
-            for r in rows
-        ]
+        """All stored articles, newest first (for export and tests; builds stream)."""
+        return list(self.iter_articles())
+
+    def iter_articles(self, batch: int = 500) -> Iterator[Article]:
+        """All stored articles, newest first, read a batch at a time."""
+        after: tuple[str, str] | None = None
+        while True:
+            where = f" WHERE ({_WHEN}, id) < (?, ?)" if after else ""
+            rows = self._q(_SELECT_ARTICLES + where + f" ORDER BY {_WHEN} DESC, id DESC LIMIT ?",
+                           (*after, batch) if after else (batch,))
+            if not rows:
+                return
+            yield from (_article(r) for r in rows)
+            after = (rows[-1][-1], rows[-1][0])
+
+    def newest(self, limit: int) -> list[Article]:
+        """The ``limit`` newest articles by date (an index read, not a scan)."""
+        rows = self._q(_SELECT_ARTICLES + f" ORDER BY {_WHEN} DESC, id LIMIT ?", (limit,))
+        return [_article(r) for r in rows]
+
+    def changed_since(self, rev: int) -> list[Article]:
+        rows = self._q(_SELECT_ARTICLES + " WHERE rev > ? ORDER BY rev", (rev,))
+        return [_article(r) for r in rows]
+
+    def articles_by_seq(self, first: int, last: int) -> list[Article]:
+        rows = self._q(_SELECT_ARTICLES + " WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                       (first, last))
+        return [_article(r) for r in rows]
+
+    def article_count(self) -> int:
+        row = self._one("SELECT COALESCE(MAX(seq), 0) FROM articles")
+        return int(row[0]) if row else 0
+
+    def last_rev(self) -> int:
+        row = self._one("SELECT COALESCE(MAX(rev), 0) FROM articles")
+        return int(row[0]) if row else 0
 
     def last_change(self) -> datetime | None:
-        row = self._db.execute("SELECT MAX(changed_at) FROM articles").fetchone()
-        return _dt(row[0])
+        row = self._one("SELECT MAX(changed_at) FROM articles")
+        return _dt(row[0]) if row else None
 
     # -- media blobs --------------------------------------------------------------------
 
@@ -248,63 +409,238 @@ class Store:
         ext = media_extension(media_type)
         if ext is None:
             raise StoreError(f"not a stored image type: {media_type!r}")
-        digest = hashlib.sha256(data).hexdigest()
+        digest = self.put_blob(data, durable=True)
         media = Media(name=f"{digest}.{ext}", sha256=digest, size=len(data),
                       media_type=media_type.split(";")[0].strip().lower())
-        path = self.blob_path(digest)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, data)
-        self._db.execute(
+        self._q(
             "INSERT OR IGNORE INTO media (name, sha256, size, media_type) VALUES (?, ?, ?, ?)",
             (media.name, media.sha256, media.size, media.media_type),
         )
         return media
 
     def media(self, name: str) -> Media | None:
-        row = self._db.execute(
-            "SELECT name, sha256, size, media_type FROM media WHERE name = ?", (name,)
-        ).fetchone()
+        row = self._one("SELECT name, sha256, size, media_type FROM media WHERE name = ?",
+                        (name,))
         return Media(*row) if row else None
 
     def blob_path(self, sha256: str) -> Path:
         return self.blob_dir / sha256[:2] / sha256
 
+    def put_blob(self, data: bytes, *, durable: bool = False) -> str:
+        """Store ``data`` by its SHA-256 (once); returns the hash.
+
+        ``durable`` fsyncs the blob (fetched images: the only copy).  Built files can be
+        built again, and a kill -9 loses nothing the kernel holds, so they skip the fsync
+        that would make a full build of a large archive take minutes.
+        """
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.blob_path(digest)
+        if not path.exists():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, data, durable=durable)
+            except OSError as e:
+                raise StoreError(f"cannot write a blob: {e.strerror or e}",
+                                 where=str(path)) from e
+        return digest
+
+    def read_blob(self, sha256: str, size: int) -> bytes:
+        """A blob's bytes, checked against the hash and size that name it."""
+        path = self.blob_path(sha256)
+        try:
+            with path.open("rb") as f:
+                data = f.read(size + 1)
+        except OSError as e:
+            raise StoreError(f"cannot read a built file: {e.strerror or e}", where=str(path),
+                             hint="run 'mirrorkit build --full' to build every file again"
+                             ) from e
+        if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+            raise StoreError("a built file is damaged", where=str(path),
+                             hint="run 'mirrorkit build --full' to build every file again")
+        return data
+
+    def has_blob(self, sha256: str) -> bool:
+        return self.blob_path(sha256).is_file()
+
+    # -- the built site -----------------------------------------------------------------
+
+    def site_file(self, mirror: str, path: str) -> SiteFile | None:
+        row = self._one("SELECT path, sha256, size, type, mutable, max_age, retired"
+                        " FROM files WHERE mirror = ? AND path = ?", (mirror, path))
+        return _site_file(row) if row else None
+
+    def site_files(self, mirror: str, low: int = 0, high: int = 1 << 32) -> list[SiteFile]:
+        """Files of ``mirror`` ('' for shared ones) whose path key is in ``[low, high)``."""
+        rows = self._q("SELECT path, sha256, size, type, mutable, max_age, retired FROM files"
+                       " WHERE mirror = ? AND path_key >= ? AND path_key < ?",
+                       (mirror, low, high))
+        return [_site_file(r) for r in rows]
+
+    def site_file_count(self, mirror: str) -> int:
+        row = self._one("SELECT COUNT(*) FROM files WHERE mirror = ?", (mirror,))
+        return int(row[0]) if row else 0
+
+    def site_paths(self, mirror: str) -> list[str]:
+        return [r[0] for r in self._q("SELECT path FROM files WHERE mirror = ?"
+                                      " AND retired IS NULL", (mirror,))]
+
+    def put_site_file(self, mirror: str, file: SiteFile, now: datetime) -> bool:
+        """Record ``file`` at its path; returns True if that changed what the path holds.
+
+        The blob it replaces becomes garbage, collected once no file names it and the
+        grace window has passed (:meth:`collect_garbage`).
+        """
+        old = self.site_file(mirror, file.path)
+        if old is not None and old.sha256 == file.sha256 and old.retired is None and (
+                old.max_age, old.mutable, old.type) == (file.max_age, file.mutable, file.type):
+            return False
+        if old is not None and old.sha256 != file.sha256:
+            self._garbage(old.sha256, now)
+        self._q("INSERT OR REPLACE INTO files (mirror, path, sha256, size, type, mutable,"
+                " max_age, path_key, retired) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                (mirror, file.path, file.sha256, file.size, file.type, int(file.mutable),
+                 file.max_age, path_key(file.path)))
+        return old is None or old.sha256 != file.sha256 or old.retired is not None
+
+    def retire_site_file(self, mirror: str, path: str, now: datetime) -> None:
+        self._q("UPDATE files SET retired = ? WHERE mirror = ? AND path = ?"
+                " AND retired IS NULL", (_iso(now), mirror, path))
+
+    def expire_retired(self, before: datetime) -> list[tuple[str, str]]:
+        """Forget retired files retired before ``before``; returns ``(mirror, path)``."""
+        rows = self._q("SELECT mirror, path, sha256 FROM files WHERE retired IS NOT NULL"
+                       " AND retired < ?", (_iso(before),))
+        for mirror, path, sha in rows:
+            self._q("DELETE FROM files WHERE mirror = ? AND path = ?", (mirror, path))
+            self._garbage(sha, before)
+        return [(r[0], r[1]) for r in rows]
+
+    def drop_mirror(self, mirror: str, now: datetime) -> None:
+        for (sha,) in self._q("SELECT sha256 FROM files WHERE mirror = ?", (mirror,)):
+            self._garbage(sha, now)
+        self._q("DELETE FROM files WHERE mirror = ?", (mirror,))
+        self.set_parts(mirror, [], now)
+
+    def built_mirrors(self) -> list[str]:
+        return [r[0] for r in self._q("SELECT DISTINCT mirror FROM parts")]
+
+    def _garbage(self, sha256: str, now: datetime) -> None:
+        self._q("INSERT OR REPLACE INTO garbage (sha256, since) VALUES (?, ?)",
+                (sha256, _iso(now)))
+
+    def add_garbage(self, sha256: str, now: datetime) -> None:
+        self._garbage(sha256, now)
+
+    def collect_garbage(self, before: datetime) -> int:
+        """Delete blobs that became garbage before ``before`` and that no file, image or
+        kept build names any more; returns how many went.  Costs what became garbage,
+        not the size of the store."""
+        rows = self._q("SELECT sha256 FROM garbage WHERE since < ?", (_iso(before),))
+        removed = 0
+        for (sha,) in rows:
+            used = self._one(
+                "SELECT 1 FROM files WHERE sha256 = ? UNION ALL"
+                " SELECT 1 FROM parts WHERE sha256 = ? UNION ALL"
+                " SELECT 1 FROM media WHERE sha256 = ? LIMIT 1", (sha, sha, sha))
+            self._q("DELETE FROM garbage WHERE sha256 = ?", (sha,))
+            if used is None:
+                self.blob_path(sha).unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    # -- manifest parts -----------------------------------------------------------------
+
+    def parts(self, mirror: str) -> list[PartRef]:
+        """The current parts of ``mirror``'s manifest, in bin order."""
+        return [PartRef(r[0], int(r[1])) for r in
+                self._q("SELECT sha256, size FROM parts WHERE mirror = ? ORDER BY bin",
+                        (mirror,))]
+
+    def set_parts(self, mirror: str, parts: Sequence[PartRef], now: datetime) -> None:
+        old = self.parts(mirror)
+        self._q("DELETE FROM parts WHERE mirror = ?", (mirror,))
+        self._many("INSERT INTO parts (mirror, bin, sha256, size) VALUES (?, ?, ?, ?)",
+                   [(mirror, i, p.sha256, p.size) for i, p in enumerate(parts)])
+        for ref in set(old) - set(parts):
+            self._garbage(ref.sha256, now)
+
+    # -- archive pages ------------------------------------------------------------------
+
+    def set_archive_page(self, page: int, count: int, first: datetime | None,
+                         last: datetime | None) -> None:
+        self._q("INSERT OR REPLACE INTO archive_pages (page, count, first, last)"
+                " VALUES (?, ?, ?, ?)", (page, count, _iso(first), _iso(last)))
+
+    def archive_pages(self) -> list[tuple[int, int, datetime | None, datetime | None]]:
+        return [(r[0], r[1], _dt(r[2]), _dt(r[3]))
+                for r in self._q("SELECT page, count, first, last FROM archive_pages"
+                                 " ORDER BY page DESC")]
+
+    # -- small named values -------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._q("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
     # -- builds and publishes -----------------------------------------------------------
 
     def last_version(self) -> int:
-        row = self._db.execute("SELECT MAX(version) FROM builds").fetchone()
-        return int(row[0] or 0)
+        row = self._one("SELECT MAX(version) FROM builds")
+        return int(row[0] or 0) if row else 0
 
     def build_path(self, version: int) -> Path | None:
-        row = self._db.execute(
-            "SELECT path FROM builds WHERE version = ?", (version,)
-        ).fetchone()
+        row = self._one("SELECT path FROM builds WHERE version = ?", (version,))
         return Path(row[0]) if row else None
 
     def build_created(self, version: int) -> datetime | None:
-        row = self._db.execute(
-            "SELECT created FROM builds WHERE version = ?", (version,)
-        ).fetchone()
+        row = self._one("SELECT created FROM builds WHERE version = ?", (version,))
         return _dt(row[0]) if row else None
 
-    def record_build(self, version: int, created: datetime, path: Path) -> None:
-        self._db.execute(
-            "INSERT INTO builds (version, created, path) VALUES (?, ?, ?)",
-            (version, created.isoformat(), str(path)),
-        )
+    def build_inputs(self, version: int) -> tuple[int, str] | None:
+        """``(rev, inputs)`` a build was made from: the last article change it saw, and
+        the fingerprint of the templates and config values it rendered with."""
+        row = self._one("SELECT rev, inputs FROM builds WHERE version = ?", (version,))
+        return (int(row[0]), str(row[1])) if row else None
+
+    def record_build(self, version: int, created: datetime, path: Path, *, rev: int = 0,
+                     inputs: str = "") -> None:
+        self._q("INSERT INTO builds (version, created, path, rev, inputs)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (version, created.isoformat(), str(path), rev, inputs))
+
+    def forget_builds(self, up_to: int) -> None:
+        self._q("DELETE FROM builds WHERE version <= ?", (up_to,))
 
     def record_publish(self, mirror: str, version: int) -> None:
-        self._db.execute(
+        self._q(
             "INSERT OR REPLACE INTO publishes (mirror, version, published_at) VALUES (?, ?, ?)",
             (mirror, version, _now()),
         )
 
     def published_version(self, mirror: str) -> int:
-        row = self._db.execute(
-            "SELECT MAX(version) FROM publishes WHERE mirror = ?", (mirror,)
-        ).fetchone()
-        return int(row[0] or 0)
+        row = self._one("SELECT MAX(version) FROM publishes WHERE mirror = ?", (mirror,))
+        return int(row[0] or 0) if row else 0
+
+
+def _article(r: Sequence[Any]) -> Article:
+    return Article(
+        id=r[0], url=r[1], source=r[2], title=r[3], authors=tuple(json.loads(r[4])),
+        published=_dt(r[5]), updated=_dt(r[6]), language=r[7], text=r[8],
+        html=r[9], media=tuple(json.loads(r[10])), summary=r[11], seq=int(r[12] or 0),
+    )
+
+
+def _site_file(r: Sequence[Any]) -> SiteFile:
+    return SiteFile(r[0], r[1], int(r[2]), r[3], bool(r[4]), int(r[5]), _dt(r[6]))
+
+
+def _store_error(e: sqlite3.Error, where: Path) -> StoreError:
+    full = isinstance(e, sqlite3.OperationalError) and "full" in str(e)
+    return StoreError(f"store: {e}", where=str(where),
+                      hint="free disk space" if full else None)
 
 
 def _acquire(path: Path) -> IO[bytes]:
@@ -321,7 +657,8 @@ def _acquire(path: Path) -> IO[bytes]:
 
 
 def write_atomic(
-    path: Path, data: bytes, mode: int | None = None, tmp_dir: Path | None = None
+    path: Path, data: bytes, mode: int | None = None, tmp_dir: Path | None = None, *,
+    durable: bool = True,
 ) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old or the new file.
 
@@ -333,8 +670,9 @@ def write_atomic(
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         if mode is not None:
             Path(tmp).chmod(mode)
         Path(tmp).replace(path)

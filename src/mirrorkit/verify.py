@@ -17,11 +17,13 @@ import asyncio
 import hashlib
 import json
 import logging
+import random
 import re
 import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +35,16 @@ from lxml import etree
 
 from mirrorkit import aio
 from mirrorkit.errors import TargetUnreachableError, VerifyError
-from mirrorkit.manifest import MANIFEST_NAME, SIGNATURE_NAME, FileEntry, Manifest
+from mirrorkit.manifest import (
+    MANIFEST_NAME,
+    MAX_ROOT_SIZE,
+    MAX_SIGNATURE_SIZE,
+    SIGNATURE_NAME,
+    FileEntry,
+    Manifest,
+    decode_part,
+    read_entries,
+)
 from mirrorkit.sign import PublicKey, Signature, verify
 from mirrorkit.store import iter_files, write_atomic
 
@@ -43,7 +54,9 @@ log = logging.getLogger("mirrorkit")
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # signature, key, malformed, tampered, size, missing, extra, expired, rollback
+    # signature, key, malformed, part, tampered, size, missing, extra, duplicate, expired,
+    # rollback, changed
+    kind: str
     path: str | None
     detail: str
     fatal: bool = True
@@ -120,41 +133,53 @@ def check_manifest(
     return manifest, findings
 
 
+def authentic_root(root: bytes, signature: bytes, key: PublicKey) -> Manifest | None:
+    """The root if ``signature`` is the outlet's over it and it parses, else None.  Expiry
+    and rollback are not judged: this is for deciding what a mirror already holds."""
+    try:
+        verify(root, Signature.from_bytes(signature, SIGNATURE_NAME), key, SIGNATURE_NAME)
+        manifest = Manifest.from_bytes(root)
+    except VerifyError:
+        return None
+    return manifest if manifest.key_id == key.key_id_hex else None
+
+
 def check_file(entry: FileEntry, data: bytes | None) -> Finding | None:
     if data is None:
         return Finding("missing", entry.path, "listed in the manifest but not found")
     if len(data) != entry.size:
-        return Finding("size", entry.path, f"size {len(data)}, signed size {entry.size}")
+        shown = f"more than {entry.size}" if len(data) > entry.size else str(len(data))
+        return Finding("size", entry.path, f"size {shown}, signed size {entry.size}")
     if hashlib.sha256(data).hexdigest() != entry.sha256:
         return Finding("tampered", entry.path, "content differs from what was signed")
     return None
 
 
-def check_listing(manifest: Manifest, listing: Iterable[str]) -> list[Finding]:
-    named = {f.path for f in manifest.files} | {MANIFEST_NAME, SIGNATURE_NAME}
-    retired = {r.path for r in manifest.retired}
+def check_listing(named: set[str], listing: Iterable[str]) -> list[Finding]:
+    """``named``: every path the signed root names (files, retired files, parts)."""
     listing = list(listing)
     counts = Counter(listing)
     return [
         Finding("extra", path, "served but not named in the signed manifest")
-        for path in sorted(set(listing) - named - retired)
+        for path in sorted(set(listing) - named - {MANIFEST_NAME, SIGNATURE_NAME})
     ] + [
         Finding("duplicate", path, "more than one entry of this name")
         for path, n in sorted(counts.items()) if n > 1
     ]
 
 
-def retired_entries(manifest: Manifest) -> list[FileEntry]:
-    """Retired files may still be served; when they are, they must be what was signed."""
-    return [FileEntry(r.path, r.size, r.sha256, "") for r in manifest.retired]
-
-
 # -- targets ------------------------------------------------------------------------------
+
+# A read asks for a path and the most bytes it may hold: the size the signed manifest
+# gives (or a fixed cap for the root and signature).  Readers stop at ``limit + 1`` bytes,
+# so a file that is too large is a finding, never an unbounded read.
+Read = tuple[str, int]
+
 
 class Target(Protocol):
     label: str
 
-    def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]: ...
+    def read_many(self, reads: Sequence[Read]) -> dict[str, bytes | None]: ...
 
     def listing(self) -> list[str] | None:
         """Every file under the site root, or None where the target cannot be listed."""
@@ -162,21 +187,29 @@ class Target(Protocol):
 
 
 class DirectoryTarget:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, workers: int = 4):
         self.root = root
         self.label = str(root)
+        self.workers = workers
 
-    def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
-        out: dict[str, bytes | None] = {}
-        for path in paths:
-            try:
-                out[path] = (self.root / path).read_bytes()
-            except FileNotFoundError:
-                out[path] = None
-            except OSError as e:
-                raise TargetUnreachableError(f"cannot read: {e.strerror}",
-                                             where=str(self.root / path)) from e
-        return out
+    def read_many(self, reads: Sequence[Read]) -> dict[str, bytes | None]:
+        if len(reads) < 8:
+            return dict(self._read(r) for r in reads)
+        with ThreadPoolExecutor(self.workers) as pool:
+            return dict(pool.map(self._read, reads))
+
+    def _read(self, read: Read) -> tuple[str, bytes | None]:
+        path, limit = read
+        target = self.root / path
+        try:
+            if not target.is_file():  # a FIFO or device would hang or never end
+                return path, None
+            with target.open("rb") as f:
+                return path, f.read(limit + 1)
+        except (FileNotFoundError, NotADirectoryError):
+            return path, None
+        except OSError as e:
+            raise TargetUnreachableError(f"cannot read: {e.strerror}", where=str(target)) from e
 
     def listing(self) -> list[str]:
         return [p.relative_to(self.root).as_posix() for p in iter_files(self.root)]
@@ -201,12 +234,13 @@ class ZipTarget:
         self.entries = [n[len(self.prefix):] for n in names if n.startswith(self.prefix)]
         self.names = set(self.entries)
 
-    def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
-        return {p: self._read(p) if p in self.names else None for p in paths}
+    def read_many(self, reads: Sequence[Read]) -> dict[str, bytes | None]:
+        return {p: self._read(p, limit) if p in self.names else None for p, limit in reads}
 
-    def _read(self, path: str) -> bytes:
+    def _read(self, path: str, limit: int) -> bytes:
         try:
-            return self.zip.read(self.prefix + path)
+            with self.zip.open(self.prefix + path) as f:
+                return f.read(limit + 1)
         except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, OSError):
             # A damaged or unreadable entry is not what was signed: report it as changed.
             return b""
@@ -227,17 +261,17 @@ class UrlTarget:
         self.concurrency = concurrency
         self.timeout = timeout
 
-    def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
-        return aio.run(self._read_many(paths))
+    def read_many(self, reads: Sequence[Read]) -> dict[str, bytes | None]:
+        return aio.run(self._read_many(reads))
 
-    async def _read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
-        limit = asyncio.Semaphore(self.concurrency)
+    async def _read_many(self, reads: Sequence[Read]) -> dict[str, bytes | None]:
+        gate = asyncio.Semaphore(self.concurrency)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         async with aiohttp.ClientSession(timeout=timeout) as session:
 
-            async def one(path: str) -> tuple[str, bytes | None]:
+            async def one(path: str, limit: int) -> tuple[str, bytes | None]:
                 url = self.base + quote(path)
-                async with limit:
+                async with gate:
                     try:
                         async with session.get(url) as resp:
                             if resp.status in (403, 404):
@@ -245,12 +279,12 @@ class UrlTarget:
                             if resp.status != 200:
                                 raise TargetUnreachableError(
                                     f"HTTP {resp.status}", where=url)
-                            return path, await resp.read()
+                            return path, await resp.content.read(limit + 1)
                     except (aiohttp.ClientError, TimeoutError) as e:
                         raise TargetUnreachableError(
                             f"cannot fetch: {type(e).__name__}: {e}", where=url) from e
 
-            return dict(await asyncio.gather(*(one(p) for p in paths)))
+            return dict(await asyncio.gather(*(one(p, n) for p, n in reads)))
 
     def listing(self) -> list[str] | None:
         return aio.run(self._listing())
@@ -322,10 +356,17 @@ def open_target(target: str) -> Target:
 
 
 def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None,
-                  trust: TrustStore | None = None, batch: int = 256) -> Report:
-    """Verify everything about ``target``; raises TargetUnreachableError if it can't be read."""
+                  trust: TrustStore | None = None, batch_bytes: int = 32 * 1024 * 1024,
+                  workers: int = 4) -> Report:
+    """Verify everything about ``target``; raises TargetUnreachableError if it can't be read.
+
+    Linear in the number of files (dictionary lookups), read in batches of at most
+    ``batch_bytes`` (so memory stays bounded whatever the site's size), each read capped
+    at the size the manifest signs, hashed in ``workers`` threads.
+    """
     now = now or datetime.now(UTC)
-    head = target.read_many([MANIFEST_NAME, SIGNATURE_NAME])
+    head = target.read_many([(MANIFEST_NAME, MAX_ROOT_SIZE),
+                             (SIGNATURE_NAME, MAX_SIGNATURE_SIZE)])
     manifest_bytes, signature_bytes = head[MANIFEST_NAME], head[SIGNATURE_NAME]
     if manifest_bytes is None:
         raise TargetUnreachableError(f"no {MANIFEST_NAME} found", where=target.label,
@@ -337,35 +378,92 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
                                         seen_version=seen)
     if manifest is None:
         return Report(target.label, None, tuple(findings))
+    parts = target.read_many([(p.path, p.size) for p in manifest.parts])
+    entries, problems = read_entries(manifest, parts)
+    findings += [Finding("part", path, what) for path, what in problems]
     listing = target.listing()
     present = set(listing) if listing is not None else None
-    entries = list(manifest.files) + [
-        e for e in retired_entries(manifest) if present is None or e.path in present
-    ]
+    # Retired files and replaced parts may still be served; when they are, they must be
+    # what was signed.
+    optional = [FileEntry(p.path, p.size, p.sha256, "", False, manifest.created)
+                for p in manifest.previous_parts]
+    checks = [e for e in [*entries.values(), *optional]
+              if e.retired is None or present is None or e.path in present]
     checked = 0
-    for chunk in _chunks(entries, batch):
-        data = target.read_many([e.path for e in chunk])
-        for entry in chunk:
-            got = data[entry.path]
-            if entry in manifest.files or got is not None:
-                finding = check_file(entry, got)
-                if finding:
+    with ThreadPoolExecutor(workers) as pool:
+        for chunk in _chunks(checks, batch_bytes):
+            data = target.read_many([(e.path, e.size) for e in chunk])
+            got = [data[e.path] for e in chunk]
+            for entry, finding in zip(chunk, pool.map(check_file, chunk, got), strict=True):
+                if finding and (entry.retired is None or finding.kind != "missing"):
                     findings.append(finding)
-            checked += 1
+                checked += 1
+            del data, got
     if listing is None:
         findings.append(Finding("extra", None,
                                 "not checked: this target cannot be listed", fatal=False))
     else:
-        findings.extend(check_listing(manifest, listing))
+        named = set(entries) | manifest.part_paths()
+        findings.extend(check_listing(named, listing))
     report = Report(target.label, manifest, tuple(findings), checked)
     if trust and report.ok:
         trust.record(manifest, target.label)
     return report
 
 
-def _chunks(items: list[FileEntry], size: int) -> Iterator[list[FileEntry]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
+def check_written(target: Target, key: PublicKey, root: bytes, written: Sequence[FileEntry],
+                  *, now: datetime | None = None, sample: int = 0) -> Report:
+    """After a publish: read back the root, its signature and what the publish wrote
+    (plus ``sample`` random files named by the root), nothing else.  The root must be
+    ``root``, the one this run published."""
+    now = now or datetime.now(UTC)
+    head = target.read_many([(MANIFEST_NAME, MAX_ROOT_SIZE),
+                             (SIGNATURE_NAME, MAX_SIGNATURE_SIZE)])
+    live, signature = head[MANIFEST_NAME], head[SIGNATURE_NAME]
+    if live is None or signature is None:
+        name = MANIFEST_NAME if live is None else SIGNATURE_NAME
+        return Report(target.label, None, (Finding("missing", name, "not found"),))
+    manifest, findings = check_manifest(live, signature, key, now=now)
+    if manifest is None:
+        return Report(target.label, None, tuple(findings))
+    if live != root:
+        findings.append(Finding("changed", MANIFEST_NAME,
+                                "the live manifest is not the one this run published"
+                                " (another publisher?)"))
+        return Report(target.label, manifest, tuple(findings))
+    checks = list(written)
+    if sample:
+        bins = random.sample(range(manifest.bins), min(sample, manifest.bins))
+        got = target.read_many([(manifest.parts[i].path, manifest.parts[i].size)
+                                for i in bins])
+        pool: list[FileEntry] = []
+        for i in bins:
+            ref = manifest.parts[i]
+            try:
+                pool += [e for e in decode_part(got[ref.path] or b"", ref, i, manifest.bins)
+                         if e.retired is None]
+            except VerifyError as e:
+                findings.append(Finding("part", ref.path, e.what))
+        checks += random.sample(pool, min(sample, len(pool)))
+    data = target.read_many([(e.path, e.size) for e in checks])
+    for entry in checks:
+        finding = check_file(entry, data[entry.path])
+        if finding:
+            findings.append(finding)
+    return Report(target.label, manifest, tuple(findings), len(checks))
+
+
+def _chunks(items: list[FileEntry], budget: int) -> Iterator[list[FileEntry]]:
+    chunk: list[FileEntry] = []
+    size = 0
+    for item in items:
+        if chunk and size + item.size > budget:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += item.size
+    if chunk:
+        yield chunk
 
 
 @dataclass

@@ -1,57 +1,105 @@
-"""The build stage: render the site, write per-mirror feeds, the manifest, and sign it.
+"""The build stage: render what changed, write per-mirror feeds and sitemaps, the manifest,
+and sign it.  Its cost follows what changed, not the size of the archive.
 
-A build is a new **version** (a monotonic integer) written under
-``<state>/builds/<version>/<mirror>/``: one complete site tree per mirror.  The pages,
-images and mirror list are identical on every mirror; the feeds (which link to that
-mirror's own copies) and so the manifest and signature differ.  Images are hard links to
-the blob store, so a tree costs little more than its pages.
+A build is a new **version** (a monotonic integer).  Every file it makes is a blob in the
+store, named by its SHA-256, so a file identical on every mirror and in every version is
+stored once; the ``files`` table says which blob each mirror serves at each path.  Per
+version only each mirror's signed root is written, to ``builds/<version>/<mirror>/``.
 
-The bundle directory is written under a temporary name and renamed when complete, so a
-build killed half-way leaves nothing that publish could pick up.
+What a build renders:
+
+- article pages of articles stored or changed since the last build (by the store's
+  ``rev``), and archive pages of the groups they belong to, plus the newest two;
+- the pages that show the version or the newest articles (home, archive index, mirror
+  list) and each mirror's feeds and sitemap index, which are small;
+- everything, when a template or a config value that shows on pages changed (the
+  *inputs* fingerprint; :func:`inputs_fingerprint`), or with ``full``.
+
+Then each mirror's manifest re-encodes only the parts whose bins hold a changed path.
+
+Kill-safety: blobs are written first (content-addressed, so a leftover is harmless and
+reused), then the roots under a temporary name; the store's records of the new version
+are one transaction, committed last.  A build killed anywhere leaves the last version
+as it was, and the next build does the same work again.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import json
 import shutil
 import zipfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mirrorkit.build.render import render_feeds, render_site
-from mirrorkit.config import Config
-from mirrorkit.errors import BuildError, ConfigError, KeyFileError, VerifyError
+import jinja2
+
+from mirrorkit.build import sitemap
+from mirrorkit.build.render import (
+    ARCHIVE_INDEX,
+    archive_path,
+    article_path,
+    make_environment,
+    mirrors_json,
+    render_archive_index,
+    render_archive_page,
+    render_article,
+    render_feeds,
+    render_home,
+    render_mirrors,
+    stylesheet,
+    stylesheet_path,
+    theme_files,
+)
+from mirrorkit.bundle import Bundle
+from mirrorkit.config import Config, MirrorConfig
+from mirrorkit.errors import BuildError, ConfigError, KeyFileError, MirrorkitError, StoreError
 from mirrorkit.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
-    FileEntry,
     Manifest,
     MirrorEntry,
-    RetiredEntry,
+    PartRef,
+    bin_of,
+    bin_range,
+    choose_bins,
+    encode_part,
     media_type,
     sha256_hex,
 )
-from mirrorkit.sign import load_public_key, load_secret_key, sign
-from mirrorkit.store import Store
+from mirrorkit.models import Article
+from mirrorkit.sign import PublicKey, SecretKey, load_public_key, load_secret_key, sign
+from mirrorkit.store import SiteFile, Store
+
+__all__ = [
+    "BuildStats",
+    "Bundle",
+    "build",
+    "inputs_fingerprint",
+    "latest_bundle",
+    "write_archive",
+]
 
 KEEP_BUILDS = 3
+SHARED = ""  # the files table's mirror name for files every mirror serves
+# Bumped when the renderer itself changes what it writes: every page is rebuilt then.
+RENDERER = "2"
+
+Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class Bundle:
-    version: int
-    path: Path
-    trees: Mapping[str, Path]
+@dataclass
+class BuildStats:
+    """What one build did: the figures benchmarks and logs report."""
 
-    @classmethod
-    def open(cls, path: Path, version: int) -> Bundle:
-        trees = {p.name: p for p in sorted(path.iterdir()) if (p / MANIFEST_NAME).is_file()}
-        return cls(version=version, path=path, trees=trees)
-
-    def manifest(self, mirror: str) -> Manifest:
-        return Manifest.from_bytes((self.trees[mirror] / MANIFEST_NAME).read_bytes())
+    rendered: int = 0          # pages, feeds and sitemaps rendered
+    changed: int = 0           # paths whose content changed (all mirrors counted once)
+    parts: int = 0             # manifest parts re-encoded (all mirrors)
+    full: bool = False
+    changed_paths: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
 
 def latest_bundle(store: Store) -> Bundle | None:
@@ -59,12 +107,43 @@ def latest_bundle(store: Store) -> Bundle | None:
     path = store.build_path(version) if version else None
     if path is None or not path.is_dir():
         return None
-    return Bundle.open(path, version)
+    return Bundle.open(store, path, version)
+
+
+def inputs_fingerprint(config: Config, env: jinja2.Environment | None = None) -> str:
+    """A hash of everything besides the articles that shows in the built site: the
+    templates (the user's and the theme's), the config values pages show, and the
+    mirrors.  A change rebuilds what depends on it, without a manual ``build``."""
+    return hashlib.sha256(json.dumps({
+        "pages": _pages_fingerprint(config, env or make_environment(config.build.templates)),
+        "build": [config.build.home_articles, config.build.feed_items],
+        "cache": [config.publish.cache_front.total_seconds(),
+                  config.publish.cache_pages.total_seconds()],
+        "mirrors": [[m.name, m.public_url] for m in config.mirrors],
+    }, sort_keys=True).encode()).hexdigest()
+
+
+def _pages_fingerprint(config: Config, env: jinja2.Environment) -> str:
+    """What every article and archive page depends on besides its articles."""
+    h = hashlib.sha256(RENDERER.encode())
+    for name, data in theme_files(env).items():
+        h.update(f"\0{name}\0{len(data)}\0".encode())
+        h.update(data)
+    outlet = config.outlet
+    h.update(json.dumps([outlet.id, outlet.name, outlet.origin, outlet.language,
+                         outlet.description, config.build.archive_page_size]).encode())
+    return h.hexdigest()
 
 
 def build(config: Config, store: Store, *, now: datetime | None = None,
-          progress: Callable[[str], None] | None = None) -> Bundle:
-    """Render, sign and write a new version; returns the bundle."""
+          progress: Progress | None = None, full: bool = False) -> Bundle:
+    """Render what changed, sign and record a new version; returns the bundle."""
+    return build_with_stats(config, store, now=now, progress=progress, full=full)[0]
+
+
+def build_with_stats(config: Config, store: Store, *, now: datetime | None = None,
+                     progress: Progress | None = None, full: bool = False,
+                     ) -> tuple[Bundle, BuildStats]:
     if not config.mirrors:
         raise ConfigError("no [[mirrors]] configured; nothing to build for",
                           where=str(config.path))
@@ -75,125 +154,282 @@ def build(config: Config, store: Store, *, now: datetime | None = None,
             "the secret key does not belong to the public key",
             where=f"{config.signing.secret_key} / {config.signing.public_key}",
         )
-    # What the store held when this build read it: sync rebuilds if articles changed since.
-    started = now or datetime.now(UTC)
-    created = started.replace(microsecond=0)
-    expires = created + config.signing.expires_after
-    previous = latest_bundle(store)
-    version = store.last_version() + 1
-    articles = store.articles()
     say = progress or (lambda _msg: None)
-    say(f"building version {version}: {len(articles)} articles, {len(config.mirrors)} mirrors")
-
-    site = render_site(config, articles, built=created, version=version,
-                       public_key=public.to_text())
-    media = sorted({name for a in articles for name in a.media})
-    mirrors = tuple(MirrorEntry(m.name, m.public_url) for m in config.mirrors)
-
+    started = now or datetime.now(UTC)
+    env = make_environment(config.build.templates)
+    version = store.last_version() + 1
     final = store.builds_dir / f"{version:06d}"
     tmp = store.builds_dir / f".{version:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        for mirror in config.mirrors:
-            tree = tmp / mirror.name
-            files: dict[str, bytes] = dict(site)
-            files.update(render_feeds(config, articles, mirror, built=created))
-            entries = [_write(tree, path, data) for path, data in files.items()]
-            entries += [_link_media(store, tree, name) for name in media]
-            old = _previous_manifest(previous, mirror.name)
-            manifest = Manifest(
-                outlet=config.outlet.id, version=version, created=created, expires=expires,
-                key_id=public.key_id_hex, mirror=mirror.name, mirrors=mirrors,
-                files=tuple(sorted(entries, key=lambda e: e.path)),
-                previous=sha256_hex(old.to_bytes()) if old else None,
-                retired=_retired(old, entries, created, config.publish.grace.total_seconds()),
-            )
-            manifest_bytes = manifest.to_bytes()
-            comment = (f"timestamp:{int(created.timestamp())} outlet:{config.outlet.id} "
-                       f"version:{version} mirror:{mirror.name} "
-                       f"expires:{expires.strftime('%Y-%m-%dT%H:%M:%SZ')}")
-            signature = sign(manifest_bytes, secret, comment)
-            (tree / MANIFEST_NAME).write_bytes(manifest_bytes)
-            (tree / SIGNATURE_NAME).write_bytes(signature.to_bytes())
-        # A build killed between this rename and record_build left a folder that no
-        # record names; this version number is ours, so it goes.
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        with store.transaction():
+            job = _Build(config, store, env, started, version, say, full)
+            job.run(public, secret, tmp)
+            # A build killed between this rename and the commit left a folder that no
+            # record names; this version number is ours, so it goes.
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+            store.record_build(version, started, final, rev=job.rev,
+                               inputs=inputs_fingerprint(config, env))
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise BuildError(f"cannot write the bundle: {e}", where=str(tmp)) from e
-    store.record_build(version, started, final)
-    _prune(store, version)
-    say(f"built version {version} at {final}")
-    return Bundle.open(final, version)
+        raise BuildError(f"cannot write the bundle: {e.strerror or e}", where=str(tmp),
+                         hint="check free space and permissions of [state] dir") from e
+    except MirrorkitError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _prune(store, version, started - config.publish.grace)
+    stats = job.stats
+    say(f"built version {version}: {stats.rendered} rendered, {stats.changed} changed"
+        f"{' (full build)' if stats.full else ''}")
+    return Bundle.open(store, final, version), stats
+
+
+class _Build:
+    """One build's work, in the store's transaction."""
+
+    def __init__(self, config: Config, store: Store, env: jinja2.Environment,
+                 now: datetime, version: int, say: Progress, full: bool):
+        self.config = config
+        self.store = store
+        self.env = env
+        self.now = now
+        self.created = now.replace(microsecond=0)
+        self.version = version
+        self.say = say
+        self.stats = BuildStats()
+        self.rev = store.last_rev()
+        pages_key = _pages_fingerprint(config, env)
+        self.full = full or store.meta("pages") != pages_key or store.last_version() == 0
+        self.pages_key = pages_key
+        self.front_age = int(config.publish.cache_front.total_seconds())
+        self.page_age = int(config.publish.cache_pages.total_seconds())
+        self.stats.full = self.full
+
+    # -- recording files ----------------------------------------------------------------
+
+    def put(self, mirror: str, path: str, data: bytes, *, max_age: int,
+            mutable: bool = True) -> None:
+        sha = self.store.put_blob(data)
+        entry = SiteFile(path, sha, len(data), media_type(path), mutable, max_age)
+        if self.store.put_site_file(mirror, entry, self.now):
+            self.stats.changed_paths[mirror].add(path)
+            self.stats.changed += 1
+        self.written[mirror].add(path)
+
+    def render(self, mirror: str, path: str, data: bytes, *, front: bool) -> None:
+        self.stats.rendered += 1
+        self.put(mirror, path, data, max_age=self.front_age if front else self.page_age)
+
+    # -- the build ----------------------------------------------------------------------
+
+    def run(self, public: PublicKey, secret: SecretKey, out: Path) -> None:
+        config, store = self.config, self.store
+        self.written: dict[str, set[str]] = defaultdict(set)
+        last_rev = int(store.meta("rev") or 0)
+        if self.full:
+            self.say(f"building version {self.version}: every page (templates, config or"
+                     " renderer changed)")
+        css = stylesheet(self.env)
+        style = stylesheet_path(css)
+        self.put(SHARED, style, css, max_age=0, mutable=False)
+
+        size = config.build.archive_page_size
+        count = store.article_count()
+        pages = (count + size - 1) // size
+        dirty_pages: set[int] = set()
+        changed = store.iter_articles() if self.full else iter(store.changed_since(last_rev))
+        dirty_seqs: list[int] = []
+        for n, article in enumerate(changed, 1):
+            self._article(article, style)
+            dirty_seqs.append(article.seq)
+            if n % 5000 == 0:
+                self.say(f"  {n} article pages rendered")
+        dirty_pages |= {(seq - 1) // size + 1 for seq in dirty_seqs if seq > 0}
+        if self.full:
+            dirty_pages = set(range(1, pages + 1))
+        # The newest page shows new articles; the one before gains a link to it.
+        dirty_pages |= {p for p in (pages, pages - 1) if p >= 1}
+        for page in sorted(dirty_pages):
+            self._archive_page(page, pages, size, style)
+
+        newest = store.newest(max(config.build.home_articles, config.build.feed_items))
+        self.render(SHARED, ARCHIVE_INDEX,
+                    render_archive_index(self.env, config, store.archive_pages(), style),
+                    front=True)
+        self.render(SHARED, "index.html", render_home(
+            self.env, config, newest[:config.build.home_articles], pages=pages,
+            version=self.version, built=self.created, stylesheet=style), front=True)
+        public_text = public.to_text()
+        self.render(SHARED, "mirrors.html", render_mirrors(
+            self.env, config, version=self.version, built=self.created, stylesheet=style,
+            public_key=public_text), front=True)
+        self.render(SHARED, "mirrors.json", mirrors_json(config, built=self.created),
+                    front=True)
+        if self.full:
+            self._retire_unwritten(SHARED)
+
+        dirty_files = {sitemap.file_of(seq) for seq in dirty_seqs if seq > 0}
+        for mirror in config.mirrors:
+            self._mirror_files(mirror, newest[:config.build.feed_items], count, dirty_files)
+        for gone in set(store.built_mirrors()) - {m.name for m in config.mirrors}:
+            store.drop_mirror(gone, self.now)
+
+        for mirror_name, path in store.expire_retired(self.now - config.publish.grace):
+            self.stats.changed_paths[mirror_name].add(path)
+
+        out.mkdir(parents=True)
+        mirrors = tuple(MirrorEntry(m.name, m.public_url) for m in config.mirrors)
+        for mirror in config.mirrors:
+            self._manifest(mirror, mirrors, public, secret, out / mirror.name)
+        store.set_meta("pages", self.pages_key)
+        store.set_meta("rev", str(self.rev))
+
+    def _article(self, article: Article, style: str) -> None:
+        self.render(SHARED, article_path(article),
+                    render_article(self.env, self.config, article, style), front=False)
+        for name in article.media:
+            info = self.store.media(name)
+            if info is None:
+                raise BuildError("image named by an article is not in the store",
+                                 where=f"{article.url}: {name}")
+            entry = SiteFile(f"media/{name}", info.sha256, info.size, info.media_type,
+                             mutable=False, max_age=0)
+            if self.store.put_site_file(SHARED, entry, self.now):
+                self.stats.changed_paths[SHARED].add(entry.path)
+                self.stats.changed += 1
+            self.written[SHARED].add(entry.path)
+
+    def _archive_page(self, page: int, pages: int, size: int, style: str) -> None:
+        articles = self.store.articles_by_seq((page - 1) * size + 1, page * size)
+        dates = [d for a in articles if (d := a.sort_time) is not None]
+        self.store.set_archive_page(page, len(articles), min(dates, default=None),
+                                    max(dates, default=None))
+        self.render(SHARED, archive_path(page), render_archive_page(
+            self.env, self.config, page, pages, articles, style), front=page >= pages - 1)
+
+    def _mirror_files(self, mirror: MirrorConfig, newest: list[Article], count: int,
+                      dirty_files: set[int]) -> None:
+        """The files that link to this mirror with absolute URLs: feeds and sitemaps."""
+        store, name = self.store, mirror.name
+        base = mirror.public_url
+        for path, data in render_feeds(self.config, newest, mirror, built=self.created).items():
+            self.render(name, path, data, front=True)
+        files = (count + sitemap.URLS_PER_FILE - 1) // sitemap.URLS_PER_FILE
+        # A new or moved mirror gets every sitemap file; otherwise only those that list a
+        # changed article, and the newest.
+        full = self.full or store.meta(f"url:{name}") != base
+        todo = set(range(1, files + 1)) if full else dirty_files | ({files} if files else set())
+        for number in sorted(todo):
+            per = sitemap.URLS_PER_FILE
+            articles = store.articles_by_seq((number - 1) * per + 1, number * per)
+            self.render(name, sitemap.sitemap_path(number),
+                        sitemap.render_sitemap(base, articles), front=number == files)
+        self.render(name, sitemap.SITEMAP_INDEX, sitemap.render_index(base, files), front=True)
+        if full:
+            self._retire_unwritten(name)
+        store.set_meta(f"url:{name}", base)
+
+    def _retire_unwritten(self, mirror: str) -> None:
+        """After a full pass: paths of ``mirror`` this build did not write are retired."""
+        for path in set(self.store.site_paths(mirror)) - self.written[mirror]:
+            self.store.retire_site_file(mirror, path, self.now)
+            self.stats.changed_paths[mirror].add(path)
+
+    def _manifest(self, mirror: MirrorConfig, mirrors: tuple[MirrorEntry, ...],
+                  public: PublicKey, secret: SecretKey, out: Path) -> None:
+        store, name = self.store, mirror.name
+        old = store.parts(name)
+        previous_root = _previous_root(store, name)
+        bins = choose_bins(store.site_file_count(SHARED) + store.site_file_count(name))
+        if len(old) == bins and previous_root is not None:
+            parts: list[PartRef] = list(old)
+            changed = self.stats.changed_paths[SHARED] | self.stats.changed_paths[name]
+            dirty: Iterable[int] = sorted({bin_of(p, bins) for p in changed})
+        else:
+            parts = [PartRef("", 0)] * bins
+            dirty = range(bins)
+        for index in dirty:
+            low, high = bin_range(index, bins)
+            files = store.site_files(SHARED, low, high) + store.site_files(name, low, high)
+            raw = encode_part(f.entry() for f in files)
+            parts[index] = PartRef(store.put_blob(raw), len(raw))
+            self.stats.parts += 1
+        store.set_parts(name, parts, self.now)
+        previous = Manifest.from_bytes(previous_root) if previous_root else None
+        kept = set(parts)
+        manifest = Manifest(
+            outlet=self.config.outlet.id, version=self.version, created=self.created,
+            expires=self.created + self.config.signing.expires_after,
+            key_id=public.key_id_hex, mirror=name, mirrors=mirrors, parts=tuple(parts),
+            previous=sha256_hex(previous_root) if previous_root else None,
+            previous_parts=tuple(sorted(
+                {p for p in (previous.parts if previous else ()) if p not in kept},
+                key=lambda p: p.sha256)),
+        )
+        data = manifest.to_bytes()
+        comment = (f"timestamp:{int(self.created.timestamp())} outlet:{manifest.outlet} "
+                   f"version:{self.version} mirror:{name} "
+                   f"expires:{manifest.expires.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+        out.mkdir(parents=True)
+        (out / MANIFEST_NAME).write_bytes(data)
+        (out / SIGNATURE_NAME).write_bytes(sign(data, secret, comment).to_bytes())
+
+
+def _previous_root(store: Store, mirror: str) -> bytes | None:
+    bundle = latest_bundle(store)
+    if bundle is None or mirror not in bundle.mirrors:
+        return None
+    try:
+        data = (bundle.path / mirror / MANIFEST_NAME).read_bytes()
+        Manifest.from_bytes(data)
+    except (OSError, MirrorkitError):
+        return None
+    return data
 
 
 def write_archive(bundle: Bundle, mirror: str, out: Path) -> Path:
-    """One zip of a mirror's whole site with its manifest and signature, for readers to
-    pass on (USB stick, messenger) and open from ``file://``; ``mirrorkit verify`` checks
-    it.  Entries are stored in manifest order with a fixed time, so the same version gives
-    the same bytes."""
-    tree = bundle.trees[mirror]
-    names = [f.path for f in bundle.manifest(mirror).files] + [MANIFEST_NAME, SIGNATURE_NAME]
+    """One zip of a mirror's whole site with its manifest, parts and signature, for readers
+    to pass on (USB stick, messenger) and open from ``file://``; ``mirrorkit verify``
+    checks it.  Entries are stored in path order with a fixed time, so the same version
+    gives the same bytes."""
+    source = bundle.source(mirror)
+    root = Manifest.from_bytes(source.root())
+    files = sorted((f for f in _entries(bundle.store, mirror) if f.retired is None),
+                   key=lambda f: f.path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        for name in names:
-            info = zipfile.ZipInfo(name, date_time=(2000, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            z.writestr(info, (tree / name).read_bytes())
-    tmp.replace(out)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            def add(name: str, data: bytes) -> None:
+                info = zipfile.ZipInfo(name, date_time=(2000, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                z.writestr(info, data)
+
+            for f in files:
+                add(f.path, source.read(f.entry()))
+            for ref in root.parts:
+                add(ref.path, source.read(ref.entry()))
+            add(MANIFEST_NAME, source.root())
+            add(SIGNATURE_NAME, source.signature())
+        tmp.replace(out)
+    except (OSError, StoreError):
+        tmp.unlink(missing_ok=True)
+        raise
     return out
 
 
-def _write(tree: Path, path: str, data: bytes) -> FileEntry:
-    target = tree / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    return FileEntry(path, len(data), sha256_hex(data), media_type(path))
+def _entries(store: Store, mirror: str) -> list[SiteFile]:
+    return store.site_files(SHARED) + store.site_files(mirror)
 
 
-def _link_media(store: Store, tree: Path, name: str) -> FileEntry:
-    info = store.media(name)
-    if info is None:
-        raise BuildError("image named by an article is not in the store", where=name)
-    source = store.blob_path(info.sha256)
-    target = tree / "media" / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-    return FileEntry(f"media/{name}", info.size, info.sha256, info.media_type)
-
-
-def _previous_manifest(previous: Bundle | None, mirror: str) -> Manifest | None:
-    if previous is None or mirror not in previous.trees:
-        return None
-    try:
-        return previous.manifest(mirror)
-    except (OSError, VerifyError):
-        return None
-
-
-def _retired(old: Manifest | None, entries: list[FileEntry], now: datetime,
-             grace_seconds: float) -> tuple[RetiredEntry, ...]:
-    """Files the previous version served that this one drops, still within the grace."""
-    if old is None:
-        return ()
-    current = {e.path for e in entries}
-    retired = {r.path: r for r in old.retired
-               if (now - r.since).total_seconds() < grace_seconds}
-    for f in old.files:
-        if f.path not in current:
-            retired[f.path] = RetiredEntry(f.path, f.size, f.sha256, now)
-    return tuple(r for path, r in sorted(retired.items()) if path not in current)
-
-
-def _prune(store: Store, version: int) -> None:
+def _prune(store: Store, version: int, before: datetime) -> None:
+    """Drop roots of old versions and blobs no version needs any more (after the grace)."""
     for path in store.builds_dir.iterdir():
         name = path.name
         old = name.isdigit() and int(name) <= version - KEEP_BUILDS
         if old or (name.startswith(".") and name.endswith(".tmp")):
             shutil.rmtree(path, ignore_errors=True)
+    store.forget_builds(version - KEEP_BUILDS)
+    store.collect_garbage(before)

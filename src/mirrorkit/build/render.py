@@ -9,13 +9,14 @@ What this module guarantees, and the tests show:
   works from an S3 REST endpoint, which serves no index documents, and from ``file://``;
 - the packaged theme loads nothing from another host and has no JavaScript;
 - output depends only on the inputs, never on the clock: the same articles give the
-  same bytes, so the publisher skips unchanged files.  Article pages carry no version or
-  build time, so they change only when their article does; only the pointers
-  (``index.html``, ``mirrors.html``, ``mirrors.json``) show the version.
+  same bytes, so the publisher skips unchanged files.  Article and archive pages carry
+  no version or build time, so they change only when what they show does; only the
+  front pages (``index.html``, ``mirrors.html``, ``mirrors.json``) show the version.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import textwrap
@@ -35,13 +36,21 @@ from mirrorkit.models import MEDIA_SCHEME, Article
 from mirrorkit.resources import theme_dir
 
 __all__ = [
+    "ARCHIVE_INDEX",
+    "archive_path",
     "article_path",
     "body_html",
     "make_environment",
     "mirrors_json",
     "newest_first",
+    "render_archive_index",
+    "render_archive_page",
+    "render_article",
     "render_feeds",
-    "render_site",
+    "render_home",
+    "render_mirrors",
+    "stylesheet",
+    "stylesheet_path",
     "summary_text",
     "theme_dir",
 ]
@@ -170,10 +179,11 @@ def _raw(env: jinja2.Environment, name: str) -> bytes:
     return source.encode("utf-8")
 
 
-def _page(config: Config, *, lang: str, root: str, version: int | None = None,
-          built: datetime | None = None) -> dict[str, Any]:
+def _page(config: Config, *, lang: str, root: str, stylesheet: str,
+          version: int | None = None, built: datetime | None = None) -> dict[str, Any]:
     """What every page template gets; ``root`` leads from the page to the site root."""
     return {
+        "stylesheet": stylesheet,
         "outlet": config.outlet,
         "lang": lang,
         "dir": "rtl" if lang.split("-")[0].lower() in _RTL else "ltr",
@@ -185,44 +195,93 @@ def _page(config: Config, *, lang: str, root: str, version: int | None = None,
 
 
 # -- the site -----------------------------------------------------------------------------
+#
+# One function per kind of page.  ``stylesheet`` is the site path of the stylesheet, whose
+# name carries its content hash (see :func:`stylesheet_path`).
 
-def render_site(config: Config, articles: Sequence[Article], *, built: datetime,
-                version: int, public_key: str | None = None) -> dict[str, bytes]:
-    """Every file that is identical on all mirrors, by site path.
+def stylesheet_path(css: bytes) -> str:
+    return f"style.{hashlib.sha256(css).hexdigest()[:16]}.css"
 
-    ``public_key`` is the text of the outlet's minisign public key; when given, the
-    mirrors page shows it beside the verify instructions.
-    """
-    env = make_environment(config.build.templates)
-    ordered = newest_first(articles)
-    site: dict[str, bytes] = {}
 
-    for article in ordered:
-        path = article_path(article)
-        if path in site:
-            raise BuildError(f"two articles share the page {path}", where=article.url,
-                             hint="article ids must be unique")
-        root = "../" * path.count("/")
-        context = _page(config, lang=article.language or config.outlet.language, root=root)
-        context.update(
-            article=article,
-            date=article.published or article.updated,
-            body=Markup(body_html(article, root)),  # noqa: S704 - sanitized at fetch
-        )
-        site[path] = _render(env, "article.html", context)
+def archive_path(page: int) -> str:
+    return f"archive/{page:04d}.html"
 
-    pointer = _page(config, lang=config.outlet.language, root="", version=version,
-                    built=built)
-    site["index.html"] = _render(
-        env, "index.html", {**pointer, "articles": ordered[: config.build.home_articles]}
+
+ARCHIVE_INDEX = "archive/index.html"
+
+
+def render_article(env: jinja2.Environment, config: Config, article: Article,
+                   stylesheet: str) -> bytes:
+    path = article_path(article)
+    root = "../" * path.count("/")
+    context = _page(config, lang=article.language or config.outlet.language, root=root,
+                    stylesheet=stylesheet)
+    context.update(
+        article=article,
+        date=article.published or article.updated,
+        body=Markup(body_html(article, root)),  # noqa: S704 - sanitized at fetch
     )
-    site["mirrors.html"] = _render(
-        env, "mirrors.html",
-        {**pointer, "mirrors": config.mirrors, "public_key": public_key},
+    return _render(env, "article.html", context)
+
+
+def render_archive_page(env: jinja2.Environment, config: Config, page: int, pages: int,
+                        articles: Sequence[Article], stylesheet: str) -> bytes:
+    """Archive page ``page`` of ``pages``: its articles, newest first, and links to the
+    pages beside it.  It changes only when one of its articles does, or when the page
+    after it first appears."""
+    context = _page(config, lang=config.outlet.language, root="../", stylesheet=stylesheet)
+    context.update(
+        page=page, pages=pages, articles=newest_first(articles),
+        older=archive_path(page - 1).removeprefix("archive/") if page > 1 else None,
+        newer=archive_path(page + 1).removeprefix("archive/") if page < pages else None,
     )
-    site["mirrors.json"] = mirrors_json(config, built=built)
-    site["style.css"] = _raw(env, "style.css")
-    return site
+    return _render(env, "archive.html", context)
+
+
+def render_archive_index(env: jinja2.Environment, config: Config,
+                         pages: Sequence[tuple[int, int, datetime | None, datetime | None]],
+                         stylesheet: str) -> bytes:
+    """Every archive page, newest first, with how many articles it holds and their dates."""
+    context = _page(config, lang=config.outlet.language, root="../", stylesheet=stylesheet)
+    context["pages"] = [
+        {"href": archive_path(n).removeprefix("archive/"), "number": n, "count": count,
+         "first": first, "last": last}
+        for n, count, first, last in pages
+    ]
+    return _render(env, "archive-index.html", context)
+
+
+def render_home(env: jinja2.Environment, config: Config, newest: Sequence[Article], *,
+                pages: int, version: int, built: datetime, stylesheet: str) -> bytes:
+    context = _page(config, lang=config.outlet.language, root="", version=version,
+                    built=built, stylesheet=stylesheet)
+    context.update(articles=newest_first(newest),
+                   newest_archive=archive_path(pages) if pages else None)
+    return _render(env, "index.html", context)
+
+
+def render_mirrors(env: jinja2.Environment, config: Config, *, version: int,
+                   built: datetime, stylesheet: str, public_key: str | None) -> bytes:
+    """The mirrors page; ``public_key`` (the minisign public key's text) is shown beside
+    the verify instructions."""
+    context = _page(config, lang=config.outlet.language, root="", version=version,
+                    built=built, stylesheet=stylesheet)
+    context.update(mirrors=config.mirrors, public_key=public_key)
+    return _render(env, "mirrors.html", context)
+
+
+def theme_files(env: jinja2.Environment) -> dict[str, bytes]:
+    """Every template and theme file as the environment finds it (overrides first)."""
+    assert env.loader is not None
+    out = {}
+    for name in sorted(env.loader.list_templates()):
+        source, _, _ = env.loader.get_source(env, name)
+        out[name] = source.encode("utf-8")
+    return out
+
+
+def stylesheet(env: jinja2.Environment) -> bytes:
+    return _raw(env, "style.css")
 
 
 def mirrors_json(config: Config, *, built: datetime) -> bytes:

@@ -4,14 +4,13 @@
 - :mod:`.local`     a directory mirror
 - :mod:`.s3`        one backend for every S3-compatible store; vendors in ``providers.toml``
 - :mod:`.registry`  the built-in backends by config ``type``
-- :mod:`.stage`     the two-stage publish (new files, then pointers and the manifest)
+- :mod:`.stage`     the two-stage publish (new files, then changed ones and the signed root)
 """
 
 from mirrorkit.publish.base import Backend, ObjectInfo
 from mirrorkit.publish.registry import open_backend
 from mirrorkit.publish.stage import (
     PublishResult,
-    fetch_live_manifest,
     publish_all,
     publish_tree,
 )
@@ -20,7 +19,6 @@ __all__ = [
     "Backend",
     "ObjectInfo",
     "PublishResult",
-    "fetch_live_manifest",
     "open_backend",
     "publish_all",
     "publish_tree",

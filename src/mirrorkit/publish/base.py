@@ -37,11 +37,20 @@ CACHE_CONTROL = "cache_control"  # put() stores a Cache-Control header
 CONDITIONAL_WRITE = "conditional_write"  # the store honours If-None-Match on writes
 
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
-CACHE_POINTER = "public, max-age=60"
 
 
-def cache_control(*, immutable: bool) -> str:
-    return CACHE_IMMUTABLE if immutable else CACHE_POINTER
+def cache_control(max_age: int | None) -> str:
+    """Cache-Control for a file: for good if its name carries its content (None), else
+    ``max_age`` seconds."""
+    return CACHE_IMMUTABLE if max_age is None else f"public, max-age={max_age}"
+
+
+def check_limit(mirror: str, path: str, data: bytes, limit: int | None) -> bytes:
+    """``data`` read with ``limit + 1`` bytes at most; more than ``limit`` is an error."""
+    if limit is not None and len(data) > limit:
+        raise PublishError(f"{path} is larger than the {limit} bytes expected",
+                           where=f"mirror {mirror}")
+    return data
 
 
 @dataclass(frozen=True)
@@ -57,12 +66,14 @@ class Backend(ABC):
     capabilities: frozenset[str]
 
     @abstractmethod
-    def put(self, path: str, data: bytes, media_type: str, *, immutable: bool) -> None:
-        """Store ``data`` at ``path``, replacing what is there; readers see old or new."""
+    def put(self, path: str, data: bytes, media_type: str, *, cache: str) -> None:
+        """Store ``data`` at ``path``, replacing what is there; readers see old or new.
+        ``cache`` is the Cache-Control value, for backends that serve one."""
 
     @abstractmethod
-    def get(self, path: str) -> bytes | None:
-        """The object's bytes, or None if there is no such object."""
+    def get(self, path: str, *, limit: int | None = None) -> bytes | None:
+        """The object's bytes, or None if there is no such object.  With ``limit``, an
+        object larger than that raises :class:`PublishError` (and no more is read)."""
 
     @abstractmethod
     def head(self, path: str) -> ObjectInfo | None:

@@ -28,7 +28,14 @@ from pathlib import Path
 
 from mirrorkit.errors import PublishError
 from mirrorkit.manifest import check_path
-from mirrorkit.publish.base import DELETE, LIST, Backend, ObjectInfo, publish_error
+from mirrorkit.publish.base import (
+    DELETE,
+    LIST,
+    Backend,
+    ObjectInfo,
+    check_limit,
+    publish_error,
+)
 from mirrorkit.store import write_atomic
 
 FILE_MODE = 0o644
@@ -81,7 +88,7 @@ class LocalBackend(Backend):
             raise PublishError(f"path outside the mirror: {path!r}", where=f"mirror {self.name}")
         return target
 
-    def put(self, path: str, data: bytes, media_type: str, *, immutable: bool) -> None:
+    def put(self, path: str, data: bytes, media_type: str, *, cache: str) -> None:
         target = self._target(path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -115,10 +122,12 @@ class LocalBackend(Backend):
             raise publish_error(self.name, f"remove unfinished writes in {self.tmp_dir}",
                                 e) from e
 
-    def get(self, path: str) -> bytes | None:
+    def get(self, path: str, *, limit: int | None = None) -> bytes | None:
         target = self._target(path)
         try:
-            return target.read_bytes()
+            with target.open("rb") as f:
+                return check_limit(self.name, path, f.read(-1 if limit is None else limit + 1),
+                                   limit)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as e:

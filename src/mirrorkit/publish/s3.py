@@ -45,7 +45,7 @@ from mirrorkit.publish.base import (
     LIST,
     Backend,
     ObjectInfo,
-    cache_control,
+    check_limit,
     describe,
     is_retryable_code,
     publish_error,
@@ -177,24 +177,25 @@ class S3Backend(Backend):
     def close(self) -> None:
         self._client.close()
 
-    def put(self, path: str, data: bytes, media_type: str, *, immutable: bool) -> None:
+    def put(self, path: str, data: bytes, media_type: str, *, cache: str) -> None:
         try:
             self._client.put_object(
                 Bucket=self.bucket,
                 Key=self.key(path),
                 Body=data,
                 ContentType=media_type,
-                CacheControl=cache_control(immutable=immutable),
+                CacheControl=cache,
                 ContentMD5=_md5(data),
             )
         except (BotoCoreError, ClientError) as e:
             raise publish_error(self.name, f"upload {path}", e) from e
 
-    def get(self, path: str) -> bytes | None:
+    def get(self, path: str, *, limit: int | None = None) -> bytes | None:
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=self.key(path))
             with response["Body"] as body:
-                return body.read()
+                data: bytes = body.read() if limit is None else body.read(limit + 1)
+            return check_limit(self.name, path, data, limit)
         except ClientError as e:
             if _missing(e):
                 return None

@@ -3,41 +3,47 @@
 The live ``manifest.json`` is the commit point: readers and verifiers trust what it names,
 so it is replaced only once everything it will name is in place.  One publish runs::
 
-    plan     read the bundle's manifest and the mirror's live one; list the mirror
-    stage 1  upload paths the live manifest does not name (new files, and repairs of
-             named files found missing) — invisible to readers until the commit
-    stage 2  replace paths the live manifest names (in ``files`` or ``retired``) with
-             other content (the pointers: home page, feeds, mirror list; pages that
-             changed; retired pages brought back changed), then the signature,
-             then ``manifest.json`` LAST — the commit.  If that last write fails, the old
-             signature is put back, so the old manifest still verifies
-    stage 3  delete what the new manifest names neither in ``files`` nor in ``retired``
-             (the build keeps files in ``retired`` for the grace window)
+    read     GET the live root.  The same bytes as ours: nothing to do (one request).
+             Otherwise GET its signature; a root signed by the outlet's key is the plan's
+             basis, and only the parts whose hashes differ from ours are compared (read
+             from the local store when held, else from the mirror, each capped at its
+             signed size).  A root that is missing or not signed by the key makes the
+             mirror *unknown*: it is listed, and every file is sent.
+    stage 1  upload paths the live root does not name (new files, new parts) —
+             invisible to readers until the commit
+    stage 2  replace paths the live root names with other content (home page, feeds,
+             changed pages), then the signature, then ``manifest.json`` LAST — the
+             commit.  If that last write fails, the old signature is put back
+    stage 3  delete what the live root named and the new one names nowhere (the build
+             keeps replaced files as ``retired`` for the grace window, and replaced
+             parts as ``previous_parts`` for one version)
+
+So the cost of a publish follows what changed: a no-op costs one GET; ten new articles
+cost the GETs of the root and signature, the puts of what changed and of a few parts.
+
+Trust comes only from signed data (DESIGN invariant 10): what to skip and what to delete
+is decided from a root whose signature verifies with the outlet's key.  An unsigned or
+forged root neither freezes publishing (its version is not believed) nor spares a
+tampered file (its hashes are not believed).
 
 Guarantees:
 
 - A failure stops the publish at once (running uploads finish, queued ones are dropped)
   and raises :class:`~mirrorkit.errors.PublishError` naming the mirror and the object.
   Nothing the live manifest names has been removed, so the mirror still serves the old
-  version whole; the next run skips what already arrived and completes the work.
-- Every uploaded file is checked against the bundle's manifest (size and SHA-256) before
-  it leaves the machine, and S3 checks it again on arrival (Content-MD5).
-- The live manifest is not trusted: it only lets unchanged files be skipped, and only when
-  the mirror's listing shows the object present with the listed size.
-- The root is *ours* only if its live manifest parses and names this outlet.  A publish
-  into a root that is not ours and holds files the bundle does not name is refused rather
-  than deleting them: a mirror path pointed at the wrong directory (or at another app's
-  site with its own ``manifest.json``) must not be wiped.  A first publish that was
-  interrupted left only files the bundle names, so it is completed, not refused.
-- A publish never takes an owned mirror backwards: a bundle older than the live version,
-  or the same version with other content, is refused (a state directory restored from a
-  backup restarts the version count; readers and verifiers would see a rollback).
+  version whole; the next run completes the work.
+- Every uploaded file is checked against its manifest entry (size and SHA-256) before it
+  leaves the machine, and S3 checks it again on arrival (Content-MD5).
+- A publish into an unknown root that holds files the new version does not name is
+  refused rather than deleting them, unless the root's (unsigned) manifest names this
+  outlet: a mirror pointed at the wrong directory must not be wiped.
+- A publish never takes a mirror backwards: a version older than the live signed one, or
+  the same version with other content, is refused.
 
-Accepted window: during stage 2, replaced files (pointers, changed pages) and the
-signature are already new while the old manifest is still live, so for those few objects
-a verifier can see a hash or signature mismatch for the seconds stage 2 takes.  Every
-*new* file is in place before anything links to it, so readers following links never
-meet a missing file.  One publisher per mirror at a time is assumed.
+Accepted window: during stage 2, replaced files and the signature are already new while
+the old manifest is still live, so for those few objects a verifier can see a hash or
+signature mismatch for the seconds stage 2 takes.  One publisher per mirror at a time is
+assumed.
 """
 
 from __future__ import annotations
@@ -45,32 +51,39 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mirrorkit.errors import PublishError, VerifyError
+from mirrorkit.bundle import SiteSource, TreeSource
+from mirrorkit.errors import MirrorkitError, PublishError, VerifyError
 from mirrorkit.manifest import (
     MANIFEST_NAME,
-    POINTERS,
+    MAX_ROOT_SIZE,
+    MAX_SIGNATURE_SIZE,
     SIGNATURE_NAME,
     FileEntry,
     Manifest,
-    RetiredEntry,
+    PartRef,
+    decode_part,
     media_type,
     sha256_hex,
 )
-from mirrorkit.publish.base import DELETE, LIST, Backend, publish_error
+from mirrorkit.publish.base import DELETE, LIST, Backend, cache_control
+from mirrorkit.sign import PublicKey
+from mirrorkit.verify import authentic_root
 
 Progress = Callable[[str], None]
 
 _CONTROL_FILES = frozenset({MANIFEST_NAME, SIGNATURE_NAME})
+_MANIFEST_CACHE = cache_control(60)
 
 
 @dataclass(frozen=True)
 class PublishResult:
     """What one publish did (or, with ``dry_run``, would do) to one mirror.
 
-    ``uploaded`` and ``bytes_uploaded`` include the manifest and its signature.
+    ``uploaded`` and ``bytes_uploaded`` include the manifest and its signature;
+    ``written`` lists the files and parts sent (what a check after publish reads back).
     """
 
     mirror: str
@@ -80,176 +93,230 @@ class PublishResult:
     deleted: int
     bytes_uploaded: int
     dry_run: bool
+    written: tuple[FileEntry, ...] = ()
 
 
 @dataclass(frozen=True)
 class Plan:
     """The work of one publish, decided before anything is written."""
 
-    first: tuple[FileEntry, ...]    # stage 1: not named by the live manifest, or missing
-    replace: tuple[FileEntry, ...]  # stage 2: named by the live manifest with other content
-                                    # (as a file or as retired)
-    skipped: int                    # already on the mirror as listed
+    first: tuple[FileEntry, ...]    # stage 1: not named by the live root
+    replace: tuple[FileEntry, ...]  # stage 2: named by the live root with other content
+    skipped: int                    # already on the mirror as the live root says
     delete: tuple[str, ...]         # stage 3
     foreign: tuple[str, ...]        # unnamed objects found in a root that is not ours
 
 
 def plan_publish(
-    new: Manifest,
-    live: Manifest | None,
-    present: Mapping[str, int],
+    new: Mapping[str, FileEntry],
+    old: Mapping[str, FileEntry] | None,
     *,
-    listed: bool = True,
+    present: Mapping[str, int] | None = None,
+    ours: bool = True,
 ) -> Plan:
-    """Decide each file's stage from the new manifest, the live one and what is present.
+    """Decide each file's stage.
 
-    ``live`` is the mirror's parsed manifest, or None if it has none or it is unreadable.
-    ``present`` maps paths on the mirror to sizes: the whole listing if ``listed``, else
-    only the paths that were looked up one by one (then deletion falls back to what the
-    old manifest named).
+    ``new`` and ``old`` are the entries (files, retired files and parts) of the new and
+    the live signed root, over the same bins: bins whose parts are equal may be left out
+    of both.  ``old`` is None for an unknown mirror; then ``present`` is its listing
+    (path to size), if it can be listed, and ``ours`` whether its unsigned manifest names
+    this outlet.
     """
-    old = live.by_path if live else {}
-    # Retired files are named by the live manifest too (verify checks them while they are
-    # listed): one that comes back with other content is replaced in stage 2, not stage 1.
-    old_retired = {r.path: r for r in live.retired} if live else {}
     first: list[FileEntry] = []
-    replace: list[FileEntry] = []
+    replacing: list[FileEntry] = []
     skipped = 0
-    for entry in new.files:
-        before: FileEntry | RetiredEntry | None = old.get(entry.path)
-        if before is None:
-            before = old_retired.get(entry.path)
-        same = (before is not None and before.sha256 == entry.sha256
-                and before.size == entry.size)
-        if same and present.get(entry.path) == entry.size:
+    for entry in new.values():
+        before = old.get(entry.path) if old is not None else None
+        if entry.same_content(before):
             skipped += 1
-        elif before is None or same:
+        elif entry.retired is not None:
+            # Kept only for readers of older pages: never sent again, but a live file at
+            # that path with other content is put right.
+            if before is not None:
+                replacing.append(entry)
+        elif before is None:
             first.append(entry)
         else:
-            replace.append(entry)
-
-    keep = {f.path for f in new.files} | {r.path for r in new.retired} | _CONTROL_FILES
-    candidates = set(present) if listed else set(old)
-    if not listed and live is not None:
-        candidates |= {r.path for r in live.retired}
-    delete = tuple(sorted(candidates - keep))
-    # Any object called manifest.json is not enough to make the root ours: a web app's
-    # manifest.json, or an unreadable one, must not license deleting everything beside it.
-    foreign = () if is_ours(new, live) else delete
-    return Plan(tuple(first), tuple(replace), skipped, delete, foreign)
+            replacing.append(entry)
+    if old is not None:
+        delete = tuple(sorted(set(old) - set(new)))
+        foreign: tuple[str, ...] = ()
+    else:
+        delete = tuple(sorted(set(present or ()) - set(new) - _CONTROL_FILES))
+        foreign = () if ours else delete
+    return Plan(tuple(sorted(first, key=_order)), tuple(sorted(replacing, key=_order)),
+                skipped, delete, foreign)
 
 
-def is_ours(new: Manifest, live: Manifest | None) -> bool:
-    """Whether the live manifest shows that this outlet's publishes own the mirror root."""
-    return live is not None and live.outlet == new.outlet
-
-
-def fetch_live_manifest(backend: Backend) -> Manifest | None:
-    """The mirror's current manifest, or None if it has none or it is unreadable.
-
-    Not verified: publish uses it only to skip uploads, never to decide what is safe.
-    Transport errors raise :class:`PublishError` — an unreachable mirror is not empty.
-    """
-    return _parse_live(backend.get(MANIFEST_NAME))
-
-
-def _parse_live(data: bytes | None) -> Manifest | None:
-    if data is None:
-        return None
-    try:
-        return Manifest.from_bytes(data)
-    except VerifyError:
-        return None
+def _order(entry: FileEntry) -> tuple[bool, str]:
+    # Parts last within a stage: a reader who finds a part finds what it names.
+    return entry.path.startswith("parts/"), entry.path
 
 
 def publish_tree(
     backend: Backend,
-    tree: Path,
+    source: SiteSource | Path,
     *,
+    key: PublicKey | None = None,
     concurrency: int = 8,
     dry_run: bool = False,
     progress: Progress | None = None,
 ) -> PublishResult:
-    """Publish the built site in ``tree`` (one mirror's bundle) to ``backend``."""
+    """Publish one mirror's version from ``source`` (a built version or a site tree) to
+    ``backend``.  ``key`` is the outlet's public key: without it the live root cannot
+    be trusted, and every file is sent."""
     say: Progress = progress or (lambda _: None)
+    if isinstance(source, Path):
+        source = TreeSource(source)
     name = backend.name
-    manifest_bytes = _read(tree, MANIFEST_NAME, name)
-    signature = _read(tree, SIGNATURE_NAME, name)
     try:
-        new = Manifest.from_bytes(manifest_bytes)
-    except VerifyError as e:
-        raise PublishError(
-            e.what, where=f"mirror {name}: {tree / MANIFEST_NAME}",
-            hint="rebuild with 'mirrorkit build'",
-        ) from e
+        root_bytes = source.root()
+        signature = source.signature()
+        new = Manifest.from_bytes(root_bytes)
+    except MirrorkitError as e:
+        raise PublishError(e.what, where=f"mirror {name}: {source.label}",
+                           hint="rebuild with 'mirrorkit build'") from e
 
-    live_bytes = backend.get(MANIFEST_NAME)
-    live = _parse_live(live_bytes)
-    if live is not None and is_ours(new, live):
-        _refuse_going_back(name, new, manifest_bytes, live, live_bytes)
-    listed = LIST in backend.capabilities
-    present = _present(backend, new, live, listed)
-    plan = plan_publish(new, live, present, listed=listed)
-    if plan.foreign:
-        if live_bytes is None:
-            why = "the mirror has no manifest.json"
-        elif live is None:
-            why = "the mirror's manifest.json is not a mirrorkit manifest"
-        else:
-            why = f"the mirror's manifest.json is for outlet {live.outlet!r}"
-        raise PublishError(
-            f"refusing to publish: {why} and the mirror holds {len(plan.foreign)} files that "
-            f"the bundle does not name, e.g. {plan.foreign[0]}",
-            where=f"mirror {name}",
-            hint="point the mirror at an empty directory, bucket or prefix, or empty it",
-        )
+    live_bytes = backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE)
+    if live_bytes == root_bytes:
+        say(f"{name}: version {new.version} is already live")
+        return PublishResult(name, new.version, 0, 0, 0, 0, dry_run)
+    live = None
+    if live_bytes is not None and key is not None:
+        live_sig = backend.get(SIGNATURE_NAME, limit=MAX_SIGNATURE_SIZE)
+        live = authentic_root(live_bytes, live_sig, key) if live_sig is not None else None
+        if live is not None and live.outlet != new.outlet:
+            live = None
+    if live is not None:
+        _refuse_going_back(name, new, live)
+        plan = plan_publish(*_changed_entries(backend, source, new, live))
+    else:
+        plan = _plan_unknown(backend, source, new, live_bytes)
+
     can_delete = DELETE in backend.capabilities
     deleting = plan.delete if can_delete else ()
     say(f"{name}: version {new.version}: {len(plan.first)} new, {len(plan.replace)} changed,"
         f" {plan.skipped} unchanged, {len(deleting)} to delete")
-
-    # Publishing the version that is already live (a sync with nothing new) sends nothing.
-    current = (not plan.first and not plan.replace and live_bytes == manifest_bytes
-               and backend.get(SIGNATURE_NAME) == signature)
-    control = 0 if current else len(manifest_bytes) + len(signature)
-    controls = 0 if current else 2
+    sending = plan.first + plan.replace
+    control = len(root_bytes) + len(signature)
     if dry_run:
-        planned = sum(f.size for f in plan.first + plan.replace) + control
-        return PublishResult(name, new.version, len(plan.first) + len(plan.replace) + controls,
-                             plan.skipped, len(deleting), planned, dry_run=True)
+        return PublishResult(name, new.version, len(sending) + 2, plan.skipped,
+                             len(deleting), sum(f.size for f in sending) + control,
+                             dry_run=True, written=sending)
 
     backend.discard_partial_writes()
     # What stage 2 overwrites is kept, so a publish that fails before its commit can leave
     # the live version whole: the old files back, the new ones it does not name gone.
     previous: dict[str, bytes | None] = {}
     try:
-        sent = _upload(backend, tree, plan.first, concurrency, say, replacing=False)
+        sent = _upload(backend, source, plan.first, concurrency, say)
         previous = {f.path: backend.get(f.path) for f in plan.replace}
-        sent += _upload(backend, tree, plan.replace, concurrency, say, replacing=True)
-        if not current:
-            _commit(backend, manifest_bytes, signature)
+        sent += _upload(backend, source, plan.replace, concurrency, say)
+        _commit(backend, root_bytes, signature)
     except PublishError:
-        _roll_back(backend, manifest_bytes, live, plan, previous)
+        _roll_back(backend, root_bytes, live, plan, previous)
         raise
-    if not current:
-        say(f"{name}: version {new.version} is live")
+    say(f"{name}: version {new.version} is live")
 
     if deleting:
         backend.delete(deleting)
         say(f"{name}: deleted {len(deleting)} stale files")
-    return PublishResult(name, new.version, len(plan.first) + len(plan.replace) + controls,
-                         plan.skipped, len(deleting), sent + control, dry_run=False)
+    return PublishResult(name, new.version, len(sending) + 2, plan.skipped, len(deleting),
+                         sent + control, dry_run=False, written=sending)
+
+
+def _changed_entries(backend: Backend, source: SiteSource, new: Manifest, live: Manifest,
+                     ) -> tuple[dict[str, FileEntry], dict[str, FileEntry]]:
+    """The entries of the bins whose parts differ between ``new`` and ``live``, plus
+    each root's parts as entries: the only places a plan can find a difference."""
+    if new.bins == live.bins:
+        bins = [i for i in range(new.bins) if new.parts[i] != live.parts[i]]
+    else:
+        bins = list(range(new.bins))
+    new_entries: dict[str, FileEntry] = {}
+    for i in bins:
+        ref = new.parts[i]
+        for entry in decode_part(source.read(ref.entry()), ref, i, new.bins):
+            new_entries[entry.path] = entry
+    old_entries: dict[str, FileEntry] = {}
+    old_bins = bins if new.bins == live.bins else range(live.bins)
+    for i in old_bins:
+        ref = live.parts[i]
+        for entry in decode_part(_live_part(backend, source, ref), ref, i, live.bins):
+            old_entries[entry.path] = entry
+    for ref in new.parts:
+        new_entries[ref.path] = ref.entry()
+    for ref in new.previous_parts:
+        # Kept one more version for verifiers that read the old root: optional, as retired.
+        new_entries[ref.path] = replace(ref.entry(), retired=new.created)
+    for ref in live.parts + live.previous_parts:
+        old_entries[ref.path] = ref.entry()
+    return new_entries, old_entries
+
+
+def _live_part(backend: Backend, source: SiteSource, ref: PartRef) -> bytes:
+    """A part of the live root: from the local store if it holds it, else the mirror."""
+    data = source.cached(ref.entry())
+    if data is not None:
+        return data
+    data = backend.get(ref.path, limit=ref.size)
+    if data is None or sha256_hex(data) != ref.sha256:
+        raise PublishError(
+            f"{ref.path}, named by the mirror's signed manifest, is missing or damaged",
+            where=f"mirror {backend.name}",
+            hint="the mirror was changed by hand; 'mirrorkit verify' shows what else is")
+    return data
+
+
+def _plan_unknown(backend: Backend, source: SiteSource, new: Manifest,
+                  live_bytes: bytes | None) -> Plan:
+    """A mirror without a root signed by this outlet's key: send every file."""
+    entries: dict[str, FileEntry] = {}
+    for i, ref in enumerate(new.parts):
+        try:
+            for entry in decode_part(source.read(ref.entry()), ref, i, new.bins):
+                entries[entry.path] = entry
+        except (VerifyError, MirrorkitError) as e:
+            raise PublishError(str(e), where=f"mirror {backend.name}: {source.label}",
+                               hint="rebuild with 'mirrorkit build'") from e
+        entries[ref.path] = ref.entry()
+    # Retired files are not sent to a mirror that never had them.
+    entries = {p: e for p, e in entries.items() if e.retired is None}
+    present = ({o.path: o.size for o in backend.list()}
+               if LIST in backend.capabilities else None)
+    ours = False
+    if live_bytes is not None:
+        try:
+            ours = Manifest.from_bytes(live_bytes).outlet == new.outlet
+        except VerifyError:
+            ours = False
+    plan = plan_publish(entries, None, present=present, ours=ours)
+    if plan.foreign:
+        if live_bytes is None:
+            why = "the mirror has no manifest.json"
+        elif not ours:
+            why = "the mirror's manifest.json is not this outlet's"
+        else:
+            why = "unexpected"
+        raise PublishError(
+            f"refusing to publish: {why} and the mirror holds {len(plan.foreign)} files that "
+            f"the bundle does not name, e.g. {plan.foreign[0]}",
+            where=f"mirror {backend.name}",
+            hint="point the mirror at an empty directory, bucket or prefix, or empty it",
+        )
+    return plan
 
 
 def publish_all(
-    trees: Mapping[str, Path],
+    sources: Mapping[str, SiteSource | Path],
     backends: Mapping[str, Backend],
     concurrency: int = 8,
     dry_run: bool = False,
     *,
+    key: PublicKey | None = None,
     progress: Progress | None = None,
 ) -> dict[str, PublishResult | PublishError]:
-    """Publish every backend's tree in parallel; one mirror failing never stops another.
+    """Publish every backend's source in parallel; one mirror failing never stops another.
 
     Returns each mirror's result or its error.  ``progress`` is called under a lock, one
     message at a time.  An exception that is not a :class:`PublishError` is a bug: it is
@@ -263,11 +330,18 @@ def publish_all(
                 progress(message)
 
     def one(name: str) -> PublishResult:
-        tree = trees.get(name)
-        if tree is None:
+        source = sources.get(name)
+        if source is None:
             raise PublishError("no bundle was built for this mirror", where=f"mirror {name}")
-        return publish_tree(backends[name], tree, concurrency=concurrency, dry_run=dry_run,
-                            progress=say)
+        try:
+            return publish_tree(backends[name], source, key=key, concurrency=concurrency,
+                                dry_run=dry_run, progress=say)
+        except VerifyError as e:
+            raise PublishError(str(e), where=f"mirror {name}") from e
+        except MirrorkitError as e:
+            if isinstance(e, PublishError):
+                raise
+            raise PublishError(e.what, where=f"mirror {name}: {e.where}", hint=e.hint) from e
 
     with ThreadPoolExecutor(max_workers=max(1, len(backends)),
                             thread_name_prefix="mirror") as pool:
@@ -287,14 +361,12 @@ def publish_all(
 
 # -- helpers ------------------------------------------------------------------------------
 
-def _refuse_going_back(
-    mirror: str, new: Manifest, new_bytes: bytes, live: Manifest, live_bytes: bytes | None
-) -> None:
-    """Raise if publishing ``new`` over this outlet's ``live`` manifest would go backwards."""
+def _refuse_going_back(mirror: str, new: Manifest, live: Manifest) -> None:
+    """Raise if publishing ``new`` over this outlet's signed ``live`` root would go back."""
     if live.version > new.version:
         what = (f"the mirror is at version {live.version}, newer than this bundle's "
                 f"version {new.version}")
-    elif live.version == new.version and live_bytes != new_bytes:
+    elif live.version == new.version:
         what = (f"the mirror is at version {live.version} with other content than this "
                 f"bundle's version {new.version}")
     else:
@@ -307,35 +379,33 @@ def _refuse_going_back(
     )
 
 
-def _commit(backend: Backend, manifest_bytes: bytes, signature: bytes) -> None:
+def _commit(backend: Backend, root: bytes, signature: bytes) -> None:
     """Write the signature, then the manifest: the commit.
 
     The signature goes first, so a reader who sees the new manifest finds its signature.
     If the manifest cannot be written, the old signature is put back (best effort), so the
     mirror goes on serving the old version with a signature that verifies.
     """
-    old_signature = backend.get(SIGNATURE_NAME)
-    backend.put(SIGNATURE_NAME, signature, media_type(SIGNATURE_NAME), immutable=False)
+    old_signature = backend.get(SIGNATURE_NAME, limit=MAX_SIGNATURE_SIZE)
+    backend.put(SIGNATURE_NAME, signature, media_type(SIGNATURE_NAME), cache=_MANIFEST_CACHE)
     try:
-        backend.put(MANIFEST_NAME, manifest_bytes, media_type(MANIFEST_NAME), immutable=False)
+        backend.put(MANIFEST_NAME, root, media_type(MANIFEST_NAME), cache=_MANIFEST_CACHE)
     except PublishError:
-        _restore_signature(backend, manifest_bytes, signature, old_signature)
+        _restore_signature(backend, root, signature, old_signature)
         raise
 
 
-def _roll_back(backend: Backend, manifest_bytes: bytes, live: Manifest | None, plan: Plan,
+def _roll_back(backend: Backend, root: bytes, live: Manifest | None, plan: Plan,
                previous: Mapping[str, bytes | None]) -> None:
     """Best effort after a failed publish: put back what stage 2 replaced and remove what
-    stage 1 added that the live manifest does not name.  A first publish (nothing live)
-    keeps its uploads, for the next run to complete."""
+    stage 1 added.  A mirror with no signed root keeps its uploads, for the next run."""
     try:
-        if live is None or backend.get(MANIFEST_NAME) == manifest_bytes:
+        if live is None or backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE) == root:
             return  # nothing to protect, or the commit landed after all
         for path, data in previous.items():
             if data is not None:
-                backend.put(path, data, media_type(path), immutable=False)
-        named = {f.path for f in live.files} | {r.path for r in live.retired}
-        added = [f.path for f in plan.first if f.path not in named]
+                backend.put(path, data, media_type(path), cache=cache_control(60))
+        added = [f.path for f in plan.first]
         if added and DELETE in backend.capabilities:
             backend.delete(added)
     except PublishError:
@@ -343,71 +413,63 @@ def _roll_back(backend: Backend, manifest_bytes: bytes, live: Manifest | None, p
 
 
 def _restore_signature(
-    backend: Backend, manifest_bytes: bytes, signature: bytes, old_signature: bytes | None
+    backend: Backend, root: bytes, signature: bytes, old_signature: bytes | None
 ) -> None:
     if old_signature == signature:
         return
     try:
         # A write reported as failed may still have landed (a lost response); then the new
         # signature is the right one.
-        if backend.get(MANIFEST_NAME) == manifest_bytes:
+        if backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE) == root:
             return
         if old_signature is not None:
             backend.put(SIGNATURE_NAME, old_signature, media_type(SIGNATURE_NAME),
-                        immutable=False)
+                        cache=_MANIFEST_CACHE)
         elif DELETE in backend.capabilities:
             backend.delete([SIGNATURE_NAME])
     except PublishError:
         pass  # best effort: the caller reports the original failure
 
 
-def _read(tree: Path, path: str, mirror: str) -> bytes:
-    try:
-        return (tree / path).read_bytes()
-    except OSError as e:
-        raise publish_error(mirror, f"read {path} from the bundle {tree}", e) from e
-
-
-def _present(
-    backend: Backend, new: Manifest, live: Manifest | None, listed: bool
-) -> dict[str, int]:
-    """Sizes of the objects on the mirror: its listing, or HEADs of the skip candidates."""
-    if listed:
-        return {o.path: o.size for o in backend.list()}
-    old = live.by_path if live else {}
-    present: dict[str, int] = {}
-    for entry in new.files:
-        if old.get(entry.path) == entry:
-            info = backend.head(entry.path)
-            if info is not None:
-                present[entry.path] = info.size
-    return present
-
-
 def _upload(
     backend: Backend,
-    tree: Path,
+    source: SiteSource,
     entries: Sequence[FileEntry],
     concurrency: int,
     say: Progress,
-    *,
-    replacing: bool,
 ) -> int:
     """Upload ``entries`` in parallel; returns bytes sent.  Stops at the first failure."""
     if not entries:
         return 0
+    # Parts go after the files they name (sorted last): a kill between leaves no part
+    # naming a file that is not there yet.
+    files = [e for e in entries if not e.path.startswith("parts/")]
+    parts = [e for e in entries if e.path.startswith("parts/")]
+    sent = 0
+    for group in (files, parts):
+        sent += _upload_group(backend, source, group, concurrency, say)
+    return sent
+
+
+def _upload_group(backend: Backend, source: SiteSource, entries: Sequence[FileEntry],
+                  concurrency: int, say: Progress) -> int:
+    if not entries:
+        return 0
 
     def one(entry: FileEntry) -> int:
-        data = _read(tree, entry.path, backend.name)
+        try:
+            data = source.read(entry)
+        except MirrorkitError as e:
+            raise PublishError(f"cannot read {entry.path} from the bundle: {e.what}",
+                               where=f"mirror {backend.name}: {e.where}", hint=e.hint) from e
         if len(data) != entry.size or sha256_hex(data) != entry.sha256:
             raise PublishError(
                 f"bundle file {entry.path} does not match its manifest entry",
-                where=f"mirror {backend.name}: {tree}", hint="rebuild with 'mirrorkit build'",
+                where=f"mirror {backend.name}: {source.label}",
+                hint="rebuild with 'mirrorkit build'",
             )
-        # Files replaced in place have shown that they change, so caches must not keep
-        # them for a year; the same holds for the pointers from the start.
-        immutable = not replacing and entry.path not in POINTERS
-        backend.put(entry.path, data, entry.type, immutable=immutable)
+        backend.put(entry.path, data, entry.type,
+                    cache=cache_control(source.max_age(entry)))
         return len(data)
 
     sent = 0
