@@ -27,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,9 +38,16 @@ from urllib.parse import urljoin
 
 import boto3
 
-from mirrorkit.build import Bundle
+from mirrorkit.build import Bundle, write_archive
 from mirrorkit.config import Config, from_dict
-from mirrorkit.manifest import MANIFEST_NAME, SIGNATURE_NAME, media_type
+from mirrorkit.manifest import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    FileEntry,
+    Manifest,
+    media_type,
+    read_entries,
+)
 from mirrorkit.models import MEDIA_SCHEME, Article, article_id
 from mirrorkit.pipeline import run_build, run_fetch, run_publish
 from mirrorkit.publish.stage import PublishResult
@@ -100,6 +108,19 @@ class Tree:
     @property
     def label(self) -> str:
         return f"{self.files} files, {self.size / 1e6:.1f} MB"
+
+
+def materialize(bundle: Bundle, mirror: str, dest: Path) -> Tree:
+    """One mirror's whole site as a plain directory, for the peer tools to copy: the
+    bundle keeps files as blobs in the store, so the peers get what ``write_archive``
+    packs (files, parts, root and signature), unpacked.  Untimed set-up."""
+    archive = dest.with_name(f"{dest.name}.zip")
+    write_archive(bundle, mirror, archive)
+    shutil.rmtree(dest, ignore_errors=True)
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(dest)
+    archive.unlink()
+    return Tree.of(dest)
 
 
 def best_of(runs: int, work: Callable[[], object],
@@ -271,7 +292,7 @@ def publish_once(config: Config, store: Store, bundle: Bundle, mirror: str) -> P
 def bench_local(runs: int, config: Config, store: Store, bundle: Bundle, work: Path
                 ) -> list[Row]:
     """Publish to a directory: mirrorkit vs rsync (or cp -a) and shutil.copytree."""
-    tree = Tree.of(bundle.trees[LOCAL])
+    tree = materialize(bundle, LOCAL, work / "tree-local")
     dest = config.mirror(LOCAL).path
     assert dest is not None
     first = best_of(runs, lambda: publish_once(config, store, bundle, LOCAL),
@@ -326,7 +347,7 @@ def bench_local(runs: int, config: Config, store: Store, bundle: Bundle, work: P
 def bench_s3(runs: int, config: Config, store: Store, bundle: Bundle, endpoint: str,
              work: Path) -> tuple[list[Row], list[str]]:
     """Publish to moto_server: mirrorkit vs a sequential boto3 loop and aws s3 sync."""
-    tree = Tree.of(bundle.trees[S3])
+    tree = materialize(bundle, S3, work / "tree-s3")
     bucket = config.mirror(S3).bucket
     assert bucket is not None
     admin = s3_client(endpoint)
@@ -385,6 +406,23 @@ def bench_s3(runs: int, config: Config, store: Store, bundle: Bundle, endpoint: 
     return firsts + agains, notes
 
 
+def signed_entries(site: Path, root: Manifest) -> list[FileEntry]:
+    """What a verifier hashes in a site directory: every live file the signed root names
+    through its parts, and the parts themselves (retired files are optional, so left out
+    of a checksum list that must not fail on them)."""
+    parts = {ref.path: (site / ref.path).read_bytes() for ref in root.parts}
+    entries, problems = read_entries(root, parts)
+    if problems:
+        raise RuntimeError(f"the manifest parts in {site} do not read: {problems[:3]}")
+    return ([e for e in entries.values() if e.retired is None]
+            + [ref.entry() for ref in root.parts])
+
+
+def write_checksums(out: Path, entries: Sequence[FileEntry]) -> None:
+    """A ``sha256sum -c`` list of ``entries`` (made untimed, from the signed manifest)."""
+    out.write_text("".join(f"{e.sha256}  {e.path}\n" for e in entries), encoding="utf-8")
+
+
 def bench_verify(runs: int, config: Config, work: Path) -> Row:
     """mirrorkit verify on the published local mirror vs sha256sum -c + minisign -Vm."""
     mirror = config.mirror(LOCAL).path
@@ -396,8 +434,8 @@ def bench_verify(runs: int, config: Config, work: Path) -> Row:
     if not report.ok or report.manifest is None:
         raise RuntimeError(f"mirrorkit verify failed: {[f.line() for f in report.findings]}")
     sums = work / "SHA256SUMS"
-    sums.write_text("".join(f"{f.sha256}  {f.path}\n" for f in report.manifest.files),
-                    encoding="utf-8")
+    listed = signed_entries(mirror, report.manifest)
+    write_checksums(sums, listed)
     sha256sum, minisign = shutil.which("sha256sum"), shutil.which("minisign")
     if sha256sum is None or minisign is None:
         return Row("verify a directory mirror", ours, "sha256sum / minisign (missing)", None,
@@ -409,9 +447,10 @@ def bench_verify(runs: int, config: Config, work: Path) -> Row:
                    "-p", str(config.signing.public_key)], cwd=mirror)
 
     theirs = best_of(runs, peer)
-    size = sum(f.size for f in report.manifest.files)
+    size = sum(f.size for f in listed)
     return Row("verify a directory mirror", ours, "sha256sum -c + minisign -Vm", theirs,
-               f"{report.files_checked} files, {size / 1e6:.1f} MB")
+               f"{report.files_checked} files + {len(report.manifest.parts)} parts, "
+               f"{size / 1e6:.1f} MB")
 
 
 _ITEM_LINK = re.compile(r"<item>.*?<link>([^<]+)</link>", re.DOTALL)
