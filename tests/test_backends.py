@@ -26,7 +26,6 @@ from mirrorkit.publish import s3 as s3_module
 from mirrorkit.publish.base import (
     CACHE_CONTROL,
     CACHE_IMMUTABLE,
-    CACHE_POINTER,
     CONTENT_TYPE,
     DELETE,
     LIST,
@@ -169,7 +168,7 @@ def test_served_with_media_type_and_caching(subject: Subject) -> None:
             assert r.headers["Cache-Control"] == CACHE_IMMUTABLE
     with urllib.request.urlopen(subject.public_url + "rss.xml") as r:
         assert r.headers["Content-Type"] == "application/rss+xml; charset=utf-8"
-        assert r.headers["Cache-Control"] == CACHE_POINTER
+        assert r.headers["Cache-Control"] == "public, max-age=60"
 
 
 # -- the directory backend ------------------------------------------------------------------

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +26,10 @@ import pytest
 
 from conftest import MotoServer
 from mirrorkit.errors import VerifyError
-from mirrorkit.manifest import MANIFEST_NAME, POINTERS, Manifest
+from mirrorkit.manifest import MANIFEST_NAME, Manifest
 from mirrorkit.sample import SampleOutlet
 from mirrorkit.sign import write_keypair
+from sites import entries_of
 
 
 @pytest.fixture
@@ -167,31 +168,50 @@ def sync_killed_at(rig: Rig, point: KillPoint) -> None:
 
 def newest_bundle_sizes(rig: Rig, mirror: str) -> dict[str, int]:
     """Sizes in the newest build for ``mirror``: what a publish may be replacing in place."""
-    builds = sorted((rig.root / "state" / "builds").glob(f"*/{mirror}/{MANIFEST_NAME}"))
+    state = rig.root / "state"
+    builds = sorted((state / "builds").glob(f"*/{mirror}/{MANIFEST_NAME}"))
+
+    def blob(path: str) -> bytes | None:
+        sha = path.removeprefix("parts/").removesuffix(".json")
+        target = state / "blobs" / sha[:2] / sha
+        return target.read_bytes() if target.is_file() else None
+
     for path in reversed(builds):
         try:
-            return {f.path: f.size for f in Manifest.from_bytes(path.read_bytes()).files}
-        except (OSError, VerifyError):
+            return {p: f.size for p, f in entries_of(path.read_bytes(), blob).items()}
+        except (OSError, VerifyError, AssertionError):
             continue  # a build being written when the kill came
     return {}
 
 
-def broken_files(live: bytes | None, sizes: dict[str, int], newer: dict[str, int]) -> list[str]:
+def broken_files(live: bytes | None, sizes: dict[str, int], newer: dict[str, int],
+                 read: Callable[[str], bytes | None]) -> list[str]:
     """Files the live manifest names that a reader would not find as listed.
 
-    Every named file must exist.  Its size must be the listed one — except that pointers,
-    and pages being replaced in place with the next version's content, may already be the
-    new ones (the accepted window of publish/stage.py).
+    Every named file and part must exist.  Its size must be the listed one — except that
+    mutable files being replaced in place may already be the next version's (the accepted
+    window of publish/stage.py): front pages, whatever their size, and article pages with
+    the newest build's.
     """
     if live is None:
         return []
     manifest = Manifest.from_bytes(live)
     broken = []
-    for f in manifest.files:
+    parts = {p.path: p.size for p in manifest.parts}
+    for path, listed in parts.items():
+        if sizes.get(path) != listed:
+            broken.append(f"{path}: part size {sizes.get(path)}, listed {listed}")
+    if broken:
+        return broken
+    entries = entries_of(live, lambda p: read(p) if sizes.get(p) == parts.get(p) else None)
+    for f in entries.values():
         size = sizes.get(f.path)
+        if f.retired is not None:
+            continue
         if size is None:
             broken.append(f"{f.path}: missing")
-        elif size != f.size and f.path not in POINTERS and size != newer.get(f.path):
+        elif size != f.size and not (f.mutable and (
+                size == newer.get(f.path) or not f.path.startswith("articles/"))):
             broken.append(f"{f.path}: size {size}, listed {f.size}")
     return broken
 
@@ -201,7 +221,8 @@ def disk_broken(rig: Rig) -> list[str]:
     live = (root / MANIFEST_NAME).read_bytes() if (root / MANIFEST_NAME).exists() else None
     sizes = {p.relative_to(root).as_posix(): p.stat().st_size
              for p in root.rglob("*") if p.is_file()} if root.exists() else {}
-    return broken_files(live, sizes, newest_bundle_sizes(rig, "disk"))
+    return broken_files(live, sizes, newest_bundle_sizes(rig, "disk"),
+                        lambda p: (root / p).read_bytes())
 
 
 def s3_broken(rig: Rig) -> list[str]:
@@ -211,7 +232,9 @@ def s3_broken(rig: Rig) -> list[str]:
         sizes.update({o["Key"]: o["Size"] for o in page.get("Contents", [])})
     live = (client.get_object(Bucket=rig.bucket, Key=MANIFEST_NAME)["Body"].read()
             if MANIFEST_NAME in sizes else None)
-    return broken_files(live, sizes, newest_bundle_sizes(rig, "s3"))
+    return broken_files(
+        live, sizes, newest_bundle_sizes(rig, "s3"),
+        lambda p: client.get_object(Bucket=rig.bucket, Key=p)["Body"].read())
 
 
 def kill_and_check(rig: Rig, point: KillPoint) -> None:

@@ -18,10 +18,11 @@ import lxml.etree
 import pytest
 
 from mirrorkit.build.feeds import item_id
-from mirrorkit.build.render import article_path, render_feeds, render_site
+from mirrorkit.build.render import article_path, render_feeds
 from mirrorkit.config import Config, from_dict
 from mirrorkit.errors import BuildError
 from mirrorkit.models import MEDIA_SCHEME, Article, article_id
+from sites import render_site
 
 BUILT = datetime(2024, 3, 20, 12, 0, tzinfo=UTC)
 IMAGE = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08.png"

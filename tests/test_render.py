@@ -24,12 +24,12 @@ from mirrorkit.build.render import (
     article_path,
     body_html,
     make_environment,
-    render_site,
     theme_dir,
 )
 from mirrorkit.config import Config, from_dict
 from mirrorkit.errors import BuildError
 from mirrorkit.models import MEDIA_SCHEME, Article, article_id
+from sites import render_site, style_of
 
 GOLDEN = Path(__file__).parent / "golden"
 BUILT = datetime(2024, 3, 20, 12, 0, tzinfo=UTC)
@@ -95,7 +95,8 @@ def parse(data: bytes) -> Any:
 # -- Invariant 3: relative links that name files --------------------------------------------
 
 def test_site_has_the_documented_layout(site: dict[str, bytes]) -> None:
-    assert {"index.html", "mirrors.html", "mirrors.json", "style.css"} <= set(site)
+    assert {"index.html", "mirrors.html", "mirrors.json", "archive/index.html",
+            "archive/0001.html", style_of(site)} <= set(site)
     assert article_path(ENGLISH) in site
     assert article_path(RUSSIAN) in site
     assert article_path(ENGLISH).count("/") == 2  # two levels deep, as the links assume
@@ -156,10 +157,10 @@ def test_pages_load_nothing_from_other_hosts_and_have_no_script(
 
 
 def test_stylesheet_is_local_small_and_imports_nothing(site: dict[str, bytes]) -> None:
-    css = site["style.css"].decode()
+    css = site[style_of(site)].decode()
     assert "@import" not in css and "url(" not in css and "@font-face" not in css
     assert "prefers-color-scheme: dark" in css
-    assert len(site["style.css"]) < 4096  # readers on throttled connections
+    assert len(site[style_of(site)]) < 4096  # readers on throttled connections
 
 
 # -- HTML and language ----------------------------------------------------------------------
@@ -257,7 +258,7 @@ def test_article_pages_do_not_change_with_build_time_or_version(tmp_path: Path) 
     for article in ARTICLES:
         assert old[article_path(article)] == new[article_path(article)]
         assert b"Version" not in old[article_path(article)]
-    assert old["style.css"] == new["style.css"]
+    assert style_of(old) == style_of(new)
     assert old["index.html"] != new["index.html"]
 
 
@@ -287,7 +288,7 @@ def test_user_templates_come_before_the_packaged_theme(tmp_path: Path) -> None:
     page = site[article_path(ENGLISH)].decode()
     assert "USER BASE" in page
     assert ENGLISH.title in page  # article.html still comes from the packaged theme
-    assert site["style.css"] == (theme_dir() / "style.css").read_bytes()
+    assert site[style_of(site)] == (theme_dir() / "style.css").read_bytes()
 
 
 def test_packaged_theme_has_every_template() -> None:

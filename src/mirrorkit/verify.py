@@ -279,7 +279,7 @@ class UrlTarget:
                             if resp.status != 200:
                                 raise TargetUnreachableError(
                                     f"HTTP {resp.status}", where=url)
-                            return path, await resp.content.read(limit + 1)
+                            return path, await _read_capped(resp, limit)
                     except (aiohttp.ClientError, TimeoutError) as e:
                         raise TargetUnreachableError(
                             f"cannot fetch: {type(e).__name__}: {e}", where=url) from e
@@ -304,6 +304,19 @@ class UrlTarget:
                 if keys is not None:
                     return [k[len(prefix):] for k in keys]
         return None
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or its first ``limit + 1`` bytes: enough to tell it is too large."""
+    chunks: list[bytes] = []
+    got = 0
+    while got <= limit:
+        chunk = await resp.content.read(limit + 1 - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
 MAX_LIST_PAGES = 1000  # 1000 keys a page: a million files, more than any outlet has
