@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -9,25 +10,27 @@ from pathlib import Path
 
 import pytest
 
+from conftest import MotoServer
+from mirrorkit.config import MirrorConfig
 from mirrorkit.errors import TargetUnreachableError
 from mirrorkit.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
-    FileEntry,
     Manifest,
-    MirrorEntry,
-    RetiredEntry,
-    media_type,
-    sha256_hex,
+    decode_part,
+    encode_part,
 )
-from mirrorkit.sign import PublicKey, SecretKey, sign
+from mirrorkit.publish import open_backend, publish_tree
+from mirrorkit.sign import PublicKey, SecretKey
 from mirrorkit.verify import (
     DirectoryTarget,
     TrustStore,
+    UrlTarget,
     ZipTarget,
     open_target,
     verify_target,
 )
+from sites import write_site as write_signed_site
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 KEY = SecretKey.generate()
@@ -40,21 +43,12 @@ FILES = {
 
 def write_site(root: Path, files: dict[str, bytes] = FILES, *, version: int = 3,
                key: SecretKey = KEY, created: datetime = NOW,
-               retired: tuple[RetiredEntry, ...] = (), mirror: str = "m1") -> Manifest:
-    for path, data in files.items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_bytes(data)
-    manifest = Manifest(
-        outlet="x", version=version, created=created, expires=created + timedelta(days=7),
-        key_id=key.public.key_id_hex, mirror=mirror, mirrors=(MirrorEntry(mirror, "http://m/"),),
-        files=tuple(FileEntry(p, len(d), sha256_hex(d), media_type(p)) for p, d in files.items()),
-        retired=retired,
-    )
-    data = manifest.to_bytes()
-    (root / MANIFEST_NAME).write_bytes(data)
-    (root / SIGNATURE_NAME).write_bytes(
-        sign(data, key, f"outlet:x version:{version} mirror:{mirror}").to_bytes())
-    return manifest
+               retired: dict[str, bytes] | None = None, mirror: str = "m1",
+               bins: int | None = None) -> Manifest:
+    """A signed site in ``root`` (files, parts, root, signature); returns its root."""
+    return Manifest.from_bytes(write_signed_site(
+        root, version, files, key, outlet="x", mirror=mirror, retired=retired,
+        created=created, bins=bins))
 
 
 def kinds(root: Path, key: PublicKey = KEY.public,
@@ -97,6 +91,20 @@ def test_damage_is_named(tmp_path: Path, damage: Callable[[Path], None],
     assert kinds(tmp_path) == expected
 
 
+@pytest.mark.parametrize("how", ["tampered", "missing"])
+def test_a_damaged_part_is_named(tmp_path: Path, how: str) -> None:
+    # A part is named by its hash in the signed root: changed or gone, it is a finding, and
+    # the files it named are then not accounted for (served, but named nowhere).
+    root = write_site(tmp_path, bins=2)
+    part = root.part_for("index.html")
+    named = sorted(p for p in FILES if root.part_for(p) == part)
+    if how == "tampered":
+        (tmp_path / part.path).write_bytes(b'{"files":[]}\n')
+    else:
+        (tmp_path / part.path).unlink()
+    assert kinds(tmp_path) == [("part", part.path)] + [("extra", p) for p in named]
+
+
 def test_expired_manifest(tmp_path: Path) -> None:
     write_site(tmp_path)
     assert kinds(tmp_path, now=NOW + timedelta(days=8)) == [("expired", MANIFEST_NAME)]
@@ -126,8 +134,7 @@ def test_rollback_is_caught_against_versions_seen_before(tmp_path: Path) -> None
 
 def test_retired_files_may_stay_but_must_be_genuine(tmp_path: Path) -> None:
     old_page = b"old article"
-    retired = (RetiredEntry("articles/old/index.html", len(old_page), sha256_hex(old_page), NOW),)
-    write_site(tmp_path, retired=retired)
+    write_site(tmp_path, retired={"articles/old/index.html": old_page})
     assert kinds(tmp_path) == []  # retired and absent: fine
     (tmp_path / "articles/old").mkdir(parents=True)
     (tmp_path / "articles/old/index.html").write_bytes(old_page)
@@ -157,11 +164,17 @@ def test_unreadable_target(tmp_path: Path) -> None:
 
 
 def test_manifest_bytes_are_canonical(tmp_path: Path) -> None:
-    m = write_site(tmp_path)
+    m = write_site(tmp_path, bins=2)
     again = Manifest.from_bytes(m.to_bytes())
     assert again == m
     assert again.to_bytes() == m.to_bytes()
-    assert b" " not in m.to_bytes().split(b'"files"')[0]
+    assert again.to_bytes() == (tmp_path / MANIFEST_NAME).read_bytes()
+    assert b" " not in m.to_bytes() and m.to_bytes().endswith(b"}\n")
+    # Parts too: the same entries give the same bytes, so the hash the root names.
+    for index, ref in enumerate(m.parts):
+        data = (tmp_path / ref.path).read_bytes()
+        entries = decode_part(data, ref, index, m.bins)
+        assert encode_part(entries) == data
 
 
 def test_an_old_copy_of_another_mirror_at_a_known_address_is_a_rollback(tmp_path: Path) -> None:
@@ -229,3 +242,36 @@ def test_a_linked_directory_is_listed_not_hidden(tmp_path: Path) -> None:
     (hidden / "x.html").write_text("<script>evil()</script>")
     (site / "extra").symlink_to(hidden)
     assert kinds(site) == [("extra", "extra")]
+
+
+# -- a mirror over HTTP: S3 on moto_server -------------------------------------------------
+
+def test_a_url_target_over_s3(tmp_path: Path, moto_server: MotoServer,
+                              s3_bucket: MirrorConfig) -> None:
+    bucket = moto_server.new_bucket(listable=True)
+    url = f"{moto_server.endpoint}/{bucket}/"
+    client = moto_server.client()
+    site = tmp_path / "site"
+    write_site(site)
+    config = dataclasses.replace(s3_bucket, bucket=bucket, public_url=url)
+    with open_backend(config) as backend:
+        publish_tree(backend, site, key=KEY.public)
+
+    report = verify_target(UrlTarget(url), KEY.public, now=NOW)
+    assert report.ok and report.findings == (), report.findings
+    assert report.files_checked == len(FILES)
+
+    # Read over plain HTTP, listed through the bucket: changed, too large, and extra files
+    # are named; a larger file is read no further than its signed size.
+    client.put_object(Bucket=bucket, Key="articles/a-1/index.html",
+                      Body=b"<!doctype html><title>A</title>")
+    client.put_object(Bucket=bucket, Key="index.html", Body=FILES["index.html"] * 1000)
+    client.put_object(Bucket=bucket, Key="evil.js", Body=b"alert(1)")
+    report = verify_target(UrlTarget(url), KEY.public, now=NOW)
+    assert [(f.kind, f.path) for f in report.findings] == [
+        ("tampered", "articles/a-1/index.html"), ("size", "index.html"), ("extra", "evil.js")]
+    assert "more than" in report.findings[1].detail
+    # A missing manifest means no site there.
+    client.delete_object(Bucket=bucket, Key=MANIFEST_NAME)
+    with pytest.raises(TargetUnreachableError, match=r"no manifest\.json"):
+        verify_target(UrlTarget(url), KEY.public, now=NOW)
