@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 # the rig is part of the test suite, not an optional extra.
 
 MOTO_KEY = "testing"
+_REQUEST_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d+)')
 MOTO_REGION = "us-east-1"
 
 
@@ -47,7 +49,21 @@ class MotoServer:
     """A running ``moto_server``: its endpoint, and a boto3 client for it."""
 
     endpoint: str
+    log: Path | None = None
     _client: Any = field(default=None, repr=False)
+
+    def requests(self, bucket: str) -> list[str]:
+        """Every request the server has answered for ``bucket`` so far, as ``"METHOD
+        /path?query STATUS"``, read from its own request log: counted at the server."""
+        assert self.log is not None
+        time.sleep(0.2)  # the server logs a request just after answering it
+        found = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            m = _REQUEST_LINE.search(line)
+            if m and (m["path"].startswith(f"/{bucket}/") or m["path"].startswith(f"/{bucket}?")
+                      or m["path"] == f"/{bucket}"):
+                found.append(f"{m['method']} {m['path']} {m['status']}")
+        return found
 
     def client(self) -> S3Client:
         """A boto3 S3 client for the server, shared (clients are thread-safe) and closed
@@ -92,7 +108,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
     with log_path.open("wb") as log:
         proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
                                 stdout=log, stderr=subprocess.STDOUT)
-        server = MotoServer(endpoint)
+        server = MotoServer(endpoint, log_path)
         try:
             _wait_until_up(proc, endpoint, log_path)
             yield server

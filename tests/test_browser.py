@@ -141,8 +141,9 @@ def test_every_page_reads_from_any_base_with_nothing_from_other_hosts(
         queue += [link for link in links if link not in seen]
     context.close()
     assert problems == []
-    # home + mirrors page + every article of the sample outlet, all reached by links
-    assert pages == 2 + 30
+    # home, mirrors page, the archive index and its one page, and every article of the
+    # sample outlet, all reached by links
+    assert pages == 4 + 30
     assert base + "rss.xml" in seen
     assert base + "manifest.json" in seen
 

@@ -17,6 +17,7 @@ from conftest import MOTO_KEY, MotoServer, free_port
 from mirrorkit.cli import cli
 from mirrorkit.sample import SampleOutlet
 from mirrorkit.sign import write_keypair
+from sites import entries_of
 
 SECRET = f"mk-secret-{uuid.uuid4().hex}"  # a storage credential that must never leak
 
@@ -96,8 +97,10 @@ def test_sync_to_two_buckets_then_verify_over_http(
     for i, bucket in enumerate(buckets):
         base = f"{moto_server.endpoint}/{bucket}/"
         keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
-        manifest = json.loads(http_get(base + "manifest.json"))
-        listed = {f["path"] for f in manifest["files"]}
+        root = http_get(base + "manifest.json")
+        manifest = json.loads(root)
+        listed = set(entries_of(root, lambda p, b=base: http_get(b + p)))
+        listed |= {f"parts/{p['sha256']}.json" for p in manifest["parts"]}
         assert set(keys) == listed | {"manifest.json", "manifest.json.minisig"}
         for key in keys:  # every object, read back anonymously over plain HTTP
             assert http_get(base + key), key

@@ -105,6 +105,7 @@ class Plan:
     skipped: int                    # already on the mirror as the live root says
     delete: tuple[str, ...]         # stage 3
     foreign: tuple[str, ...]        # unnamed objects found in a root that is not ours
+    before: tuple[FileEntry, ...] = ()  # what the live root names at the replaced paths
 
 
 def plan_publish(
@@ -124,20 +125,19 @@ def plan_publish(
     """
     first: list[FileEntry] = []
     replacing: list[FileEntry] = []
+    replaced: list[FileEntry] = []
     skipped = 0
     for entry in new.values():
         before = old.get(entry.path) if old is not None else None
         if entry.same_content(before):
             skipped += 1
-        elif entry.retired is not None:
-            # Kept only for readers of older pages: never sent again, but a live file at
-            # that path with other content is put right.
-            if before is not None:
-                replacing.append(entry)
         elif before is None:
-            first.append(entry)
+            # A retired file is kept only for readers of older pages: never sent again.
+            if entry.retired is None:
+                first.append(entry)
         else:
             replacing.append(entry)
+            replaced.append(before)
     if old is not None:
         delete = tuple(sorted(set(old) - set(new)))
         foreign: tuple[str, ...] = ()
@@ -145,7 +145,7 @@ def plan_publish(
         delete = tuple(sorted(set(present or ()) - set(new) - _CONTROL_FILES))
         foreign = () if ours else delete
     return Plan(tuple(sorted(first, key=_order)), tuple(sorted(replacing, key=_order)),
-                skipped, delete, foreign)
+                skipped, delete, foreign, tuple(replaced))
 
 
 def _order(entry: FileEntry) -> tuple[bool, str]:
@@ -174,7 +174,7 @@ def publish_tree(
         signature = source.signature()
         new = Manifest.from_bytes(root_bytes)
     except MirrorkitError as e:
-        raise PublishError(e.what, where=f"mirror {name}: {source.label}",
+        raise PublishError(e.what, where=f"mirror {name}: {e.where or source.label}",
                            hint="rebuild with 'mirrorkit build'") from e
 
     live_bytes = backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE)
@@ -182,6 +182,7 @@ def publish_tree(
         say(f"{name}: version {new.version} is already live")
         return PublishResult(name, new.version, 0, 0, 0, 0, dry_run)
     live = None
+    live_sig = None
     if live_bytes is not None and key is not None:
         live_sig = backend.get(SIGNATURE_NAME, limit=MAX_SIGNATURE_SIZE)
         live = authentic_root(live_bytes, live_sig, key) if live_sig is not None else None
@@ -210,9 +211,12 @@ def publish_tree(
     previous: dict[str, bytes | None] = {}
     try:
         sent = _upload(backend, source, plan.first, concurrency, say)
-        previous = {f.path: backend.get(f.path) for f in plan.replace}
+        # From the local store where it still holds them: no download per replaced file.
+        previous = {f.path: source.cached(f) or backend.get(f.path) for f in plan.before}
         sent += _upload(backend, source, plan.replace, concurrency, say)
-        _commit(backend, root_bytes, signature)
+        _commit(backend, root_bytes, signature,
+                live_sig if live is not None else backend.get(SIGNATURE_NAME,
+                                                              limit=MAX_SIGNATURE_SIZE))
     except PublishError:
         _roll_back(backend, root_bytes, live, plan, previous)
         raise
@@ -284,20 +288,20 @@ def _plan_unknown(backend: Backend, source: SiteSource, new: Manifest,
     entries = {p: e for p, e in entries.items() if e.retired is None}
     present = ({o.path: o.size for o in backend.list()}
                if LIST in backend.capabilities else None)
-    ours = False
+    outlet = None
     if live_bytes is not None:
         try:
-            ours = Manifest.from_bytes(live_bytes).outlet == new.outlet
+            outlet = Manifest.from_bytes(live_bytes).outlet
         except VerifyError:
-            ours = False
-    plan = plan_publish(entries, None, present=present, ours=ours)
+            outlet = None
+    plan = plan_publish(entries, None, present=present, ours=outlet == new.outlet)
     if plan.foreign:
         if live_bytes is None:
             why = "the mirror has no manifest.json"
-        elif not ours:
-            why = "the mirror's manifest.json is not this outlet's"
+        elif outlet is None:
+            why = "the mirror's manifest.json is not a mirrorkit manifest"
         else:
-            why = "unexpected"
+            why = f"the mirror's manifest.json is for outlet {outlet!r}"
         raise PublishError(
             f"refusing to publish: {why} and the mirror holds {len(plan.foreign)} files that "
             f"the bundle does not name, e.g. {plan.foreign[0]}",
@@ -379,14 +383,14 @@ def _refuse_going_back(mirror: str, new: Manifest, live: Manifest) -> None:
     )
 
 
-def _commit(backend: Backend, root: bytes, signature: bytes) -> None:
+def _commit(backend: Backend, root: bytes, signature: bytes,
+            old_signature: bytes | None) -> None:
     """Write the signature, then the manifest: the commit.
 
     The signature goes first, so a reader who sees the new manifest finds its signature.
     If the manifest cannot be written, the old signature is put back (best effort), so the
     mirror goes on serving the old version with a signature that verifies.
     """
-    old_signature = backend.get(SIGNATURE_NAME, limit=MAX_SIGNATURE_SIZE)
     backend.put(SIGNATURE_NAME, signature, media_type(SIGNATURE_NAME), cache=_MANIFEST_CACHE)
     try:
         backend.put(MANIFEST_NAME, root, media_type(MANIFEST_NAME), cache=_MANIFEST_CACHE)

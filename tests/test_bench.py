@@ -1,0 +1,58 @@
+"""The scale benchmark runs: ``bench/scale.py --quick`` prints its tables, row by row.
+
+It needs Pelican (the full build's peer) and moto_server, both in the test extras; if
+either is missing this test fails rather than skips, like the rest of the rig.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+ROWS = (
+    "full build (ms per article)",
+    "Pelican 4 full build, same articles as Markdown",
+    "first publish, 3 mirrors in parallel (context)",
+    "+10 sync: wall time (build + publish + check)",
+    "+10 sync: build alone",
+    "+10 sync: pages rendered / files written",
+    "+10 sync: objects uploaded per mirror",
+    "+10 sync: requests per S3 mirror, at moto_server",
+    "+10 sync: manifest parts uploaded per mirror",
+    "+10 sync: peak RSS of the sync process",
+    "signed root manifest.json",
+    "no-op sync: requests per S3 mirror, at moto_server",
+    "verify the local mirror vs sha256sum -c + minisign -Vm",
+    "state directory vs one site",
+)
+
+
+@pytest.mark.timeout(300)
+def test_scale_quick_prints_every_row() -> None:
+    if importlib.util.find_spec("pelican") is None:
+        pytest.fail("Pelican is not installed: pip install -e '.[test]'")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "scale.py"), "--quick"], cwd=ROOT,
+        capture_output=True, text=True, timeout=280, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = done.stdout
+    tables = re.findall(r"^### ([\d,]+) articles$", out, re.MULTILINE)
+    assert tables == ["1,000", "2,000"], out
+    for table in out.split("### ")[1:3]:
+        for row in ROWS:
+            assert f"| {row} | " in table, f"{row!r} missing:\n{table}"
+    assert "### across sizes" in out
+    # Counted at moto_server: a sync with nothing new reads, and writes nothing.
+    noop = re.findall(r"\| no-op sync: requests per S3 mirror, at moto_server \| "
+                      r"s3-a (\d+) publish \+ (\d+) check", out)
+    assert len(noop) == 2 and all(int(p) >= 1 and int(c) >= 1 for p, c in noop), out
