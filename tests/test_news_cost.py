@@ -7,7 +7,10 @@ anonymously over HTTP, as readers get them.  The large-archive figures are in
 
 from __future__ import annotations
 
+import gzip
+import os
 import re
+import subprocess
 from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +22,7 @@ import pytest
 from conftest import MotoServer
 from mirrorkit.build.render import article_path
 from mirrorkit.config import load
+from mirrorkit.manifest import MANIFEST_NAME
 from mirrorkit.models import Article, article_id
 from mirrorkit.pipeline import run_build, run_publish
 from mirrorkit.sample import SampleOutlet
@@ -158,6 +162,29 @@ public_url = "http://127.0.0.1:9/"
     reached = {p for p in depth if p.startswith("articles/")}
     assert reached == wanted
     assert max(depth[p] for p in reached) <= 3  # home -> archive -> page -> article
+
+    # The signed root stays small: it names parts, and the parts name the files.
+    manifest = (root / MANIFEST_NAME).read_bytes()
+    assert len(gzip.compress(manifest)) < 4096 and b"articles/" not in manifest
+    # README's recipe checks every file with standard tools (minisign, jq, sha256sum).
+    recipe = _readme_recipe()
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", recipe], cwd=root,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "KEY": str(tmp_path / "keys" / "outlet.pub")})
+    assert done.returncode == 0 and "every file is as signed" in done.stdout, done.stderr
+    page = root / sorted(wanted)[500]
+    page.write_bytes(page.read_bytes().replace(b"Body", b"B0dy"))
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", recipe], cwd=root,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "KEY": str(tmp_path / "keys" / "outlet.pub")})
+    assert done.returncode != 0 and sorted(wanted)[500] in done.stdout + done.stderr
+
+
+def _readme_recipe() -> str:
+    """The shell lines README gives for checking a copy with standard tools."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("cd copy\n", 1)[1].split("```", 1)[0]
+    return block.replace("-p outlet.pub", '-p "$KEY"')
 
 
 def _crawl(root: Path) -> dict[str, int]:

@@ -645,8 +645,10 @@ class _Run:
             text=safe(extract.html_to_text(html)), html=safe(html), media=media,
             summary=safe(entry.summary or page.description),
         )
-        saved = self.store.save_article(article)
-        self.store.set_validators(url, response.etag, response.last_modified)
+        # Store writes commit to disk (fsync): a thread keeps the event loop moving.
+        saved = await asyncio.to_thread(self.store.save_article, article)
+        await asyncio.to_thread(self.store.set_validators, url, response.etag,
+                                response.last_modified)
         self._succeeded(url)
         if not saved:
             return "unchanged"
@@ -710,7 +712,7 @@ class _Run:
         except MirrorkitError as e:
             log.warning("image left out: %s", e)
             return e
-        return self.store.put_media(response.body, media_type)
+        return await asyncio.to_thread(self.store.put_media, response.body, media_type)
 
 
 def _unexpected(where: str, e: Exception) -> str:

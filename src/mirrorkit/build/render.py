@@ -151,7 +151,8 @@ def make_environment(user_templates: Path | None) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(iso=iso_time, human=human_time, summary=summary_text)
+    env.filters.update(iso=iso_time, human=human_time, summary=summary_text,
+                       day=lambda value: utc(value).strftime("%Y-%m-%d"))
     env.globals["article_path"] = article_path
     return env
 
