@@ -391,6 +391,15 @@ class Store:
                        (first, last))
         return [_article(r) for r in rows]
 
+    def article_stubs(self, first: int, last: int) -> list[Article]:
+        """Articles ``first``..``last`` by seq with only what links and sitemaps need
+        (id, url, title, dates, language): no body is read."""
+        rows = self._q("SELECT id, url, title, published, updated, language, seq"
+                       " FROM articles WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last))
+        return [Article(id=r[0], url=r[1], source="", title=r[2], authors=(),
+                        published=_dt(r[3]), updated=_dt(r[4]), language=r[5], text="",
+                        html="", seq=int(r[6])) for r in rows]
+
     def article_count(self) -> int:
         row = self._one("SELECT COALESCE(MAX(seq), 0) FROM articles")
         return int(row[0]) if row else 0
@@ -687,8 +696,25 @@ def iter_files(root: Path) -> Iterator[Path]:
     A link to a directory is listed as an entry rather than followed, so that what it
     points at is never hidden from (nor walked twice by) whoever checks the listing.
     """
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        linked = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
-        for name in sorted(filenames + linked):
-            yield Path(dirpath) / name
+    for relative in iter_relative(root):
+        yield root / relative
+
+
+def iter_relative(root: Path) -> Iterator[str]:
+    """:func:`iter_files` as paths relative to ``root`` (``a/b.html``): one ``scandir``
+    per directory, the file types it reports, no stat per file."""
+    stack = [("", os.fspath(root))]
+    while stack:
+        prefix, directory = stack.pop()
+        try:
+            with os.scandir(directory) as entries:
+                found = sorted(entries, key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        subdirs = []
+        for entry in found:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append((prefix + entry.name + "/", entry.path))
+            else:
+                yield prefix + entry.name
+        stack.extend(reversed(subdirs))

@@ -17,8 +17,10 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import random
 import re
+import stat
 import zipfile
 import zlib
 from collections import Counter
@@ -46,7 +48,7 @@ from mirrorkit.manifest import (
     read_entries,
 )
 from mirrorkit.sign import PublicKey, Signature, verify
-from mirrorkit.store import iter_files, write_atomic
+from mirrorkit.store import iter_relative, write_atomic
 
 _COMMENT = re.compile(r"(\w+):(\S+)")
 log = logging.getLogger("mirrorkit")
@@ -187,32 +189,36 @@ class Target(Protocol):
 
 
 class DirectoryTarget:
-    def __init__(self, root: Path, *, workers: int = 4):
+    def __init__(self, root: Path):
         self.root = root
         self.label = str(root)
-        self.workers = workers
 
     def read_many(self, reads: Sequence[Read]) -> dict[str, bytes | None]:
-        if len(reads) < 8:
-            return dict(self._read(r) for r in reads)
-        with ThreadPoolExecutor(self.workers) as pool:
-            return dict(pool.map(self._read, reads))
+        return dict(self._read(r) for r in reads)
 
     def _read(self, read: Read) -> tuple[str, bytes | None]:
         path, limit = read
-        target = self.root / path
+        target = f"{self.root}/{path}"
         try:
-            if not target.is_file():  # a FIFO or device would hang or never end
-                return path, None
-            with target.open("rb") as f:
-                return path, f.read(limit + 1)
+            # Non-blocking, so a FIFO planted at a listed path cannot hang the read; only a
+            # regular file is read at all.
+            fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK)
         except (FileNotFoundError, NotADirectoryError):
             return path, None
         except OSError as e:
-            raise TargetUnreachableError(f"cannot read: {e.strerror}", where=str(target)) from e
+            raise TargetUnreachableError(f"cannot read: {e.strerror}", where=target) from e
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return path, None
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                return path, f.read(limit + 1)
+        except OSError as e:
+            raise TargetUnreachableError(f"cannot read: {e.strerror}", where=target) from e
+        finally:
+            os.close(fd)
 
     def listing(self) -> list[str]:
-        return [p.relative_to(self.root).as_posix() for p in iter_files(self.root)]
+        return list(iter_relative(self.root))
 
 
 class ZipTarget:
@@ -369,7 +375,7 @@ def open_target(target: str) -> Target:
 
 
 def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None,
-                  trust: TrustStore | None = None, batch_bytes: int = 32 * 1024 * 1024,
+                  trust: TrustStore | None = None, batch_bytes: int = 4 * 1024 * 1024,
                   workers: int = 4) -> Report:
     """Verify everything about ``target``; raises TargetUnreachableError if it can't be read.
 
@@ -394,24 +400,35 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
     parts = target.read_many([(p.path, p.size) for p in manifest.parts])
     entries, problems = read_entries(manifest, parts)
     findings += [Finding("part", path, what) for path, what in problems]
-    listing = target.listing()
-    present = set(listing) if listing is not None else None
     # Retired files and replaced parts may still be served; when they are, they must be
     # what was signed.
     optional = [FileEntry(p.path, p.size, p.sha256, "", False, manifest.created)
                 for p in manifest.previous_parts]
-    checks = [e for e in [*entries.values(), *optional]
-              if e.retired is None or present is None or e.path in present]
-    checked = 0
+    optional += [e for e in entries.values() if e.retired is not None]
+    required = [e for e in entries.values() if e.retired is None]
+
+    # Slices of files, each read and hashed by one worker: memory is bounded by the
+    # workers times a slice, and no thread hop is paid per file.  The listing is walked
+    # meanwhile.
+    def check(chunk: list[FileEntry]) -> list[Finding]:
+        data = target.read_many([(e.path, e.size) for e in chunk])
+        out = []
+        for entry in chunk:
+            finding = check_file(entry, data[entry.path])
+            if finding and (entry.retired is None or finding.kind != "missing"):
+                out.append(finding)
+        return out
+
     with ThreadPoolExecutor(workers) as pool:
-        for chunk in _chunks(checks, batch_bytes):
-            data = target.read_many([(e.path, e.size) for e in chunk])
-            got = [data[e.path] for e in chunk]
-            for entry, finding in zip(chunk, pool.map(check_file, chunk, got), strict=True):
-                if finding and (entry.retired is None or finding.kind != "missing"):
-                    findings.append(finding)
-                checked += 1
-            del data, got
+        listed = pool.submit(target.listing)
+        results = pool.map(check, _chunks(required, batch_bytes))
+        listing = listed.result()
+        present = set(listing) if listing is not None else None
+        optional = [e for e in optional if present is None or e.path in present]
+        findings += [f for found in results for f in found]
+        for chunk in _chunks(optional, batch_bytes):
+            findings += check(chunk)
+    checked = len(required) + len(optional)
     if listing is None:
         findings.append(Finding("extra", None,
                                 "not checked: this target cannot be listed", fatal=False))
@@ -466,11 +483,12 @@ def check_written(target: Target, key: PublicKey, root: bytes, written: Sequence
     return Report(target.label, manifest, tuple(findings), len(checks))
 
 
-def _chunks(items: list[FileEntry], budget: int) -> Iterator[list[FileEntry]]:
+def _chunks(items: list[FileEntry], budget: int, most: int = 256,
+            ) -> Iterator[list[FileEntry]]:
     chunk: list[FileEntry] = []
     size = 0
     for item in items:
-        if chunk and size + item.size > budget:
+        if chunk and (size + item.size > budget or len(chunk) >= most):
             yield chunk
             chunk, size = [], 0
         chunk.append(item)

@@ -205,6 +205,7 @@ class _Build:
         self.front_age = int(config.publish.cache_front.total_seconds())
         self.page_age = int(config.publish.cache_pages.total_seconds())
         self.stats.full = self.full
+        self._stubs: dict[int, list[Article]] = {}  # one sitemap file's articles at a time
 
     # -- recording files ----------------------------------------------------------------
 
@@ -321,14 +322,21 @@ class _Build:
         full = self.full or store.meta(f"url:{name}") != base
         todo = set(range(1, files + 1)) if full else dirty_files | ({files} if files else set())
         for number in sorted(todo):
-            per = sitemap.URLS_PER_FILE
-            articles = store.articles_by_seq((number - 1) * per + 1, number * per)
             self.render(name, sitemap.sitemap_path(number),
-                        sitemap.render_sitemap(base, articles), front=number == files)
+                        sitemap.render_sitemap(base, self._sitemap_articles(number)),
+                        front=number == files)
         self.render(name, sitemap.SITEMAP_INDEX, sitemap.render_index(base, files), front=True)
         if full:
             self._retire_unwritten(name)
         store.set_meta(f"url:{name}", base)
+
+    def _sitemap_articles(self, number: int) -> list[Article]:
+        """The articles sitemap file ``number`` lists, read once for every mirror."""
+        if number not in self._stubs:
+            per = sitemap.URLS_PER_FILE
+            self._stubs = {number: self.store.article_stubs((number - 1) * per + 1,
+                                                            number * per)}
+        return self._stubs[number]
 
     def _retire_unwritten(self, mirror: str) -> None:
         """After a full pass: paths of ``mirror`` this build did not write are retired."""

@@ -16,6 +16,7 @@ What this module guarantees, and the tests show:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -73,15 +74,21 @@ def article_path(article: Article) -> str:
     the article id (as unique as the store's primary key) makes the path unique.  The
     path depends on this article alone, so it never moves when other articles arrive.
     """
+    return _article_path(article.url, article.id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _article_path(url: str, article_id: str) -> str:
+    # Cached: home, archive pages, feeds and sitemaps all name the same articles.
     try:
-        segment = urlsplit(article.url).path.rstrip("/").rpartition("/")[2]
+        segment = urlsplit(url).path.rstrip("/").rpartition("/")[2]
     except ValueError:  # a URL urlsplit cannot read still gets a path
         segment = ""
     # NFKD splits accented letters into letter + mark, so "Café" keeps its "Cafe".
     ascii_text = unicodedata.normalize("NFKD", unquote(segment)).encode("ascii", "ignore")
     name = _PAGE_EXTENSION.sub("", ascii_text.decode("ascii").lower())
     slug = _NOT_SLUG.sub("-", name).strip("-")[:_SLUG_MAX].strip("-") or "article"
-    tag = _NOT_SLUG.sub("", article.id.lower())
+    tag = _NOT_SLUG.sub("", article_id.lower())
     return f"articles/{slug}-{tag}/index.html"
 
 
