@@ -258,11 +258,13 @@ FIRST_SYNC = [
     KillPoint("feed "),                         # fetch done, nothing built
     KillPoint("building version"),              # during the build
     KillPoint("built version"),                 # between build and publish
-    KillPoint("disk: uploaded", 3),             # early and late in each mirror's uploads
-    KillPoint("disk: uploaded", 40),
+    KillPoint("disk: uploaded", 3),             # early in each mirror's uploads, then
+    KillPoint("disk: resuming"),                # as the next run resumes, and early in
+    KillPoint("disk: uploaded", 3),             # the one after (each run sends less)
     KillPoint("disk: version 1 is live"),       # right after the commit
     KillPoint("s3: uploaded", 3),
-    KillPoint("s3: uploaded", 40),
+    KillPoint("s3: resuming"),
+    KillPoint("s3: uploaded", 3),
     KillPoint("s3: version 1 is live"),
 ]
 UPDATE = [

@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 
 from conftest import MOTO_KEY, MotoServer, free_port
 from mirrorkit.cli import cli
+from mirrorkit.manifest import signature_path
 from mirrorkit.sample import SampleOutlet
 from mirrorkit.sign import write_keypair
 from sites import entries_of
@@ -29,7 +30,7 @@ def outlet() -> Iterator[SampleOutlet]:
 
 
 def write_config(root: Path, feed_url: str, moto: MotoServer, buckets: list[str],
-                 prefix: str = "") -> Path:
+                 prefix: str = "", provider: str = "generic") -> Path:
     if not (root / "keys" / "outlet.key").exists():
         write_keypair(root / "keys" / "outlet")
     mirrors = "".join(
@@ -37,6 +38,7 @@ def write_config(root: Path, feed_url: str, moto: MotoServer, buckets: list[str]
 [[mirrors]]
 name = "s3-{i}"
 type = "s3"
+provider = "{provider}"
 bucket = "{bucket}"
 prefix = "{prefix}"
 endpoint_url = "{moto.endpoint}"
@@ -101,6 +103,7 @@ def test_sync_to_two_buckets_then_verify_over_http(
         manifest = json.loads(root)
         listed = set(entries_of(root, lambda p, b=base: http_get(b + p)))
         listed |= {f"parts/{p['sha256']}.json" for p in manifest["parts"]}
+        listed.add(signature_path(root))
         assert set(keys) == listed | {"manifest.json", "manifest.json.minisig"}
         for key in keys:  # every object, read back anonymously over plain HTTP
             assert http_get(base + key), key

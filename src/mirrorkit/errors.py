@@ -11,6 +11,7 @@
     ├── StoreError                 the state directory or database is unusable
     ├── BuildError                 rendering or writing the bundle failed
     ├── PublishError               a mirror could not be brought to the new version
+    │   └── PublishConflictError   another publisher changed the mirror meanwhile: it won
     └── VerifyError                a target could not be verified at all
         └── TargetUnreachableError the target could not be read (exit 3 for verify)
 
@@ -83,6 +84,11 @@ class PublishError(MirrorkitError):
     ):
         super().__init__(message, where=where, hint=hint)
         self.retryable = retryable
+
+
+class PublishConflictError(PublishError):
+    """Another publisher changed the mirror's manifest while this one was publishing: it
+    won.  Nothing it may need is removed; the next run starts from what it published."""
 
 
 class VerifyError(MirrorkitError):

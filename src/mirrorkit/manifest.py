@@ -33,8 +33,8 @@ import json
 import mimetypes
 import posixpath
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +43,7 @@ from mirrorkit.errors import VerifyError
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.json.minisig"
 PART_DIR = "parts"
+SIGNATURE_DIR = "signatures"
 FORMAT = 2
 
 # Reads of signed data are capped before parsing: a root is a hash per bin (at most
@@ -117,6 +118,8 @@ class FileEntry:
     type: str
     mutable: bool = True
     retired: datetime | None = None  # since when, if an earlier version's file kept a while
+    # During a declared transition: other contents (sha256, size) the path may still hold.
+    also: tuple[tuple[str, int], ...] = ()
 
     def same_content(self, other: FileEntry | None) -> bool:
         return other is not None and other.sha256 == self.sha256 and other.size == self.size
@@ -165,6 +168,9 @@ class Manifest:
     parts: tuple[PartRef, ...]
     previous: str | None = None
     previous_parts: tuple[PartRef, ...] = field(default=())
+    # A transition root: paths being replaced in place, each with the contents it may
+    # still hold until the final root of this version replaces this one.
+    transition: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = field(default=())
 
     @property
     def bins(self) -> int:
@@ -191,6 +197,11 @@ class Manifest:
             "previous_parts": [{"sha256": p.sha256, "size": p.size}
                                for p in self.previous_parts],
         }
+        if self.transition:
+            doc["transition"] = [
+                {"path": path, "from": [{"sha256": sha, "size": size} for sha, size in froms]}
+                for path, froms in self.transition
+            ]
         return _canonical(doc)
 
     @classmethod
@@ -219,9 +230,14 @@ class Manifest:
                 parts=parts,
                 previous=doc.get("previous"),
                 previous_parts=tuple(_part_ref(p) for p in doc.get("previous_parts", [])),
+                transition=tuple(
+                    (check_path(str(t["path"])),
+                     tuple((r.sha256, r.size) for r in map(_part_ref, t["from"])))
+                    for t in doc.get("transition", [])),
             )
-        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
-            raise VerifyError(f"malformed manifest: {e}", where=MANIFEST_NAME) from e
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError,
+                RecursionError) as e:
+            raise VerifyError(f"malformed manifest: {str(e)[:300]}", where=MANIFEST_NAME) from e
 
 
 def encode_part(entries: Iterable[FileEntry]) -> bytes:
@@ -237,8 +253,9 @@ def decode_part(data: bytes, ref: PartRef, index: int, bins: int) -> list[FileEn
     try:
         doc = json.loads(data.decode("utf-8"))
         entries = [_file_entry(f) for f in doc["files"]]
-    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
-        raise VerifyError(f"malformed part: {e}", where=where) from e
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError,
+            RecursionError) as e:
+        raise VerifyError(f"malformed part: {str(e)[:300]}", where=where) from e
     for entry in entries:
         if bin_of(entry.path, bins) != index:
             raise VerifyError(f"{entry.path} is not in this part's bin", where=where)
@@ -266,7 +283,8 @@ def make_parts(entries: Iterable[FileEntry], bins: int | None = None,
 def read_entries(root: Manifest, parts: Mapping[str, bytes | None],
                  ) -> tuple[dict[str, FileEntry], list[tuple[str, str]]]:
     """Every entry the root names through ``parts`` (bytes by part path, None if
-    missing), and the problems met as ``(part path, what)``."""
+    missing), with a transition root's other allowed contents as ``also``; and the
+    problems met as ``(part path, what)``."""
     entries: dict[str, FileEntry] = {}
     problems: list[tuple[str, str]] = []
     for index, ref in enumerate(root.parts):
@@ -279,15 +297,17 @@ def read_entries(root: Manifest, parts: Mapping[str, bytes | None],
                 entries[entry.path] = entry
         except VerifyError as e:
             problems.append((ref.path, e.what))
+    for path, froms in root.transition:
+        if path in entries:
+            entries[path] = replace(entries[path], also=froms)
     return entries, problems
 
 
-def part_entries(refs: Sequence[PartRef], bins: int, read: Any) -> list[FileEntry]:
-    """Entries of the given bins' parts, read with ``read(ref) -> bytes``."""
-    out: list[FileEntry] = []
-    for index, ref in enumerate(refs):
-        out += decode_part(read(ref), ref, index, bins)
-    return out
+def signature_path(root: bytes) -> str:
+    """Where a root's signature is also kept, by the root's hash: uploaded before the
+    root, so whoever reads a root finds its signature (manifest.json.minisig follows the
+    root a moment later, for readers of the standard name)."""
+    return f"{SIGNATURE_DIR}/{sha256_hex(root)}.minisig"
 
 
 def _part_ref(doc: Any) -> PartRef:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mirrorkit.build import Bundle, build, inputs_fingerprint, latest_bundle
+from mirrorkit.build import Bundle, build, inputs_fingerprint, latest_bundle, load_signer
 from mirrorkit.bundle import SiteSource
 from mirrorkit.config import Config, MirrorConfig
 from mirrorkit.errors import (
@@ -26,7 +26,7 @@ from mirrorkit.manifest import MANIFEST_NAME, MAX_ROOT_SIZE, MAX_SIGNATURE_SIZE,
 from mirrorkit.publish.registry import open_backend
 from mirrorkit.publish.stage import PublishResult, publish_all
 from mirrorkit.sign import PublicKey, load_public_key
-from mirrorkit.store import Store
+from mirrorkit.store import Store, StoreJournal
 from mirrorkit.verify import (
     DirectoryTarget,
     Finding,
@@ -106,6 +106,7 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
                          hint="run 'mirrorkit build' first")
     mirrors = [config.mirror(n) for n in names] if names else list(config.mirrors)
     key = load_public_key(config.signing.public_key)
+    signer = load_signer(config) if not dry_run else None
     outcomes: dict[str, MirrorOutcome] = {}
     sources: dict[str, SiteSource | Path] = {}
     backends = {}
@@ -125,7 +126,9 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
              ", ".join(sources) or "no mirror", " (dry run)" if dry_run else "")
     try:
         results = publish_all(sources, backends, concurrency=config.publish.concurrency,
-                              dry_run=dry_run, key=key, progress=log.debug)
+                              dry_run=dry_run, key=key, signer=signer,
+                              journals={m: StoreJournal(store, m) for m in backends},
+                              progress=log.debug)
     finally:
         for backend in backends.values():
             backend.close()

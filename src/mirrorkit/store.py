@@ -594,6 +594,9 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         self._q("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def drop_meta(self, key: str) -> None:
+        self._q("DELETE FROM meta WHERE key = ?", (key,))
+
     # -- builds and publishes -----------------------------------------------------------
 
     def last_version(self) -> int:
@@ -632,6 +635,23 @@ class Store:
     def published_version(self, mirror: str) -> int:
         row = self._one("SELECT MAX(version) FROM publishes WHERE mirror = ?", (mirror,))
         return int(row[0] or 0) if row else 0
+
+
+class StoreJournal:
+    """A publish's memory of one mirror between runs (see :mod:`mirrorkit.publish.stage`)."""
+
+    def __init__(self, store: Store, mirror: str):
+        self.store = store
+        self.prefix = f"publish:{mirror}:"
+
+    def get(self, key: str) -> str | None:
+        return self.store.meta(self.prefix + key)
+
+    def set(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.store.drop_meta(self.prefix + key)
+        else:
+            self.store.set_meta(self.prefix + key, value)
 
 
 def _article(r: Sequence[Any]) -> Article:

@@ -41,11 +41,13 @@ from mirrorkit.manifest import (
     MANIFEST_NAME,
     MAX_ROOT_SIZE,
     MAX_SIGNATURE_SIZE,
+    SIGNATURE_DIR,
     SIGNATURE_NAME,
     FileEntry,
     Manifest,
     decode_part,
     read_entries,
+    signature_path,
 )
 from mirrorkit.sign import PublicKey, Signature, verify
 from mirrorkit.store import iter_relative, write_atomic
@@ -128,11 +130,26 @@ def check_manifest(
         findings.append(Finding("expired", MANIFEST_NAME,
                                 f"expired at {manifest.expires.isoformat()}; the mirror is stale"))
     if seen_version is not None and manifest.version < seen_version:
-        findings.append(Finding(
-            "rollback", MANIFEST_NAME,
-            f"version {manifest.version} is older than version {seen_version} seen before",
-        ))
+        findings.append(_rollback(manifest.version, seen_version))
     return manifest, findings
+
+
+def _rollback(version: int, seen: int) -> Finding:
+    return Finding("rollback", MANIFEST_NAME,
+                   f"version {version} is older than version {seen} seen before")
+
+
+def read_root(target: Target) -> tuple[bytes | None, bytes | None]:
+    """The root and its signature: the one kept by the root's hash if there is one
+    (always consistent with the root), else ``manifest.json.minisig``."""
+    root = target.read_many([(MANIFEST_NAME, MAX_ROOT_SIZE)])[MANIFEST_NAME]
+    if root is None:
+        return None, None
+    by_hash = signature_path(root)
+    kept = target.read_many([(by_hash, MAX_SIGNATURE_SIZE)])[by_hash]
+    if kept is not None:
+        return root, kept
+    return root, target.read_many([(SIGNATURE_NAME, MAX_SIGNATURE_SIZE)])[SIGNATURE_NAME]
 
 
 def authentic_root(root: bytes, signature: bytes, key: PublicKey) -> Manifest | None:
@@ -147,23 +164,36 @@ def authentic_root(root: bytes, signature: bytes, key: PublicKey) -> Manifest | 
 
 
 def check_file(entry: FileEntry, data: bytes | None) -> Finding | None:
+    """Whether ``data`` is what ``entry`` signs (or, in a declared transition, one of the
+    contents the path may still hold)."""
     if data is None:
         return Finding("missing", entry.path, "listed in the manifest but not found")
-    if len(data) != entry.size:
-        shown = f"more than {entry.size}" if len(data) > entry.size else str(len(data))
+    sizes = {entry.size} | {size for _, size in entry.also}
+    if len(data) not in sizes:
+        limit = max(sizes)
+        shown = f"more than {limit}" if len(data) > limit else str(len(data))
         return Finding("size", entry.path, f"size {shown}, signed size {entry.size}")
-    if hashlib.sha256(data).hexdigest() != entry.sha256:
+    digest = hashlib.sha256(data).hexdigest()
+    if (digest, len(data)) != (entry.sha256, entry.size) and (digest, len(data)) not in (
+            entry.also):
         return Finding("tampered", entry.path, "content differs from what was signed")
     return None
 
 
 def check_listing(named: set[str], listing: Iterable[str]) -> list[Finding]:
-    """``named``: every path the signed root names (files, retired files, parts)."""
+    """``named``: every path the signed root names (files, retired files, parts).
+
+    An extra file is reported, not fatal: no signed page links to it, so readers who
+    follow links never meet it, and an interrupted publish leaves its new files there
+    before the manifest that names them.  Files under ``signatures/`` are the by-hash
+    signatures of roots being published (see :func:`~mirrorkit.manifest.signature_path`).
+    """
     listing = list(listing)
     counts = Counter(listing)
     return [
-        Finding("extra", path, "served but not named in the signed manifest")
+        Finding("extra", path, "served but not named in the signed manifest", fatal=False)
         for path in sorted(set(listing) - named - {MANIFEST_NAME, SIGNATURE_NAME})
+        if not path.startswith(SIGNATURE_DIR + "/")
     ] + [
         Finding("duplicate", path, "more than one entry of this name")
         for path, n in sorted(counts.items()) if n > 1
@@ -218,7 +248,9 @@ class DirectoryTarget:
             os.close(fd)
 
     def listing(self) -> list[str]:
-        return list(iter_relative(self.root))
+        # A directory mirror's publisher keeps its lock and temporary files beside the site.
+        return [p for p in iter_relative(self.root)
+                if p != ".mirrorkit-lock" and not p.startswith(".mirrorkit-tmp/")]
 
 
 class ZipTarget:
@@ -384,19 +416,18 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
     at the size the manifest signs, hashed in ``workers`` threads.
     """
     now = now or datetime.now(UTC)
-    head = target.read_many([(MANIFEST_NAME, MAX_ROOT_SIZE),
-                             (SIGNATURE_NAME, MAX_SIGNATURE_SIZE)])
-    manifest_bytes, signature_bytes = head[MANIFEST_NAME], head[SIGNATURE_NAME]
+    manifest_bytes, signature_bytes = read_root(target)
     if manifest_bytes is None:
         raise TargetUnreachableError(f"no {MANIFEST_NAME} found", where=target.label,
                                      hint="is this a mirrorkit site root?")
     if signature_bytes is None:
         return Report(target.label, None, (Finding("signature", SIGNATURE_NAME, "missing"),))
-    seen = trust.seen(key, manifest_bytes, target.label) if trust else None
-    manifest, findings = check_manifest(manifest_bytes, signature_bytes, key, now=now,
-                                        seen_version=seen)
+    manifest, findings = check_manifest(manifest_bytes, signature_bytes, key, now=now)
     if manifest is None:
         return Report(target.label, None, tuple(findings))
+    seen = trust.seen(key, manifest, target.label) if trust else None
+    if seen is not None and manifest.version < seen:
+        findings.append(_rollback(manifest.version, seen))
     parts = target.read_many([(p.path, p.size) for p in manifest.parts])
     entries, problems = read_entries(manifest, parts)
     findings += [Finding("part", path, what) for path, what in problems]
@@ -406,6 +437,8 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
                 for p in manifest.previous_parts]
     optional += [e for e in entries.values() if e.retired is not None]
     required = [e for e in entries.values() if e.retired is None]
+    # Optional files are read whatever a listing says (an unsigned listing that hides a
+    # forged retired page must not spare it); only their absence is fine.
 
     # Slices of files, each read and hashed by one worker: memory is bounded by the
     # workers times a slice, and no thread hop is paid per file.  The listing is walked
@@ -423,8 +456,6 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
         listed = pool.submit(target.listing)
         results = pool.map(check, _chunks(required, batch_bytes))
         listing = listed.result()
-        present = set(listing) if listing is not None else None
-        optional = [e for e in optional if present is None or e.path in present]
         findings += [f for found in results for f in found]
         for chunk in _chunks(optional, batch_bytes):
             findings += check(chunk)
@@ -433,7 +464,7 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
         findings.append(Finding("extra", None,
                                 "not checked: this target cannot be listed", fatal=False))
     else:
-        named = set(entries) | manifest.part_paths()
+        named = set(entries) | manifest.part_paths() | {signature_path(manifest_bytes)}
         findings.extend(check_listing(named, listing))
     report = Report(target.label, manifest, tuple(findings), checked)
     if trust and report.ok:
@@ -447,9 +478,7 @@ def check_written(target: Target, key: PublicKey, root: bytes, written: Sequence
     (plus ``sample`` random files named by the root), nothing else.  The root must be
     ``root``, the one this run published."""
     now = now or datetime.now(UTC)
-    head = target.read_many([(MANIFEST_NAME, MAX_ROOT_SIZE),
-                             (SIGNATURE_NAME, MAX_SIGNATURE_SIZE)])
-    live, signature = head[MANIFEST_NAME], head[SIGNATURE_NAME]
+    live, signature = read_root(target)
     if live is None or signature is None:
         name = MANIFEST_NAME if live is None else SIGNATURE_NAME
         return Report(target.label, None, (Finding("missing", name, "not found"),))
@@ -522,11 +551,8 @@ class TrustStore:
     def _keys(key_id: str, outlet: str, mirror: str, target: str) -> tuple[str, str]:
         return f"{key_id}/{outlet}/{mirror}", f"{key_id}/{outlet}/at/{target}"
 
-    def seen(self, key: PublicKey, manifest_bytes: bytes, target: str) -> int | None:
-        try:
-            m = Manifest.from_bytes(manifest_bytes)
-        except VerifyError:
-            return None
+    def seen(self, key: PublicKey, m: Manifest, target: str) -> int | None:
+        """The newest version seen of this (signed, already checked) manifest's mirror."""
         found = [self.versions[k] for k in self._keys(key.key_id_hex, m.outlet, m.mirror, target)
                  if k in self.versions]
         return max(found) if found else None

@@ -25,6 +25,7 @@ as it was, and the next build does the same work again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -375,13 +376,31 @@ class _Build:
                 {p for p in (previous.parts if previous else ()) if p not in kept},
                 key=lambda p: p.sha256)),
         )
-        data = manifest.to_bytes()
-        comment = (f"timestamp:{int(self.created.timestamp())} outlet:{manifest.outlet} "
-                   f"version:{self.version} mirror:{name} "
-                   f"expires:{manifest.expires.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+        data, signature = sign_root(manifest, secret)
         out.mkdir(parents=True)
         (out / MANIFEST_NAME).write_bytes(data)
-        (out / SIGNATURE_NAME).write_bytes(sign(data, secret, comment).to_bytes())
+        (out / SIGNATURE_NAME).write_bytes(signature)
+
+
+def sign_root(manifest: Manifest, secret: SecretKey) -> tuple[bytes, bytes]:
+    """A root's bytes and its minisign signature, whose trusted comment repeats what a
+    verifier checks first (outlet, version, mirror, expiry)."""
+    data = manifest.to_bytes()
+    comment = (f"timestamp:{int(manifest.created.timestamp())} outlet:{manifest.outlet} "
+               f"version:{manifest.version} mirror:{manifest.mirror} "
+               f"expires:{manifest.expires.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+               + (" transition:1" if manifest.transition else ""))
+    return data, sign(data, secret, comment).to_bytes()
+
+
+def load_signer(config: Config) -> Callable[[Manifest], tuple[bytes, bytes]]:
+    """Signs transition roots at publish time with the outlet's secret key."""
+    secret = load_secret_key(config.signing.secret_key)
+    return functools.partial(_sign_with, secret)
+
+
+def _sign_with(secret: SecretKey, manifest: Manifest) -> tuple[bytes, bytes]:
+    return sign_root(manifest, secret)
 
 
 def _previous_root(store: Store, mirror: str) -> bytes | None:

@@ -19,22 +19,24 @@ never carry credentials: they are built from error codes and statuses, not from 
 from __future__ import annotations
 
 import errno
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from mirrorkit.errors import PublishError
+from mirrorkit.errors import PublishConflictError, PublishError
 
 # Capability names a backend may declare.
 LIST = "list"                    # list() enumerates the site root
 DELETE = "delete"                # delete() removes objects
 CONTENT_TYPE = "content_type"    # put() stores the media type and serves it back
 CACHE_CONTROL = "cache_control"  # put() stores a Cache-Control header
-CONDITIONAL_WRITE = "conditional_write"  # the store honours If-None-Match on writes
+CONDITIONAL_WRITE = "conditional_write"  # the store honours If-Match/If-None-Match on PUT
 
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -43,6 +45,19 @@ def cache_control(max_age: int | None) -> str:
     """Cache-Control for a file: for good if its name carries its content (None), else
     ``max_age`` seconds."""
     return CACHE_IMMUTABLE if max_age is None else f"public, max-age={max_age}"
+
+
+def md5_hex(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def conflict(mirror: str, path: str) -> PublishConflictError:
+    return PublishConflictError(
+        f"another publisher changed {path} during this publish: it won",
+        where=f"mirror {mirror}",
+        hint="nothing it needs was removed; run again to publish on top of its version, "
+             "and let one publisher (one state directory) own each mirror",
+    )
 
 
 def check_limit(mirror: str, path: str, data: bytes, limit: int | None) -> bytes:
@@ -66,9 +81,21 @@ class Backend(ABC):
     capabilities: frozenset[str]
 
     @abstractmethod
-    def put(self, path: str, data: bytes, media_type: str, *, cache: str) -> None:
+    def put(self, path: str, data: bytes, media_type: str, *, cache: str,
+            if_match: str | None = None, if_absent: bool = False) -> str:
         """Store ``data`` at ``path``, replacing what is there; readers see old or new.
-        ``cache`` is the Cache-Control value, for backends that serve one."""
+        ``cache`` is the Cache-Control value, for backends that serve one.  Returns the
+        object's tag (the MD5 of ``data``, as S3 ETags of single PUTs are).
+
+        The commit's conditions: with ``if_match`` the write happens only if the object's
+        tag is that one, with ``if_absent`` only if there is no object; otherwise
+        :class:`~mirrorkit.errors.PublishConflictError`.  Backends with the
+        ``conditional_write`` capability decide this atomically in the store; the others
+        look first, which leaves a short race."""
+
+    @abstractmethod
+    def tag(self, path: str) -> str | None:
+        """The object's tag (see :meth:`put`), or None if there is no such object."""
 
     @abstractmethod
     def get(self, path: str, *, limit: int | None = None) -> bytes | None:
@@ -86,6 +113,12 @@ class Backend(ABC):
     @abstractmethod
     def delete(self, paths: Sequence[str]) -> None:
         """Remove these objects; paths that do not exist are not an error."""
+
+    @contextmanager
+    def publishing(self) -> Iterator[None]:
+        """Held for a whole publish.  Backends without conditional writes in the store
+        (directories) take a lock here, so a second publisher fails at once."""
+        yield
 
     def discard_partial_writes(self) -> None:  # noqa: B027 - optional hook
         """Remove what writes killed part-way left behind (never anything under the site

@@ -20,13 +20,15 @@ this backend declares neither capability.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from mirrorkit.errors import PublishError
+from mirrorkit.errors import PublishConflictError, PublishError
 from mirrorkit.manifest import check_path
 from mirrorkit.publish.base import (
     DELETE,
@@ -34,12 +36,15 @@ from mirrorkit.publish.base import (
     Backend,
     ObjectInfo,
     check_limit,
+    conflict,
+    md5_hex,
     publish_error,
 )
 from mirrorkit.store import write_atomic
 
 FILE_MODE = 0o644
 TMP_DIR = ".mirrorkit-tmp"  # below the root: where writes stage their temporary files
+LOCK_FILE = ".mirrorkit-lock"  # below the root: held by the publisher, never listed
 
 
 class LocalBackend(Backend):
@@ -65,9 +70,19 @@ class LocalBackend(Backend):
             check_path(path)
         except ValueError as e:
             raise PublishError(str(e), where=f"mirror {self.name}") from e
-        if path.split("/", 1)[0] == TMP_DIR:
+        if path.split("/", 1)[0] in (TMP_DIR, LOCK_FILE):
             raise PublishError(f"reserved site path: {path!r}", where=f"mirror {self.name}")
-        return self.root / path
+        target = self.root / path
+        # A directory on the way that is a link could lead out of the mirror.
+        parent = target.parent
+        if parent != self.root and parent.exists():
+            try:
+                if not parent.resolve().is_relative_to(self.root.resolve()):
+                    raise PublishError(f"path leads out of the mirror through a link: {path!r}",
+                                       where=f"mirror {self.name}")
+            except OSError as e:
+                raise publish_error(self.name, f"resolve {path}", e) from e
+        return target
 
     def _inside(self, path: str) -> Path:
         """``root / path`` if that names something strictly inside the root, else an error.
@@ -88,7 +103,40 @@ class LocalBackend(Backend):
             raise PublishError(f"path outside the mirror: {path!r}", where=f"mirror {self.name}")
         return target
 
-    def put(self, path: str, data: bytes, media_type: str, *, cache: str) -> None:
+    @contextmanager
+    def publishing(self) -> Iterator[None]:
+        """A lock on ``<root>/.mirrorkit-lock`` for the whole publish: the directory's
+        stand-in for conditional writes.  A second publisher fails at once."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = (self.root / LOCK_FILE).open("ab")
+        except OSError as e:
+            raise publish_error(self.name, f"lock {self.root}", e) from e
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as e:
+                raise PublishConflictError(
+                    "another publisher is publishing to this directory",
+                    where=f"mirror {self.name}: {self.root}",
+                    hint="wait for it; one publisher (one state directory) per mirror") from e
+            yield
+        finally:
+            handle.close()  # closing releases the lock, as a kill does
+
+    def tag(self, path: str) -> str | None:
+        data = self.get(path)
+        return None if data is None else md5_hex(data)
+
+    def put(self, path: str, data: bytes, media_type: str, *, cache: str,
+            if_match: str | None = None, if_absent: bool = False) -> str:
+        # Conditions hold under the lock that publishing() takes for the whole publish.
+        if (if_match is not None or if_absent) and self.tag(path) != if_match:
+            raise conflict(self.name, path)
+        self._write(path, data)
+        return md5_hex(data)
+
+    def _write(self, path: str, data: bytes) -> None:
         target = self._target(path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -156,9 +204,9 @@ class LocalBackend(Backend):
         for dirpath, dirnames, filenames in os.walk(self.root, onerror=fail):
             base = Path(dirpath)
             if base == self.root:
-                # mirrorkit's own temporary folder is not part of the site.
+                # mirrorkit's own temporary folder and lock are not part of the site.
                 dirnames[:] = [d for d in dirnames if d != TMP_DIR]
-                filenames = [f for f in filenames if f != TMP_DIR]
+                filenames = [f for f in filenames if f not in (TMP_DIR, LOCK_FILE)]
             dirnames.sort()
             # A link to a directory is an entry, as verify lists it (store.iter_files):
             # never walked into, and deleted as a stale object like any other.

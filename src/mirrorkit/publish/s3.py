@@ -46,8 +46,10 @@ from mirrorkit.publish.base import (
     Backend,
     ObjectInfo,
     check_limit,
+    conflict,
     describe,
     is_retryable_code,
+    md5_hex,
     publish_error,
 )
 
@@ -177,7 +179,14 @@ class S3Backend(Backend):
     def close(self) -> None:
         self._client.close()
 
-    def put(self, path: str, data: bytes, media_type: str, *, cache: str) -> None:
+    def put(self, path: str, data: bytes, media_type: str, *, cache: str,
+            if_match: str | None = None, if_absent: bool = False) -> str:
+        conditions: dict[str, str] = {}
+        if if_match is not None or if_absent:
+            if CONDITIONAL_WRITE in self.capabilities:
+                conditions = {"IfMatch": f'"{if_match}"'} if if_match else {"IfNoneMatch": "*"}
+            elif self.tag(path) != if_match:  # the weaker fallback: look, then write
+                raise conflict(self.name, path)
         try:
             self._client.put_object(
                 Bucket=self.bucket,
@@ -186,9 +195,27 @@ class S3Backend(Backend):
                 ContentType=media_type,
                 CacheControl=cache,
                 ContentMD5=_md5(data),
+                **conditions,  # type: ignore[arg-type]
             )
-        except (BotoCoreError, ClientError) as e:
+        except ClientError as e:
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if conditions and status in (409, 412):
+                raise conflict(self.name, path) from e
             raise publish_error(self.name, f"upload {path}", e) from e
+        except BotoCoreError as e:
+            raise publish_error(self.name, f"upload {path}", e) from e
+        return md5_hex(data)
+
+    def tag(self, path: str) -> str | None:
+        try:
+            response = self._client.head_object(Bucket=self.bucket, Key=self.key(path))
+        except ClientError as e:
+            if _missing(e):
+                return None
+            raise publish_error(self.name, f"look up {path}", e) from e
+        except BotoCoreError as e:
+            raise publish_error(self.name, f"look up {path}", e) from e
+        return str(response.get("ETag", "")).strip('"')
 
     def get(self, path: str, *, limit: int | None = None) -> bytes | None:
         try:

@@ -1,88 +1,104 @@
 """Bring a mirror to a new version so that readers never meet a broken copy.
 
-The live ``manifest.json`` is the commit point: readers and verifiers trust what it names,
-so it is replaced only once everything it will name is in place.  One publish runs::
+The live ``manifest.json`` is the commit point: readers and verifiers trust what it names.
+One publish runs::
 
-    read     GET the live root.  The same bytes as ours: nothing to do (one request).
-             Otherwise GET its signature; a root signed by the outlet's key is the plan's
-             basis, and only the parts whose hashes differ from ours are compared (read
-             from the local store when held, else from the mirror, each capped at its
-             signed size).  A root that is missing or not signed by the key makes the
-             mirror *unknown*: it is listed, and every file is sent.
-    stage 1  upload paths the live root does not name (new files, new parts) —
-             invisible to readers until the commit
-    stage 2  replace paths the live root names with other content (home page, feeds,
-             changed pages), then the signature, then ``manifest.json`` LAST — the
-             commit.  If that last write fails, the old signature is put back
-    stage 3  delete what the live root named and the new one names nowhere (the build
-             keeps replaced files as ``retired`` for the grace window, and replaced
-             parts as ``previous_parts`` for one version)
+    read     GET the live root.  The same bytes as ours: check its signature and finish
+             what an earlier run left to delete, nothing else (two requests).  Otherwise
+             GET its signature; a root signed by the outlet's key for this mirror is the
+             plan's basis, and only the parts whose hashes differ from ours are compared
+             (read from the local store when held, else from the mirror, each capped at
+             its signed size).  A root that is missing, not signed by the key or for
+             another mirror makes the mirror *unknown*: it is listed and every file sent.
+    stage 1  upload what the live root does not name: new files, then the new parts, then
+             the signatures of the roots to come under ``signatures/<sha256 of root>``
+    commit 1 (only if files change in place) the *transition root*: this version's root
+             plus, for each path about to be replaced in place, the contents it may still
+             hold.  Signed at publish time, written with a conditional PUT
+    stage 2  replace those files in place: at every moment each holds old or new content,
+             and the transition root allows both
+    commit 2 the final root, conditional on the transition root (or on the live root);
+             then ``manifest.json.minisig``
+    stage 3  delete what the live root named and the new one names nowhere; the live
+             root's parts and signature go at the *next* publish (kept in the journal),
+             so a verifier that read the old root still finds them
 
-So the cost of a publish follows what changed: a no-op costs one GET; ten new articles
-cost the GETs of the root and signature, the puts of what changed and of a few parts.
+So at every instant, including after ``kill -9`` anywhere, the mirror verifies: as the old
+version, as a declared transition, or as the new version.  ``mirrorkit verify`` reads the
+signature by the root's hash, which is in place before the root.  A bare
+``minisign -Vm manifest.json`` user can catch one instant: between the PUT of
+``manifest.json`` and of ``manifest.json.minisig`` (milliseconds) the two disagree.
+
+Cost follows what changed: a no-op is two GETs; ten new articles cost the GETs of the
+root and signature and the PUTs of what changed and of a few parts.
 
 Trust comes only from signed data (DESIGN invariant 10): what to skip and what to delete
-is decided from a root whose signature verifies with the outlet's key.  An unsigned or
-forged root neither freezes publishing (its version is not believed) nor spares a
-tampered file (its hashes are not believed).
+is decided from a root whose signature verifies with the outlet's key.
 
-Guarantees:
+One writer per mirror: both commits are conditional writes (If-Match on the tag of what
+this publish saw, If-None-Match on a first publish) where the store supports them (AWS
+S3, R2, MinIO, moto), a lock held for the whole publish on directories, and elsewhere a
+look just before the write (a short race).  The loser raises
+:class:`~mirrorkit.errors.PublishConflictError` and deletes nothing.
 
-- A failure stops the publish at once (running uploads finish, queued ones are dropped)
-  and raises :class:`~mirrorkit.errors.PublishError` naming the mirror and the object.
-  Nothing the live manifest names has been removed, so the mirror still serves the old
-  version whole; the next run completes the work.
-- Every uploaded file is checked against its manifest entry (size and SHA-256) before it
-  leaves the machine, and S3 checks it again on arrival (Content-MD5).
-- A publish into an unknown root that holds files the new version does not name is
-  refused rather than deleting them, unless the root's (unsigned) manifest names this
-  outlet: a mirror pointed at the wrong directory must not be wiped.
-- A publish never takes a mirror backwards: a version older than the live signed one, or
-  the same version with other content, is refused.
-
-Accepted window: during stage 2, replaced files and the signature are already new while
-the old manifest is still live, so for those few objects a verifier can see a hash or
-signature mismatch for the seconds stage 2 takes.  One publisher per mirror at a time is
-assumed.
+Resumable: the journal (the store, per mirror) remembers an unfinished publish; the next
+one checks each file it would upload against the mirror by hash (the object's MD5 tag)
+and sends only what is missing or different.
 """
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 from mirrorkit.bundle import SiteSource, TreeSource
-from mirrorkit.errors import MirrorkitError, PublishError, VerifyError
+from mirrorkit.errors import MirrorkitError, PublishConflictError, PublishError, VerifyError
 from mirrorkit.manifest import (
     MANIFEST_NAME,
     MAX_ROOT_SIZE,
     MAX_SIGNATURE_SIZE,
+    PART_DIR,
+    SIGNATURE_DIR,
     SIGNATURE_NAME,
     FileEntry,
     Manifest,
     PartRef,
+    bin_of,
     decode_part,
     media_type,
     sha256_hex,
+    signature_path,
 )
-from mirrorkit.publish.base import DELETE, LIST, Backend, cache_control
+from mirrorkit.publish.base import DELETE, LIST, Backend, cache_control, md5_hex
 from mirrorkit.sign import PublicKey
 from mirrorkit.verify import authentic_root
 
 Progress = Callable[[str], None]
+# Signs a root at publish time (the transition root): returns its bytes and signature.
+Signer = Callable[[Manifest], tuple[bytes, bytes]]
 
 _CONTROL_FILES = frozenset({MANIFEST_NAME, SIGNATURE_NAME})
 _MANIFEST_CACHE = cache_control(60)
+
+
+class Journal(Protocol):
+    """What a publish remembers about a mirror between runs (the store, in practice)."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, value: str | None) -> None: ...
 
 
 @dataclass(frozen=True)
 class PublishResult:
     """What one publish did (or, with ``dry_run``, would do) to one mirror.
 
-    ``uploaded`` and ``bytes_uploaded`` include the manifest and its signature;
+    ``uploaded`` and ``bytes_uploaded`` count every PUT (files, parts, signatures, roots);
     ``written`` lists the files and parts sent (what a check after publish reads back).
     """
 
@@ -100,7 +116,7 @@ class PublishResult:
 class Plan:
     """The work of one publish, decided before anything is written."""
 
-    first: tuple[FileEntry, ...]    # stage 1: not named by the live root
+    first: tuple[FileEntry, ...]    # stage 1: not (certainly) on the mirror
     replace: tuple[FileEntry, ...]  # stage 2: named by the live root with other content
     skipped: int                    # already on the mirror as the live root says
     delete: tuple[str, ...]         # stage 3
@@ -119,9 +135,10 @@ def plan_publish(
 
     ``new`` and ``old`` are the entries (files, retired files and parts) of the new and
     the live signed root, over the same bins: bins whose parts are equal may be left out
-    of both.  ``old`` is None for an unknown mirror; then ``present`` is its listing
-    (path to size), if it can be listed, and ``ours`` whether its unsigned manifest names
-    this outlet.
+    of both.  An old entry that is retired, or in a declared transition, may not be on
+    the mirror as listed: a new file with its content is sent again.  ``old`` is None for
+    an unknown mirror; then ``present`` is its listing (path to size), if it can be
+    listed, and ``ours`` whether its unsigned manifest names this outlet.
     """
     first: list[FileEntry] = []
     replacing: list[FileEntry] = []
@@ -129,14 +146,16 @@ def plan_publish(
     skipped = 0
     for entry in new.values():
         before = old.get(entry.path) if old is not None else None
-        if entry.same_content(before):
+        certain = before is not None and before.retired is None and not before.also
+        if entry.same_content(before) and (certain or entry.retired is not None):
             skipped += 1
-        elif before is None:
+        elif before is None or (entry.same_content(before) and entry.retired is None):
             # A retired file is kept only for readers of older pages: never sent again.
             if entry.retired is None:
                 first.append(entry)
         else:
             replacing.append(entry)
+            assert before is not None
             replaced.append(before)
     if old is not None:
         delete = tuple(sorted(set(old) - set(new)))
@@ -150,7 +169,7 @@ def plan_publish(
 
 def _order(entry: FileEntry) -> tuple[bool, str]:
     # Parts last within a stage: a reader who finds a part finds what it names.
-    return entry.path.startswith("parts/"), entry.path
+    return entry.path.startswith(PART_DIR + "/"), entry.path
 
 
 def publish_tree(
@@ -158,83 +177,281 @@ def publish_tree(
     source: SiteSource | Path,
     *,
     key: PublicKey | None = None,
+    signer: Signer | None = None,
+    journal: Journal | None = None,
     concurrency: int = 8,
     dry_run: bool = False,
     progress: Progress | None = None,
 ) -> PublishResult:
     """Publish one mirror's version from ``source`` (a built version or a site tree) to
-    ``backend``.  ``key`` is the outlet's public key: without it the live root cannot
-    be trusted, and every file is sent."""
-    say: Progress = progress or (lambda _: None)
+    ``backend``.  ``key`` is the outlet's public key: without it the live root cannot be
+    trusted, and every file is sent.  ``signer`` signs transition roots: without it,
+    files replaced in place are briefly newer than the live root.  ``journal`` carries an
+    unfinished publish's state to the next run."""
     if isinstance(source, Path):
         source = TreeSource(source)
-    name = backend.name
     try:
         root_bytes = source.root()
         signature = source.signature()
         new = Manifest.from_bytes(root_bytes)
     except MirrorkitError as e:
-        raise PublishError(e.what, where=f"mirror {name}: {e.where or source.label}",
+        raise PublishError(e.what, where=f"mirror {backend.name}: {e.where or source.label}",
                            hint="rebuild with 'mirrorkit build'") from e
-
-    live_bytes = backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE)
-    if live_bytes == root_bytes:
-        say(f"{name}: version {new.version} is already live")
-        return PublishResult(name, new.version, 0, 0, 0, 0, dry_run)
-    live = None
-    live_sig = None
-    if live_bytes is not None and key is not None:
-        live_sig = backend.get(SIGNATURE_NAME, limit=MAX_SIGNATURE_SIZE)
-        live = authentic_root(live_bytes, live_sig, key) if live_sig is not None else None
-        if live is not None and live.outlet != new.outlet:
-            live = None
-    if live is not None:
-        _refuse_going_back(name, new, live)
-        plan = plan_publish(*_changed_entries(backend, source, new, live))
-    else:
-        plan = _plan_unknown(backend, source, new, live_bytes)
-
-    can_delete = DELETE in backend.capabilities
-    deleting = plan.delete if can_delete else ()
-    say(f"{name}: version {new.version}: {len(plan.first)} new, {len(plan.replace)} changed,"
-        f" {plan.skipped} unchanged, {len(deleting)} to delete")
-    sending = plan.first + plan.replace
-    control = len(root_bytes) + len(signature)
+    run = _Publish(backend, source, new, root_bytes, signature, key, signer,
+                   journal, concurrency, progress or (lambda _: None))
     if dry_run:
-        return PublishResult(name, new.version, len(sending) + 2, plan.skipped,
-                             len(deleting), sum(f.size for f in sending) + control,
-                             dry_run=True, written=sending)
+        return run.dry_run()
+    with backend.publishing():
+        return run.run()
 
-    backend.discard_partial_writes()
-    # What stage 2 overwrites is kept, so a publish that fails before its commit can leave
-    # the live version whole: the old files back, the new ones it does not name gone.
-    previous: dict[str, bytes | None] = {}
+
+class _Publish:
+    """One publish of one mirror."""
+
+    def __init__(self, backend: Backend, source: SiteSource, new: Manifest, root: bytes,
+                 signature: bytes, key: PublicKey | None, signer: Signer | None,
+                 journal: Journal | None, concurrency: int, say: Progress):
+        self.backend, self.source, self.new = backend, source, new
+        self.root, self.signature = root, signature
+        self.key, self.signer, self.journal = key, signer, journal
+        self.concurrency, self.say = concurrency, say
+        self.name = backend.name
+        self.puts = 0
+        self.sent = 0
+        # Without a signer: what stage 2 overwrote, to put back if the commit fails.
+        self._previous: dict[str, bytes | None] = {}
+
+    # -- reading the mirror ---------------------------------------------------------------
+
+    def _read_live(self, live_bytes: bytes | None,
+                   ) -> tuple[bytes | None, bytes | None, Manifest | None]:
+        if live_bytes is None:
+            return None, None, None
+        live_sig = self.backend.get(signature_path(live_bytes), limit=MAX_SIGNATURE_SIZE)
+        if live_sig is None:
+            live_sig = self.backend.get(SIGNATURE_NAME, limit=MAX_SIGNATURE_SIZE)
+        live = None
+        if self.key is not None and live_sig is not None:
+            live = authentic_root(live_bytes, live_sig, self.key)
+        if live is not None and (live.outlet, live.mirror) != (self.new.outlet, self.new.mirror):
+            live = None  # another outlet's, or another mirror's root copied here
+        return live_bytes, live_sig, live
+
+    def _plan(self, live_bytes: bytes | None, live: Manifest | None) -> Plan:
+        if live is None:
+            return _plan_unknown(self.backend, self.source, self.new, live_bytes)
+        _refuse_going_back(self.name, self.new, self.root, live)
+        return plan_publish(*_changed_entries(self.backend, self.source, self.new, live))
+
+    def dry_run(self) -> PublishResult:
+        live_bytes = self.backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE)
+        if live_bytes == self.root:
+            return PublishResult(self.name, self.new.version, 0, 0, 0, 0, True)
+        live_bytes, _, live = self._read_live(live_bytes)
+        plan = self._plan(live_bytes, live)
+        sending = plan.first + plan.replace
+        deleting = plan.delete if DELETE in self.backend.capabilities else ()
+        return PublishResult(self.name, self.new.version, len(sending) + 2, plan.skipped,
+                             len(deleting), sum(f.size for f in sending)
+                             + len(self.root) + len(self.signature), True, sending)
+
+    # -- the publish ----------------------------------------------------------------------
+
+    def run(self) -> PublishResult:
+        backend, new = self.backend, self.new
+        resuming = self._get("started") is not None
+        live_bytes = backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE)
+        if live_bytes == self.root:
+            # Already live: only a damaged standard signature is put right, and what an
+            # earlier run could not delete goes now.
+            if backend.get(SIGNATURE_NAME, limit=MAX_SIGNATURE_SIZE) != self.signature:
+                self._put(SIGNATURE_NAME, self.signature, _MANIFEST_CACHE)
+            deleted = self._finish_deletes({})
+            self._set("started", None)
+            self.say(f"{self.name}: version {new.version} is already live")
+            return PublishResult(self.name, new.version, self.puts, 0, deleted, self.sent,
+                                 False)
+        live_bytes, _, live = self._read_live(live_bytes)
+        plan = self._plan(live_bytes, live)
+        self.say(f"{self.name}: version {new.version}: {len(plan.first)} to add, "
+                 f"{len(plan.replace)} to replace, {len(plan.delete)} to delete")
+        self._set("started", sha256_hex(self.root))
+        backend.discard_partial_writes()
+        transition = self._transition(plan) if live is not None and plan.replace else None
+
+        # Stage 1: new files, new parts, then the signatures of the roots to come.
+        first = list(plan.first)
+        if resuming:
+            first = self._missing(first)
+        try:
+            self._upload(first)
+            signatures = [(signature_path(self.root), self.signature)]
+            if transition is not None:
+                signatures.append((signature_path(transition[0]), transition[1]))
+            for path, data in signatures:
+                self._put(path, data, _MANIFEST_CACHE)
+            expected = md5_hex(live_bytes) if live_bytes is not None else None
+            if transition is not None:
+                # Commit 1: the transition root allows old and new content where stage 2
+                # writes in place.
+                expected = self._commit(transition[0], transition[1], expected)
+                self._upload(list(plan.replace))
+            elif plan.replace:
+                self._replace_unsigned(plan, live)
+            self._commit(self.root, self.signature, expected)
+        except PublishConflictError:
+            raise  # the winner's files are not ours to touch
+        except PublishError:
+            if transition is None and plan.replace:
+                _roll_back(backend, self.root, live, plan, self._previous)
+            raise
+        self.say(f"{self.name}: version {new.version} is live")
+
+        # Stage 3, and what the live root's verifiers may still read goes next time.
+        later = set()
+        if live is not None and live_bytes is not None:
+            later = ({p.path for p in live.parts} | {signature_path(live_bytes)}) - (
+                new.part_paths())
+        if transition is not None:
+            later.add(signature_path(transition[0]))
+        if self.journal is None:
+            later = set()  # nowhere to remember them: they go now
+            now = list(plan.delete) + sorted(
+                ({signature_path(live_bytes)} if live_bytes is not None else set())
+                | ({signature_path(transition[0])} if transition is not None else set()))
+        else:
+            now = [p for p in plan.delete if p not in later]
+        deleted = self._finish_deletes(dict.fromkeys(now, True))
+        self._remember_deletes(sorted(later))
+        self._set("started", None)
+        return PublishResult(self.name, new.version, self.puts, plan.skipped, deleted,
+                             self.sent, False, plan.first + plan.replace)
+
+    def _transition(self, plan: Plan) -> tuple[bytes, bytes] | None:
+        if self.signer is None:
+            return None
+        froms = []
+        for entry in plan.before:
+            allowed = dict.fromkeys(((entry.sha256, entry.size), *entry.also))
+            froms.append((entry.path, tuple(allowed)))
+        return self.signer(replace(self.new, transition=tuple(sorted(froms))))
+
+    def _commit(self, root: bytes, signature: bytes, expected: str | None) -> str:
+        """Write ``root`` if the live root is still the one this publish read; then the
+        standard signature beside it.  Returns the new root's tag."""
+        tag = self.backend.put(MANIFEST_NAME, root, media_type(MANIFEST_NAME),
+                               cache=_MANIFEST_CACHE, if_match=expected,
+                               if_absent=expected is None)
+        self.puts += 1
+        self.sent += len(root)
+        self._put(SIGNATURE_NAME, signature, _MANIFEST_CACHE)
+        return tag
+
+    def _replace_unsigned(self, plan: Plan, live: Manifest | None) -> None:
+        """Without a signer: replace in place, keeping what was there to put it back if
+        the publish fails before its commit (the old behaviour, with its short window)."""
+        self._previous = {
+            f.path: self.source.cached(f) or _get_quiet(self.backend, f.path, f.size)
+            for f in plan.before
+        }
+        self._upload(list(plan.replace))
+
+    def _missing(self, entries: list[FileEntry]) -> list[FileEntry]:
+        """Of an interrupted publish's uploads, those not on the mirror with our bytes:
+        checked by hash (the object's MD5 tag), never taken on trust."""
+        def absent(entry: FileEntry) -> bool:
+            try:
+                return self.backend.tag(entry.path) != md5_hex(self.source.read(entry))
+            except MirrorkitError:
+                return True
+
+        with ThreadPoolExecutor(max(1, self.concurrency)) as pool:
+            flags = list(pool.map(absent, entries))
+        todo = [e for e, missing in zip(entries, flags, strict=True) if missing]
+        self.say(f"{self.name}: resuming: {len(entries) - len(todo)} of {len(entries)} "
+                 "files already there")
+        return todo
+
+    def _upload(self, entries: list[FileEntry]) -> None:
+        sent = _upload(self.backend, self.source, entries, self.concurrency, self.say)
+        self.puts += len(entries)
+        self.sent += sent
+
+    def _put(self, path: str, data: bytes, cache: str) -> None:
+        self.backend.put(path, data, media_type(path), cache=cache)
+        self.puts += 1
+        self.sent += len(data)
+
+    # -- deletes across runs ----------------------------------------------------------------
+
+    def _finish_deletes(self, now: Mapping[str, bool]) -> int:
+        """Delete ``now`` and what earlier runs left to delete, except what the new root
+        names.  A failed delete is remembered for the next run, not an error: the new
+        version is live either way."""
+        pending = [p for p in json.loads(self._get("delete") or "[]") if p not in now]
+        todo = list(now) + [p for p in pending if not _named(self.new, self.source, p)]
+        if not todo or DELETE not in self.backend.capabilities:
+            self._set("delete", None)
+            return 0
+        try:
+            self.backend.delete(todo)
+        except PublishError as e:
+            self.say(f"{self.name}: {len(todo)} stale files left for the next run: {e}")
+            self._remember_deletes(todo)
+            return 0
+        self._set("delete", None)
+        self.say(f"{self.name}: deleted {len(todo)} stale files")
+        return len(todo)
+
+    def _remember_deletes(self, paths: Iterable[str]) -> None:
+        if self.journal is None:
+            return  # nothing to carry them in: the next publish's plan cannot see them
+        paths = sorted(set(paths) | set(json.loads(self._get("delete") or "[]")))
+        self._set("delete", json.dumps(paths) if paths else None)
+
+    def _get(self, key: str) -> str | None:
+        return self.journal.get(key) if self.journal is not None else None
+
+    def _set(self, key: str, value: str | None) -> None:
+        if self.journal is not None:
+            self.journal.set(key, value)
+
+
+def _named(new: Manifest, source: SiteSource, path: str) -> bool:
+    """Whether the new root names ``path`` (as a file, retired file, part or signature)."""
+    if path.startswith(PART_DIR + "/"):
+        return path in new.part_paths()
+    if path.startswith(SIGNATURE_DIR + "/"):
+        return False
+    index = bin_of(path, new.bins)
+    ref = new.parts[index]
     try:
-        sent = _upload(backend, source, plan.first, concurrency, say)
-        # From the local store where it still holds them: no download per replaced file.
-        previous = {f.path: source.cached(f) or backend.get(f.path) for f in plan.before}
-        sent += _upload(backend, source, plan.replace, concurrency, say)
-        _commit(backend, root_bytes, signature,
-                live_sig if live is not None else backend.get(SIGNATURE_NAME,
-                                                              limit=MAX_SIGNATURE_SIZE))
-    except PublishError:
-        _roll_back(backend, root_bytes, live, plan, previous)
-        raise
-    say(f"{name}: version {new.version} is live")
+        entries = decode_part(source.read(ref.entry()), ref, index, new.bins)
+    except MirrorkitError:
+        return True  # cannot tell: keep it
+    return any(e.path == path for e in entries)
 
-    if deleting:
-        backend.delete(deleting)
-        say(f"{name}: deleted {len(deleting)} stale files")
-    return PublishResult(name, new.version, len(sending) + 2, plan.skipped, len(deleting),
-                         sent + control, dry_run=False, written=sending)
+
+def _get_quiet(backend: Backend, path: str, size: int) -> bytes | None:
+    try:
+        return backend.get(path, limit=size)
+    except PublishError:
+        return None
 
 
 def _changed_entries(backend: Backend, source: SiteSource, new: Manifest, live: Manifest,
                      ) -> tuple[dict[str, FileEntry], dict[str, FileEntry]]:
     """The entries of the bins whose parts differ between ``new`` and ``live``, plus
-    each root's parts as entries: the only places a plan can find a difference."""
+    each root's parts as entries: the only places a plan can find a difference.
+
+    A live part that cannot be had (deleted or damaged behind mirrorkit's back, and not
+    in the local store) leaves its bin unknown: its files are all sent again, and none
+    of it deleted.
+    """
     if new.bins == live.bins:
-        bins = [i for i in range(new.bins) if new.parts[i] != live.parts[i]]
+        # A live transition's paths may hold old content whatever the parts say.
+        moving = {bin_of(path, new.bins) for path, _ in live.transition}
+        bins = [i for i in range(new.bins) if new.parts[i] != live.parts[i] or i in moving]
     else:
         bins = list(range(new.bins))
     new_entries: dict[str, FileEntry] = {}
@@ -243,44 +460,53 @@ def _changed_entries(backend: Backend, source: SiteSource, new: Manifest, live: 
         for entry in decode_part(source.read(ref.entry()), ref, i, new.bins):
             new_entries[entry.path] = entry
     old_entries: dict[str, FileEntry] = {}
-    old_bins = bins if new.bins == live.bins else range(live.bins)
-    for i in old_bins:
+    for i in bins if new.bins == live.bins else range(live.bins):
         ref = live.parts[i]
-        for entry in decode_part(_live_part(backend, source, ref), ref, i, live.bins):
-            old_entries[entry.path] = entry
+        data = _live_part(backend, source, ref)
+        if data is None:
+            continue
+        try:
+            for entry in decode_part(data, ref, i, live.bins):
+                old_entries[entry.path] = entry
+        except VerifyError:
+            continue
+    for path, froms in live.transition:
+        if path in old_entries:
+            old_entries[path] = replace(old_entries[path], also=froms)
     for ref in new.parts:
         new_entries[ref.path] = ref.entry()
     for ref in new.previous_parts:
         # Kept one more version for verifiers that read the old root: optional, as retired.
-        new_entries[ref.path] = replace(ref.entry(), retired=new.created)
-    for ref in live.parts + live.previous_parts:
+        new_entries.setdefault(ref.path, replace(ref.entry(), retired=new.created))
+    for ref in live.parts:
         old_entries[ref.path] = ref.entry()
+    for ref in live.previous_parts:
+        # Named by the live root, but never sent to a mirror that skipped a version.
+        old_entries.setdefault(ref.path, replace(ref.entry(), retired=live.created))
     return new_entries, old_entries
 
 
-def _live_part(backend: Backend, source: SiteSource, ref: PartRef) -> bytes:
-    """A part of the live root: from the local store if it holds it, else the mirror."""
+def _live_part(backend: Backend, source: SiteSource, ref: PartRef) -> bytes | None:
+    """A part of the live root: from the local store if it holds it, else the mirror
+    (capped at its signed size); None if neither has it as signed."""
     data = source.cached(ref.entry())
     if data is not None:
         return data
-    data = backend.get(ref.path, limit=ref.size)
+    data = _get_quiet(backend, ref.path, ref.size)
     if data is None or sha256_hex(data) != ref.sha256:
-        raise PublishError(
-            f"{ref.path}, named by the mirror's signed manifest, is missing or damaged",
-            where=f"mirror {backend.name}",
-            hint="the mirror was changed by hand; 'mirrorkit verify' shows what else is")
+        return None
     return data
 
 
 def _plan_unknown(backend: Backend, source: SiteSource, new: Manifest,
                   live_bytes: bytes | None) -> Plan:
-    """A mirror without a root signed by this outlet's key: send every file."""
+    """A mirror without a root signed by this outlet's key for it: send every file."""
     entries: dict[str, FileEntry] = {}
     for i, ref in enumerate(new.parts):
         try:
             for entry in decode_part(source.read(ref.entry()), ref, i, new.bins):
                 entries[entry.path] = entry
-        except (VerifyError, MirrorkitError) as e:
+        except MirrorkitError as e:
             raise PublishError(str(e), where=f"mirror {backend.name}: {source.label}",
                                hint="rebuild with 'mirrorkit build'") from e
         entries[ref.path] = ref.entry()
@@ -295,6 +521,8 @@ def _plan_unknown(backend: Backend, source: SiteSource, new: Manifest,
         except VerifyError:
             outlet = None
     plan = plan_publish(entries, None, present=present, ours=outlet == new.outlet)
+    plan = replace(plan, delete=tuple(p for p in plan.delete
+                                      if not p.startswith(SIGNATURE_DIR + "/")))
     if plan.foreign:
         if live_bytes is None:
             why = "the mirror has no manifest.json"
@@ -318,6 +546,8 @@ def publish_all(
     dry_run: bool = False,
     *,
     key: PublicKey | None = None,
+    signer: Signer | None = None,
+    journals: Mapping[str, Journal] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, PublishResult | PublishError]:
     """Publish every backend's source in parallel; one mirror failing never stops another.
@@ -338,7 +568,8 @@ def publish_all(
         if source is None:
             raise PublishError("no bundle was built for this mirror", where=f"mirror {name}")
         try:
-            return publish_tree(backends[name], source, key=key, concurrency=concurrency,
+            return publish_tree(backends[name], source, key=key, signer=signer,
+                                journal=(journals or {}).get(name), concurrency=concurrency,
                                 dry_run=dry_run, progress=say)
         except VerifyError as e:
             raise PublishError(str(e), where=f"mirror {name}") from e
@@ -365,12 +596,13 @@ def publish_all(
 
 # -- helpers ------------------------------------------------------------------------------
 
-def _refuse_going_back(mirror: str, new: Manifest, live: Manifest) -> None:
-    """Raise if publishing ``new`` over this outlet's signed ``live`` root would go back."""
+def _refuse_going_back(mirror: str, new: Manifest, root: bytes, live: Manifest) -> None:
+    """Raise if publishing ``new`` over this outlet's signed ``live`` root would go back.
+    The transition root of this very version is not "other content": it is resumed."""
     if live.version > new.version:
         what = (f"the mirror is at version {live.version}, newer than this bundle's "
                 f"version {new.version}")
-    elif live.version == new.version:
+    elif live.version == new.version and replace(live, transition=()).to_bytes() != root:
         what = (f"the mirror is at version {live.version} with other content than this "
                 f"bundle's version {new.version}")
     else:
@@ -383,22 +615,6 @@ def _refuse_going_back(mirror: str, new: Manifest, live: Manifest) -> None:
     )
 
 
-def _commit(backend: Backend, root: bytes, signature: bytes,
-            old_signature: bytes | None) -> None:
-    """Write the signature, then the manifest: the commit.
-
-    The signature goes first, so a reader who sees the new manifest finds its signature.
-    If the manifest cannot be written, the old signature is put back (best effort), so the
-    mirror goes on serving the old version with a signature that verifies.
-    """
-    backend.put(SIGNATURE_NAME, signature, media_type(SIGNATURE_NAME), cache=_MANIFEST_CACHE)
-    try:
-        backend.put(MANIFEST_NAME, root, media_type(MANIFEST_NAME), cache=_MANIFEST_CACHE)
-    except PublishError:
-        _restore_signature(backend, root, signature, old_signature)
-        raise
-
-
 def _roll_back(backend: Backend, root: bytes, live: Manifest | None, plan: Plan,
                previous: Mapping[str, bytes | None]) -> None:
     """Best effort after a failed publish: put back what stage 2 replaced and remove what
@@ -408,31 +624,12 @@ def _roll_back(backend: Backend, root: bytes, live: Manifest | None, plan: Plan,
             return  # nothing to protect, or the commit landed after all
         for path, data in previous.items():
             if data is not None:
-                backend.put(path, data, media_type(path), cache=cache_control(60))
+                backend.put(path, data, media_type(path), cache=cache_control(300))
         added = [f.path for f in plan.first]
         if added and DELETE in backend.capabilities:
             backend.delete(added)
     except PublishError:
         pass  # the caller reports the original failure; the next run completes the work
-
-
-def _restore_signature(
-    backend: Backend, root: bytes, signature: bytes, old_signature: bytes | None
-) -> None:
-    if old_signature == signature:
-        return
-    try:
-        # A write reported as failed may still have landed (a lost response); then the new
-        # signature is the right one.
-        if backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE) == root:
-            return
-        if old_signature is not None:
-            backend.put(SIGNATURE_NAME, old_signature, media_type(SIGNATURE_NAME),
-                        cache=_MANIFEST_CACHE)
-        elif DELETE in backend.capabilities:
-            backend.delete([SIGNATURE_NAME])
-    except PublishError:
-        pass  # best effort: the caller reports the original failure
 
 
 def _upload(
