@@ -79,7 +79,7 @@ def test_a_build_renders_what_changed_and_reencodes_few_parts(
         store.save_article(article(n))
     _, full = build_with_stats(config, store, now=T0)
     assert full.full and full.rendered >= 1500
-    fresh = replace(article(1000), published=T0 + timedelta(hours=1))
+    fresh = replace(article(5000), published=T0 + timedelta(hours=1))
     store.save_article(fresh)
     bundle, stats = build_with_stats(config, store, now=T0 + timedelta(minutes=5))
     # The new page, its archive page, the page before it, the archive index, home,
@@ -91,7 +91,7 @@ def test_a_build_renders_what_changed_and_reencodes_few_parts(
     entries = bundle_entries(bundle, "m")
     assert article_path(fresh) in entries
     home = bundle.source("m").lookup("index.html") or b""
-    assert b"Story 1000" in home
+    assert b"Story 5000" in home
 
 
 def test_a_template_change_rebuilds_every_page_and_retires_the_old_stylesheet(
@@ -160,6 +160,17 @@ def test_the_secret_key_is_in_no_bundle_file(setup: tuple[Config, Store], tmp_pa
         assert secret not in path.read_bytes(), path
 
 
+def test_new_articles_are_numbered_oldest_first(setup: tuple[Config, Store]) -> None:
+    """A batch (a first import of an archive) fills archive pages in date order, whatever
+    order the fetch stored it in."""
+    config, store = setup
+    for n in (7, 4, 9, 5):  # article(n) is n hours old
+        store.save_article(article(n))
+    build(config, store, now=T0)
+    ages = [int(a.title.split()[-1]) for a in store.articles_by_seq(1, 7)]
+    assert ages == sorted(ages, reverse=True)  # seq 1 is the oldest
+
+
 def test_an_old_store_is_migrated(tmp_path: Path) -> None:
     """A store written before schema versions (user_version 0) opens, numbers its articles
     in arrival order and exports."""
@@ -179,6 +190,7 @@ def test_an_old_store_is_migrated(tmp_path: Path) -> None:
         seqs = {a.url: a.seq for a in store.articles()}
         assert seqs == {article(2).url: 1, article(1).url: 2}  # fetched first, numbered first
         store.save_article(article(3))
+        assert store.number_articles() == 1  # the next build numbers new articles
         assert store.articles_by_seq(3, 3)[0].url == article(3).url
     result = CliRunner().invoke(cli, ["--config", str(state / "none.toml"), "--help"])
     assert result.exit_code == 0

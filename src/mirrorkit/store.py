@@ -330,8 +330,9 @@ class Store:
     def save_article(self, article: Article) -> bool:
         """Insert or update; returns True if the article is new or its content changed.
 
-        A new article takes the next ``seq``; a changed one keeps its own.  Either way it
-        takes the next ``rev``, which is how the build finds it.
+        A new article gets its ``seq`` from the next build (:meth:`number_articles`); a
+        changed one keeps its own.  Either way it takes the next ``rev``, which is how the
+        build finds it.
         """
         digest = article.content_hash
         with self._mutex:
@@ -342,8 +343,7 @@ class Store:
                 "INSERT INTO articles (id, url, source, title, authors, published,"
                 " updated, language, text, html, media, summary, content_hash, fetched_at,"
                 " changed_at, seq, rev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                " (SELECT COALESCE(MAX(seq), 0) + 1 FROM articles),"
-                " (SELECT COALESCE(MAX(rev), 0) + 1 FROM articles))"
+                " NULL, (SELECT COALESCE(MAX(rev), 0) + 1 FROM articles))"
                 " ON CONFLICT (id) DO UPDATE SET url = excluded.url, source = excluded.source,"
                 " title = excluded.title, authors = excluded.authors,"
                 " published = excluded.published, updated = excluded.updated,"
@@ -390,6 +390,17 @@ class Store:
         rows = self._q(_SELECT_ARTICLES + " WHERE seq BETWEEN ? AND ? ORDER BY seq",
                        (first, last))
         return [_article(r) for r in rows]
+
+    def number_articles(self) -> int:
+        """Give articles that have no ``seq`` yet the next numbers, oldest first by date,
+        so a batch (a first import of a whole archive) fills archive pages in date order.
+        Returns how many were numbered."""
+        with self._mutex:
+            rows = self._q(f"SELECT id FROM articles WHERE seq IS NULL ORDER BY {_WHEN}, id")
+            start = self.article_count()
+            self._many("UPDATE articles SET seq = ? WHERE id = ?",
+                       [(start + n, r[0]) for n, r in enumerate(rows, 1)])
+        return len(rows)
 
     def article_stubs(self, first: int, last: int) -> list[Article]:
         """Articles ``first``..``last`` by seq with only what links and sitemaps need

@@ -236,6 +236,7 @@ class _Build:
         style = stylesheet_path(css)
         self.put(SHARED, style, css, max_age=0, mutable=False)
 
+        store.number_articles()
         size = config.build.archive_page_size
         count = store.article_count()
         pages = (count + size - 1) // size
