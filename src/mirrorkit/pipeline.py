@@ -139,8 +139,9 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
         else:
             if not dry_run:
                 store.record_publish(name, result.version)
-            log.info("mirror %s: version %d, %d uploaded, %d unchanged, %d deleted",
-                     name, result.version, result.uploaded, result.skipped, result.deleted)
+            log.info("mirror %s: version %d, %d %s, %d %s", name, result.version,
+                     result.uploaded, "to upload" if dry_run else "uploaded", result.deleted,
+                     "to delete" if dry_run else "deleted")
             outcomes[name] = MirrorOutcome(name, published=result)
     return [outcomes[m.name] for m in mirrors]
 
@@ -186,7 +187,8 @@ def sync(config: Config, store: Store) -> SyncResult:
     built = needs_build(config, store, report)
     bundle = run_build(config, store) if built else latest_bundle(store)
     if not built:
-        log.info("nothing new; mirrors stay at version %d", bundle.version if bundle else 0)
+        log.info("nothing new to build; publishing version %d",
+                 bundle.version if bundle else 0)
     outcomes = run_publish(config, store, bundle=bundle)
     key = load_public_key(config.signing.public_key)
     checked = []

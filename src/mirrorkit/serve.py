@@ -41,7 +41,8 @@ def make_source_app(source: SiteSource) -> web.Application:
     """Serve a built version straight from the store, as its mirror will."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        rel = request.match_info["path"] or "index.html"
+        rel = request.match_info["path"]
+        rel = rel + "index.html" if not rel or rel.endswith("/") else rel
         try:
             data = source.lookup(check_path(rel))
         except ValueError as e:

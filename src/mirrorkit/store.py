@@ -139,6 +139,7 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 _WHEN = "COALESCE(published, updated, fetched_at)"
 # Composed from constants only; every value goes in as a parameter.
+_UNNUMBERED = "SELECT id FROM articles WHERE seq IS NULL ORDER BY " + _WHEN + ", id"  # noqa: S608
 _SELECT_ARTICLES = (
     "SELECT id, url, source, title, authors, published, updated, language, text, html,"  # noqa: S608
     f" media, summary, seq, {_WHEN} FROM articles"
@@ -396,7 +397,7 @@ class Store:
         so a batch (a first import of a whole archive) fills archive pages in date order.
         Returns how many were numbered."""
         with self._mutex:
-            rows = self._q(f"SELECT id FROM articles WHERE seq IS NULL ORDER BY {_WHEN}, id")
+            rows = self._q(_UNNUMBERED)
             start = self.article_count()
             self._many("UPDATE articles SET seq = ? WHERE id = ?",
                        [(start + n, r[0]) for n, r in enumerate(rows, 1)])
@@ -455,7 +456,9 @@ class Store:
         """
         digest = hashlib.sha256(data).hexdigest()
         path = self.blob_path(digest)
-        if not path.exists():
+        # One that is there with another size was damaged (a power cut, a full disk):
+        # written again.
+        if not _has_size(path, len(data)):
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(path, data, durable=durable)
@@ -475,6 +478,8 @@ class Store:
                              hint="run 'mirrorkit build --full' to build every file again"
                              ) from e
         if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+            # Removed, so the next build writes it again.
+            path.unlink(missing_ok=True)
             raise StoreError("a built file is damaged", where=str(path),
                              hint="run 'mirrorkit build --full' to build every file again")
         return data
@@ -663,6 +668,13 @@ class StoreJournal:
             self.store.drop_meta(self.prefix + key)
         else:
             self.store.set_meta(self.prefix + key, value)
+
+
+def _has_size(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except OSError:
+        return False
 
 
 def _article(r: Sequence[Any]) -> Article:

@@ -334,13 +334,18 @@ class UrlTarget:
         segments = [s for s in parts.path.split("/") if s]
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            for cut in range(len(segments), -1, -1):
-                root = "/" + "".join(s + "/" for s in segments[:cut])
-                prefix = "".join(s + "/" for s in segments[cut:])
-                keys = await _s3_list(session, urlunsplit(parts._replace(path=root, query="")),
-                                      prefix)
-                if keys is not None:
-                    return [k[len(prefix):] for k in keys]
+            try:
+                # However the server paces its pages, listing ends in bounded time.
+                async with asyncio.timeout(LIST_DEADLINE):
+                    for cut in range(len(segments), -1, -1):
+                        root = "/" + "".join(s + "/" for s in segments[:cut])
+                        prefix = "".join(s + "/" for s in segments[cut:])
+                        keys = await _s3_list(
+                            session, urlunsplit(parts._replace(path=root, query="")), prefix)
+                        if keys is not None:
+                            return [k[len(prefix):] for k in keys]
+            except TimeoutError:
+                return None
         return None
 
 
@@ -358,6 +363,8 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
 
 
 MAX_LIST_PAGES = 1000  # 1000 keys a page: a million files, more than any outlet has
+MAX_LIST_PAGE_SIZE = 4 * 1024 * 1024  # a page of 1000 keys is about 300 KB
+LIST_DEADLINE = 300.0  # seconds for a whole listing
 
 
 async def _s3_list(session: aiohttp.ClientSession, url: str, prefix: str) -> list[str] | None:
@@ -372,9 +379,11 @@ async def _s3_list(session: aiohttp.ClientSession, url: str, prefix: str) -> lis
             async with session.get(url, params=params) as resp:
                 if resp.status != 200:
                     return None
-                body = await resp.read()
+                body = await _read_capped(resp, MAX_LIST_PAGE_SIZE)
         except (aiohttp.ClientError, TimeoutError):
             return None
+        if len(body) > MAX_LIST_PAGE_SIZE:
+            return None  # not a listing page any store sends
         try:
             doc = etree.fromstring(body, parser=etree.XMLParser(resolve_entities=False,
                                                                 no_network=True))

@@ -201,7 +201,10 @@ class _Build:
         self.stats = BuildStats()
         self.rev = store.last_rev()
         pages_key = _pages_fingerprint(config, env)
-        self.full = full or store.meta("pages") != pages_key or store.last_version() == 0
+        self.why_full = ("asked for" if full else "first build" if store.last_version() == 0
+                         else "templates, config or renderer changed"
+                         if store.meta("pages") != pages_key else "")
+        self.full = bool(self.why_full)
         self.pages_key = pages_key
         self.front_age = int(config.publish.cache_front.total_seconds())
         self.page_age = int(config.publish.cache_pages.total_seconds())
@@ -230,8 +233,7 @@ class _Build:
         self.written: dict[str, set[str]] = defaultdict(set)
         last_rev = int(store.meta("rev") or 0)
         if self.full:
-            self.say(f"building version {self.version}: every page (templates, config or"
-                     " renderer changed)")
+            self.say(f"building version {self.version}: every page ({self.why_full})")
         css = stylesheet(self.env)
         style = stylesheet_path(css)
         self.put(SHARED, style, css, max_age=0, mutable=False)
