@@ -30,6 +30,7 @@ from mirrorkit.manifest import (
     FileEntry,
     Manifest,
     MirrorEntry,
+    PartRef,
     make_parts,
     media_type,
     read_entries,
@@ -61,7 +62,8 @@ def tree_entries(tree: Path) -> dict[str, FileEntry]:
 def write_site(tree: Path, version: int, files: Mapping[str, bytes], key: SecretKey, *,
                outlet: str = "test-outlet", mirror: str = "m",
                retired: Mapping[str, bytes] | None = None, previous: bytes | None = None,
-               created: datetime | None = None, bins: int | None = None) -> bytes:
+               created: datetime | None = None, bins: int | None = None,
+               previous_parts: tuple[PartRef, ...] = ()) -> bytes:
     """Write a signed site (files, parts, root, signature) into ``tree``; returns the root.
 
     Files under ``media/`` are immutable; ``retired`` files are listed as retired but not
@@ -76,7 +78,7 @@ def write_site(tree: Path, version: int, files: Mapping[str, bytes], key: Secret
         outlet=outlet, version=version, created=created, expires=created + timedelta(days=7),
         key_id=key.public.key_id_hex, mirror=mirror,
         mirrors=(MirrorEntry(mirror, "http://127.0.0.1:9/"),), parts=parts,
-        previous=sha256_hex(previous) if previous else None,
+        previous=sha256_hex(previous) if previous else None, previous_parts=previous_parts,
     ).to_bytes()
     for path, data in {**files, **part_bytes}.items():
         (tree / path).parent.mkdir(parents=True, exist_ok=True)

@@ -157,6 +157,9 @@ def build_with_stats(config: Config, store: Store, *, now: datetime | None = Non
         )
     say = progress or (lambda _msg: None)
     started = now or datetime.now(UTC)
+    # Space first: what no version needs goes before anything new is written, so a
+    # nearly full disk can still take the next build.
+    _prune(store, store.last_version(), started - config.publish.grace)
     env = make_environment(config.build.templates)
     version = store.last_version() + 1
     final = store.builds_dir / f"{version:06d}"

@@ -75,7 +75,9 @@ class LocalBackend(Backend):
         target = self.root / path
         # A directory on the way that is a link could lead out of the mirror.
         parent = target.parent
-        if parent != self.root and parent.exists():
+        while parent != self.root and not parent.is_symlink() and not parent.exists():
+            parent = parent.parent
+        if parent != self.root:
             try:
                 if not parent.resolve().is_relative_to(self.root.resolve()):
                     raise PublishError(f"path leads out of the mirror through a link: {path!r}",

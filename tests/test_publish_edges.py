@@ -1,0 +1,243 @@
+"""Edge cases an attacker or an unlucky operator found in publishing and verifying, each
+a named regression: a mirror that skipped versions, deletes cut off by a kill, a damaged
+signature, roots copied from another mirror, parts deleted by hand, hostile JSON, lying
+listings, links out of a directory mirror, damaged blobs, archives and trust."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mirrorkit.bundle import TreeSource
+from mirrorkit.config import MirrorConfig
+from mirrorkit.errors import PublishError
+from mirrorkit.manifest import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    Manifest,
+    bin_of,
+)
+from mirrorkit.publish import publish_tree
+from mirrorkit.publish.base import DELETE, Backend
+from mirrorkit.publish.local import LocalBackend
+from mirrorkit.publish.stage import publish_all
+from mirrorkit.sign import SecretKey
+from mirrorkit.store import Store
+from mirrorkit.verify import DirectoryTarget, TrustStore, ZipTarget, verify_target
+from sites import write_site
+
+KEY = SecretKey.generate()
+PUB = KEY.public
+
+
+class Journal(dict[str, str]):
+    """What the store keeps for a mirror between publishes, in memory."""
+
+    def set(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.pop(key, None)
+        else:
+            self[key] = value
+
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def tree(root: Path, name: str, version: int, files: dict[str, bytes], **kw: object) -> Path:
+    site = root / name
+    write_site(site, version, files, KEY, bins=4,  # type: ignore[arg-type]
+               created=NOW - timedelta(hours=10 - version), **kw)
+    return site
+
+
+def verified(mirror: Path) -> list[str]:
+    report = verify_target(DirectoryTarget(mirror), PUB)
+    return [f.line() for f in report.findings if f.fatal or f.kind == "extra"]
+
+
+def files_in_bins(n: int, bins: int = 4) -> dict[int, list[str]]:
+    """Page paths grouped by bin, so tests can change one bin and keep the others."""
+    grouped: dict[int, list[str]] = {}
+    for i in range(n):
+        path = f"articles/p{i}/index.html"
+        grouped.setdefault(bin_of(path, bins), []).append(path)
+    return grouped
+
+
+def test_a_part_the_mirror_never_had_is_sent_when_it_comes_back(tmp_path: Path) -> None:
+    # The mirror goes from v1 to v3, missing v2; v3's previous_parts name v2's parts, which
+    # the mirror never got.  v4 brings a bin back to its v2 content: that part must be
+    # sent, not assumed present because the live root names it.
+    mirror = LocalBackend("m", tmp_path / "mirror")
+    page = files_in_bins(40)[0][0]
+    base = {f"articles/p{i}/index.html": f"<p>{i}</p>".encode() for i in range(40)}
+    v1 = tree(tmp_path, "v1", 1, base)
+    publish_tree(mirror, v1, key=PUB)
+    v2_files = {**base, page: b"<p>corrected</p>"}
+    v2 = tree(tmp_path, "v2", 2, v2_files)  # never published to this mirror
+    v2_parts = Manifest.from_bytes((v2 / MANIFEST_NAME).read_bytes()).parts
+    v3 = tree(tmp_path, "v3", 3, base, previous_parts=tuple(
+        p for p in v2_parts if p not in Manifest.from_bytes(
+            (v1 / MANIFEST_NAME).read_bytes()).parts))
+    publish_tree(mirror, v3, key=PUB)
+    assert verified(tmp_path / "mirror") == []
+    v4 = tree(tmp_path, "v4", 4, v2_files)
+    publish_tree(mirror, v4, key=PUB)
+    assert verified(tmp_path / "mirror") == []
+
+
+def test_deletes_cut_off_by_a_failure_are_done_by_the_next_run(tmp_path: Path) -> None:
+    class FailingDeletes(LocalBackend):
+        fail = True
+
+        def delete(self, paths: list[str]) -> None:  # type: ignore[override]
+            if self.fail:
+                raise PublishError("the network went away", where="mirror m")
+            super().delete(paths)
+
+    mirror = FailingDeletes("m", tmp_path / "mirror")
+    journal = Journal()
+    publish_tree(mirror, tree(tmp_path, "v1", 1, {"a.html": b"a", "old.html": b"o"}),
+                 key=PUB, journal=journal)
+    v2 = tree(tmp_path, "v2", 2, {"a.html": b"a2"})
+    publish_tree(mirror, v2, key=PUB, journal=journal)  # committed, deletes failed
+    assert (tmp_path / "mirror" / "old.html").exists()
+    assert "old.html" in json.loads(journal["delete"])
+    mirror.fail = False
+    result = publish_tree(mirror, v2, key=PUB, journal=journal)  # nothing new to publish
+    assert result.uploaded == 0 and result.deleted >= 1
+    assert not (tmp_path / "mirror" / "old.html").exists()
+    assert verified(tmp_path / "mirror") == []
+
+
+def test_a_damaged_signature_is_repaired_by_a_publish_with_nothing_new(tmp_path: Path) -> None:
+    mirror = LocalBackend("m", tmp_path / "mirror")
+    v1 = tree(tmp_path, "v1", 1, {"a.html": b"a"})
+    publish_tree(mirror, v1, key=PUB)
+    (tmp_path / "mirror" / SIGNATURE_NAME).write_text("garbage")
+    publish_tree(mirror, v1, key=PUB)
+    assert (tmp_path / "mirror" / SIGNATURE_NAME).read_bytes() == (
+        v1 / SIGNATURE_NAME).read_bytes()
+
+
+def test_another_mirrors_root_copied_here_does_not_stop_publishing(tmp_path: Path) -> None:
+    mirror = LocalBackend("m", tmp_path / "mirror")
+    ours = tree(tmp_path, "ours", 5, {"a.html": b"for m"}, mirror="m")
+    theirs = tree(tmp_path, "theirs", 5, {"a.html": b"for n"}, mirror="n")
+    publish_tree(LocalBackend("m", tmp_path / "mirror"), theirs, key=PUB)
+    publish_tree(mirror, ours, key=PUB)  # not "the mirror is at version 5 with other content"
+    report = verify_target(DirectoryTarget(tmp_path / "mirror"), PUB)
+    assert report.ok and report.manifest is not None and report.manifest.mirror == "m"
+
+
+def test_a_live_part_deleted_by_hand_does_not_stop_publishing(tmp_path: Path) -> None:
+    mirror = LocalBackend("m", tmp_path / "mirror")
+    files = {f"articles/p{i}/index.html": f"<p>{i}</p>".encode() for i in range(40)}
+    v1 = tree(tmp_path, "v1", 1, files)
+    publish_tree(mirror, v1, key=PUB)
+    for part in (tmp_path / "mirror" / "parts").iterdir():
+        part.unlink()
+    # A tree source holds no other version's parts: they can come only from the mirror.
+    # The changed bin is then unknown, and its files are all sent: publishing goes on.
+    v2 = tree(tmp_path, "v2", 2, {**files, "articles/p0/index.html": b"<p>new</p>"})
+    changed = Manifest.from_bytes((v2 / MANIFEST_NAME).read_bytes()).part_for(
+        "articles/p0/index.html")
+    for _attempt in range(2):
+        publish_tree(mirror, TreeSource(v2), key=PUB)
+    assert (tmp_path / "mirror" / changed.path).is_file()
+    assert (tmp_path / "mirror" / "articles/p0/index.html").read_bytes() == b"<p>new</p>"
+    # Parts of bins that did not change are not re-read by a publish (its cost follows
+    # the news): verify still names them until they are put back.
+    found = verified(tmp_path / "mirror")
+    assert all(line.startswith(("part: ", "extra: ")) for line in found), found
+
+
+def test_a_hostile_manifest_json_makes_the_mirror_unknown_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / MANIFEST_NAME).write_bytes(b"[" * 200_000)
+    (tmp_path / "mirror" / SIGNATURE_NAME).write_bytes(b"x")
+    report = verify_target(DirectoryTarget(tmp_path / "mirror"), PUB,
+                           trust=TrustStore(tmp_path / "trust.json"))
+    assert not report.ok
+    v1 = tree(tmp_path, "v1", 1, {"a.html": b"a"})
+    results = publish_all({"m": v1}, {"m": LocalBackend("m", tmp_path / "mirror")}, key=PUB)
+    assert not isinstance(results["m"], PublishError), results["m"]
+    assert verified(tmp_path / "mirror") == []
+
+
+def test_a_listing_that_hides_a_forged_retired_page_does_not_spare_it(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    write_site(site, 2, {"a.html": b"a"}, KEY, retired={"old.html": b"signed old"},
+               created=NOW)
+    (site / "old.html").write_bytes(b"<h1>FORGED</h1>")
+
+    class Hiding(DirectoryTarget):
+        def listing(self) -> list[str]:
+            return [p for p in super().listing() if p != "old.html"]
+
+    report = verify_target(Hiding(site), PUB)
+    assert [(f.kind, f.path) for f in report.findings if f.fatal] == [("size", "old.html")]
+
+
+def test_a_directory_mirror_is_not_written_through_a_planted_link(tmp_path: Path) -> None:
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "mirror" / "articles").symlink_to(tmp_path / "outside")
+    mirror = LocalBackend("m", tmp_path / "mirror")
+    with pytest.raises(PublishError, match="out of the mirror"):
+        mirror.put("articles/x/index.html", b"x", "text/html", cache="")
+    assert list((tmp_path / "outside").iterdir()) == []
+
+
+def test_a_damaged_blob_is_written_again(tmp_path: Path) -> None:
+    with Store(tmp_path / "state") as store:
+        sha = store.put_blob(b"hello world")
+        store.blob_path(sha).write_bytes(b"")  # a power cut after the rename
+        store.put_blob(b"hello world")
+        assert store.read_blob(sha, 11) == b"hello world"
+
+
+def test_verifying_an_archive_records_no_version_for_its_mirror(tmp_path: Path) -> None:
+    # An archive is a copy from some time ago: verifying it must not make the live mirror
+    # look like a rollback afterwards.
+    old, new = tmp_path / "old", tmp_path / "new"
+    write_site(old, 4, {"a.html": b"a"}, KEY, created=NOW)
+    write_site(new, 2, {"a.html": b"a"}, KEY, created=NOW)
+    archive = tmp_path / "copy.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(old.rglob("*")):
+            if path.is_file():
+                z.write(path, path.relative_to(old).as_posix())
+    from click.testing import CliRunner
+
+    from mirrorkit.cli import cli
+
+    (tmp_path / "k.pub").write_text(PUB.to_text())
+    trust = str(tmp_path / "trust.json")
+    runner = CliRunner()
+    for target in (archive, new):
+        result = runner.invoke(cli, ["verify", str(target), "--key", str(tmp_path / "k.pub"),
+                                     "--trust-file", trust])
+        assert result.exit_code == 0, result.output
+    assert isinstance(ZipTarget(archive), ZipTarget)
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_a_publish_never_deletes_without_the_capability(
+        kind: str, tmp_path: Path, s3_bucket: MirrorConfig) -> None:
+    # A guard of the delete stage: with DELETE declared, stale files go; the same plan on
+    # a backend without it leaves them.
+    from mirrorkit.publish import open_backend
+
+    backend: Backend = (LocalBackend("m", tmp_path / "mirror") if kind == "local"
+                        else open_backend(s3_bucket, 4))
+    assert DELETE in backend.capabilities
+    publish_tree(backend, tree(tmp_path, "v1", 1, {"a.html": b"a", "b.html": b"b"}), key=PUB)
+    result = publish_tree(backend, tree(tmp_path, "v2", 2, {"a.html": b"a"}), key=PUB)
+    assert result.deleted >= 1
+    assert backend.get("b.html") is None
+    backend.close()
