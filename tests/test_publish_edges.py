@@ -241,3 +241,14 @@ def test_a_publish_never_deletes_without_the_capability(
     assert result.deleted >= 1
     assert backend.get("b.html") is None
     backend.close()
+
+
+def test_a_signed_file_linked_to_a_file_of_this_machine_is_not_read(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    secret = b"contents of a file outside the copy\n"
+    (tmp_path / "outside.txt").write_bytes(secret)
+    write_site(site, 1, {"a.html": secret}, KEY, created=NOW)
+    (site / "a.html").unlink()
+    (site / "a.html").symlink_to(tmp_path / "outside.txt")
+    report = verify_target(DirectoryTarget(site), PUB)
+    assert [(f.kind, f.path) for f in report.findings if f.fatal] == [("missing", "a.html")]

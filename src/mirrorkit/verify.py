@@ -14,6 +14,7 @@ file that the caller loads and saves.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import logging
@@ -230,12 +231,15 @@ class DirectoryTarget:
         path, limit = read
         target = f"{self.root}/{path}"
         try:
-            # Non-blocking, so a FIFO planted at a listed path cannot hang the read; only a
-            # regular file is read at all.
-            fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK)
+            # Non-blocking, so a FIFO planted at a listed path cannot hang the read; not
+            # through a final link, which could show any file of this machine as signed;
+            # only a regular file is read at all.
+            fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
         except (FileNotFoundError, NotADirectoryError):
             return path, None
         except OSError as e:
+            if e.errno == errno.ELOOP:
+                return path, None  # a link: not a file of this copy
             raise TargetUnreachableError(f"cannot read: {e.strerror}", where=target) from e
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
