@@ -297,6 +297,8 @@ class _Build:
         self.render(SHARED, article_path(article),
                     render_article(self.env, self.config, article, style), front=False)
         for name in article.media:
+            if f"media/{name}" in self.written[SHARED]:
+                continue  # an image shared with an article already built
             info = self.store.media(name)
             if info is None:
                 raise BuildError("image named by an article is not in the store",

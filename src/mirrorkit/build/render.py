@@ -77,7 +77,7 @@ def article_path(article: Article) -> str:
     return _article_path(article.url, article.id)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1 << 16)
 def _article_path(url: str, article_id: str) -> str:
     # Cached: home, archive pages, feeds and sitemaps all name the same articles.
     try:
