@@ -252,3 +252,35 @@ def test_a_signed_file_linked_to_a_file_of_this_machine_is_not_read(tmp_path: Pa
     (site / "a.html").symlink_to(tmp_path / "outside.txt")
     report = verify_target(DirectoryTarget(site), PUB)
     assert [(f.kind, f.path) for f in report.findings if f.fatal] == [("missing", "a.html")]
+
+
+def test_publish_without_the_secret_key_still_publishes(tmp_path: Path) -> None:
+    # Only transition roots are signed at publish time; without the key a publish goes on
+    # as before them (files replaced in place are briefly newer than the live manifest).
+    from click.testing import CliRunner
+
+    from mirrorkit.cli import cli
+    from mirrorkit.sign import write_keypair
+
+    write_keypair(tmp_path / "outlet")
+    (tmp_path / "mirrorkit.toml").write_text("""
+[outlet]
+id = "t"
+name = "T"
+origin = "https://t.example/"
+[signing]
+secret_key = "outlet.key"
+public_key = "outlet.pub"
+[[mirrors]]
+name = "m"
+type = "local"
+path = "mirror"
+public_url = "http://127.0.0.1:9/"
+""")
+    runner = CliRunner()
+    config = ["--config", str(tmp_path / "mirrorkit.toml")]
+    assert runner.invoke(cli, [*config, "build"]).exit_code == 0
+    (tmp_path / "outlet.key").rename(tmp_path / "elsewhere.key")
+    result = runner.invoke(cli, [*config, "publish"])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(cli, [*config, "verify", str(tmp_path / "mirror")]).exit_code == 0

@@ -17,6 +17,7 @@ from mirrorkit.config import Config, MirrorConfig
 from mirrorkit.errors import (
     BuildError,
     ConfigError,
+    KeyFileError,
     MirrorkitError,
     PublishError,
     TargetUnreachableError,
@@ -106,7 +107,14 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
                          hint="run 'mirrorkit build' first")
     mirrors = [config.mirror(n) for n in names] if names else list(config.mirrors)
     key = load_public_key(config.signing.public_key)
-    signer = load_signer(config) if not dry_run else None
+    signer = None
+    if not dry_run:
+        try:
+            signer = load_signer(config)
+        except KeyFileError as e:
+            # Publishing needs no secret key, only a transition root does: without one,
+            # files changed in place are briefly newer than the live manifest.
+            log.warning("publishing without transition roots: %s", e)
     outcomes: dict[str, MirrorOutcome] = {}
     sources: dict[str, SiteSource | Path] = {}
     backends = {}
