@@ -60,11 +60,35 @@ class FetchConfig:
     allow_private_addresses: bool = False
     concurrency: int = 8
     per_host: int = 4
+    # Seconds.  ``timeout`` bounds one attempt at one request from the moment it has a
+    # connection slot (waiting for a free slot under ``per_host`` is never counted);
+    # ``connect_timeout`` bounds name lookup and connecting, ``read_timeout`` each wait
+    # for more bytes.
     timeout: float = 30.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    # A server's Retry-After is honoured up to this many seconds.
+    max_retry_after: float = 120.0
+    # Seconds after which a run starts no new article (None: no limit); the rest is left
+    # for the next run.
+    run_budget: float | None = None
     max_page_size: int = 5 * 1000**2
     max_image_size: int = 10 * 1000**2
     max_articles_per_source: int = 200
     user_agent: str = "mirrorkit/0.1 (+https://github.com/mirrorkit)"
+
+
+def _seconds(value: Any) -> float:
+    """A positive number of seconds, or a duration string such as "120s" or "20m"."""
+    if isinstance(value, str):
+        seconds = parse_duration(value).total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ValueError(f"must be seconds or a duration string such as \"2m\", got {value!r}")
+    if seconds <= 0:
+        raise ValueError(f"must be more than 0 seconds, got {value!r}")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -320,7 +344,11 @@ def from_dict(raw: Mapping[str, Any], path: Path) -> Config:
         allow_private_addresses=bool(t.get("allow_private_addresses", bool, False)),
         concurrency=t.convert("concurrency", _positive, d.concurrency),
         per_host=t.convert("per_host", _positive, d.per_host),
-        timeout=float(t.convert("timeout", _positive, int(d.timeout))),
+        timeout=t.convert("timeout", _seconds, d.timeout),
+        connect_timeout=t.convert("connect_timeout", _seconds, d.connect_timeout),
+        read_timeout=t.convert("read_timeout", _seconds, d.read_timeout),
+        max_retry_after=t.convert("max_retry_after", _seconds, d.max_retry_after),
+        run_budget=t.convert("run_budget", _seconds, 0.0) or None,
         max_page_size=t.convert("max_page_size", parse_size, d.max_page_size),
         max_image_size=t.convert("max_image_size", parse_size, d.max_image_size),
         max_articles_per_source=t.convert("max_articles_per_source", _positive,

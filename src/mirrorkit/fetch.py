@@ -25,16 +25,26 @@ source, and a run with news to about one request per new or changed entry:
 
   New and re-dated entries of a source are all fetched before any of its revalidations
   start, so revalidation never holds back the news.
+- **Order and convergence**: a source's articles are worked through in that order (new
+  and re-dated newest first, then revalidations) by a few workers
+  (:attr:`_Run.workers`), never all at once; an article's images go ahead of pages not
+  yet started, so work under way is finished first.  Every planned article is tried in
+  every run, so an origin of any size and latency is read whole in one run unless it
+  fails; a run that is killed, or whose ``[fetch] run_budget`` runs out (no article is
+  started after it; the rest is reported ``deferred``), has saved the head of the list
+  (but for the few articles under way), and the next run takes up the rest right after
+  anything newer.
 - **Images** are downloaded once per run per URL and stored under the type their bytes
   show; an image that cannot be stored (failed, too large, not JPEG/PNG/GIF/WebP/AVIF by
   its magic bytes) is removed from the body, never left pointing at another host.  An
-  image that failed only for now (429/503 or a dropped connection after the retries, a
-  timeout, a temporary DNS failure) fails its article instead, so the next run tries the
-  article again -- but only for ``MAX_IMAGE_FAILED_RUNS`` runs in a row, counted per
-  article URL in the store: an image host that never answers (or a page pointing an
-  ``<img>`` at a tarpit) must not keep the article out of the mirrors for good.  The run
-  after that saves the article without the image, with a warning.  A saved article clears
-  its count.  A refused connection counts as failed for good.
+  image that failed only for now (429, 500, 502, 503, 504 or a dropped or reset
+  connection after the retries, a timeout, a temporary DNS failure) fails its article
+  instead, so the next run tries the article again -- but only for
+  ``MAX_IMAGE_FAILED_RUNS`` runs in a row, counted per article URL in the store: an image
+  host that never answers (or a page pointing an ``<img>`` at a tarpit) must not keep the
+  article out of the mirrors for good.  The run after that saves the article without the
+  image, with a warning.  A saved article clears its count.  A refused connection counts
+  as failed for good.
 - **Text** of every article field passes :func:`mirrorkit.extract.xml_safe` when the
   article is made: a control character from the origin would otherwise break the feeds.
 - An entry whose URL cannot be parsed is skipped; the rest of its source goes on.
@@ -48,12 +58,18 @@ Safety and politeness:
   mixes public and private addresses is refused); IP-literal hosts, which aiohttp never
   resolves, are checked before the request; redirects are followed by hand so every hop
   is checked.
-- One session for the run: at most ``concurrency`` connections, ``per_host`` per host,
-  ``timeout`` seconds per request, the configured User-Agent, and bodies streamed and cut
-  off at ``max_page_size`` / ``max_image_size``.
-- 429, 503 and dropped or reset connections are retried twice with a short backoff.
-  Timeouts and temporary DNS failures are not retried within the run, only marked as
-  failed for now.
+- One session for the run: at most ``concurrency`` requests in flight, ``per_host`` per
+  host (slots held by :class:`_Client`; the wait for one is never timed), then
+  ``timeout`` seconds per attempt, ``connect_timeout`` to connect and ``read_timeout``
+  per read; the configured User-Agent, and bodies streamed and cut off at
+  ``max_page_size`` / ``max_image_size``.
+- 429, 500, 502, 503, 504 and dropped or reset connections are retried twice with a short
+  backoff, or after the server's ``Retry-After`` up to ``max_retry_after`` (only that
+  request waits, holding no slot).  Timeouts and temporary DNS failures are not retried
+  within the run, only marked as failed for now.
+- **Full disk**: once a store write fails for lack of space (SQLITE_FULL, ENOSPC), every
+  request still running is cancelled and none is started; :func:`fetch_async` raises one
+  :class:`StoreError`.  What was saved before stays saved.
 
 A source that cannot be read fails on its own (:class:`SourceResult` with ``ok=False`` and a
 one-line error); the other sources go on, even when the cause is an unexpected exception
@@ -65,13 +81,20 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import errno
+import heapq
 import ipaddress
+import itertools
 import logging
 import socket
+import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
@@ -83,7 +106,13 @@ from aiohttp.resolver import ThreadedResolver
 
 from mirrorkit import aio, extract
 from mirrorkit.config import Config, FetchConfig, SourceConfig
-from mirrorkit.errors import BlockedAddressError, FetchError, MirrorkitError, SourceError
+from mirrorkit.errors import (
+    BlockedAddressError,
+    FetchError,
+    MirrorkitError,
+    SourceError,
+    StoreError,
+)
 from mirrorkit.models import Article, Media, article_id
 from mirrorkit.store import Store, media_extension
 
@@ -94,7 +123,7 @@ Progress = Callable[[str], None]
 MAX_REDIRECTS = 5
 RETRIES = 2
 RETRY_BACKOFF = 0.2  # seconds before the first retry; doubles for the next
-MAX_RETRY_AFTER = 5.0  # a server's Retry-After is honoured up to this many seconds
+# (A server's Retry-After is honoured up to [fetch] max_retry_after.)
 # Runs in a row an article is failed because one of its images failed for now; the run
 # after saves it without that image.
 MAX_IMAGE_FAILED_RUNS = 3
@@ -103,7 +132,8 @@ REVALIDATE_AFTER = timedelta(days=1)
 # ...and at most this many such articles per source per run, so that the cost of a run
 # does not grow with the size of a dateless sitemap.
 MAX_REVALIDATIONS = 20
-_RETRY_STATUSES = frozenset({429, 503})
+# Answers that say "not now": retried within the run, and only failed for now after that.
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _PRIVATE_HINT = "set [fetch] allow_private_addresses = true for origins on private networks"
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/plain", ""})
@@ -126,6 +156,9 @@ class SourceResult:
     changed: int = 0
     unchanged: int = 0
     failed_articles: int = 0
+    # Entries not reached because the run's [fetch] run_budget ran out: the next run
+    # takes them up.  Not a failure.
+    deferred: int = 0
 
 
 @dataclass(frozen=True)
@@ -143,6 +176,11 @@ class FetchReport:
     def any_failed(self) -> bool:
         """A source or an article failed: the run was partial."""
         return any(not s.ok or s.failed_articles for s in self.sources)
+
+    @property
+    def deferred(self) -> int:
+        """Entries left for the next run because the run budget ran out."""
+        return sum(s.deferred for s in self.sources)
 
 
 # -- address guard ------------------------------------------------------------------------
@@ -212,16 +250,81 @@ class _Response:
     last_modified: str | None
 
 
+# Priorities of requests waiting for a slot: lower first.  An image completes an article
+# already under way; a page starts a new one.  So work started is finished first.
+URGENT, NORMAL = 0, 1
+
+
+class _Slots:
+    """A semaphore whose waiters are served by priority, then in order of arrival."""
+
+    _order = itertools.count()
+
+    def __init__(self, size: int):
+        self._free = size
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+
+    async def acquire(self, priority: int) -> None:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._order), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # handed the slot just as it was cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            _, _, future = heapq.heappop(self._waiting)
+            if not future.done():  # a cancelled waiter's future is done: skipped
+                future.set_result(None)
+                return
+        self._free += 1
+
+
 class _Client:
-    """GET with the address guard, manual redirects, retries and a size limit."""
+    """GET with the address guard, manual redirects, retries and a size limit.
+
+    The limits on requests in flight (``concurrency`` in all, ``per_host`` per host) are
+    slots held here, not in aiohttp's connection pool (which is left unlimited): so the
+    per-attempt ``timeout`` starts only once a request has its slot, and time spent
+    queueing behind other requests to a slow host never makes one time out.  A retry waits
+    (backoff or Retry-After) without holding a slot.  Requests marked ``URGENT`` (images
+    of articles under way) get the next free slot before ``NORMAL`` ones.
+    """
 
     def __init__(self, session: aiohttp.ClientSession, config: FetchConfig):
         self._session = session
         self._config = config
+        self._all = _Slots(config.concurrency)
+        self._hosts: dict[tuple[str, str, int | None], _Slots] = {}
+
+    @asynccontextmanager
+    async def _slot(self, url: str, priority: int) -> AsyncIterator[None]:
+        parts = urlsplit(url)
+        key = (parts.scheme, (parts.hostname or "").lower(), parts.port)
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = _Slots(self._config.per_host)
+        # The host's slot first: a request queued for a busy host holds no global slot.
+        await host.acquire(priority)
+        try:
+            await self._all.acquire(priority)
+            try:
+                yield
+            finally:
+                self._all.release()
+        finally:
+            host.release()
 
     async def get(self, url: str, *, limit: int, accept: str,
                   validators: tuple[str | None, str | None] = (None, None),
-                  want_type: Callable[[str], bool] | None = None) -> _Response:
+                  want_type: Callable[[str], bool] | None = None,
+                  priority: int = NORMAL) -> _Response:
         headers = {"Accept": accept}
         etag, last_modified = validators
         if etag:
@@ -231,7 +334,8 @@ class _Client:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             self._check_target(url, current)
-            location, response = await self._retrying(current, headers, limit, want_type)
+            location, response = await self._retrying(current, headers, limit, want_type,
+                                                      priority)
             if response is not None:
                 return response
             current = urljoin(current, location)
@@ -247,33 +351,45 @@ class _Client:
                 raise _blocked(url, parts.hostname, kind, resolved=False)
 
     async def _retrying(self, url: str, headers: dict[str, str], limit: int,
-                        want_type: Callable[[str], bool] | None,
+                        want_type: Callable[[str], bool] | None, priority: int,
                         ) -> tuple[str, _Response | None]:
         """One hop: ``(location, None)`` for a redirect, else ``("", response)``."""
+        config = self._config
         for attempt in range(RETRIES + 1):
             last = attempt == RETRIES
             try:
-                async with self._session.get(url, headers=headers,
-                                             allow_redirects=False) as resp:
-                    if resp.status in _RETRY_STATUSES and not last:
-                        await asyncio.sleep(_retry_delay(attempt, resp.headers))
-                        continue
-                    return await self._handle(url, resp, limit, want_type)
+                async with (self._slot(url, priority), asyncio.timeout(config.timeout),
+                            self._session.get(url, headers=headers,
+                                              allow_redirects=False) as resp):
+                    if resp.status not in _RETRY_STATUSES or last:
+                        return await self._handle(url, resp, limit, want_type)
+                    delay = _retry_delay(attempt, resp.headers, config.max_retry_after)
             except BlockedAddressError as e:
                 raise BlockedAddressError(e.what, where=url, hint=e.hint) from e
+            except aiohttp.ConnectionTimeoutError as e:
+                raise _transient(FetchError(
+                    f"no connection within {config.connect_timeout:g}s", where=url,
+                    hint="raise [fetch] connect_timeout if the origin is slow")) from e
+            except aiohttp.SocketTimeoutError as e:
+                raise _transient(FetchError(
+                    f"no data for {config.read_timeout:g}s", where=url,
+                    hint="raise [fetch] read_timeout if the origin is slow")) from e
             except TimeoutError as e:
                 raise _transient(FetchError(
-                    f"timed out after {self._config.timeout:g}s", where=url,
+                    f"timed out after {config.timeout:g}s", where=url,
                     hint="raise [fetch] timeout if the origin is slow")) from e
             except aiohttp.ClientError as e:
                 if _dns_for_now(e):
                     raise _transient(_wrap(url, e)) from e
                 if not _dropped(e):
                     raise _wrap(url, e) from e
-                # The connection dropped mid-request: worth another try.
+                # The connection dropped or was reset: worth another try.
                 if last:
                     raise _transient(_wrap(url, e)) from e
-                await asyncio.sleep(_retry_delay(attempt, None))
+                delay = _retry_delay(attempt, None, config.max_retry_after)
+            # Waiting holds no slot: only this request waits, the rest of the run goes on.
+            log.debug("%s: retrying in %.1fs", url, delay)
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _handle(self, url: str, resp: aiohttp.ClientResponse, limit: int,
@@ -301,12 +417,29 @@ class _Client:
         )
 
 
-def _retry_delay(attempt: int, headers: Mapping[str, str] | None) -> float:
+def _retry_delay(attempt: int, headers: Mapping[str, str] | None, cap: float) -> float:
+    """Seconds before retry ``attempt + 1``: the backoff, or longer if the server asks
+    (Retry-After, in seconds or as an HTTP date), but never more than ``cap``."""
     delay = RETRY_BACKOFF * (1 << attempt)
-    retry_after = headers.get("Retry-After") if headers is not None else None
-    if retry_after and retry_after.strip().isdigit():
-        delay = max(delay, float(retry_after))
-    return min(delay, MAX_RETRY_AFTER)
+    asked = _retry_after(headers.get("Retry-After")) if headers is not None else None
+    if asked is not None:
+        delay = max(delay, asked)
+    return min(delay, cap)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 async def _read_limited(url: str, resp: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -329,9 +462,10 @@ async def _read_limited(url: str, resp: aiohttp.ClientResponse, limit: int) -> b
 
 
 def _dropped(e: aiohttp.ClientError) -> bool:
-    """A connection that dropped or was reset mid-request (not one that was refused)."""
+    """A connection that dropped or was reset (not one that was refused)."""
     if isinstance(e, aiohttp.ClientConnectorError):
-        return False
+        # Reset while connecting (or in the TLS handshake): someone is there.
+        return isinstance(e.os_error, ConnectionResetError)
     return isinstance(e, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError
                       | aiohttp.ClientOSError)
 
@@ -363,13 +497,20 @@ def _wrap(url: str, e: aiohttp.ClientError) -> FetchError:
 
 
 def open_session(config: FetchConfig) -> aiohttp.ClientSession:
-    """The run's session: limits, timeout, User-Agent and the address guard."""
+    """The run's session: timeouts, User-Agent and the address guard.
+
+    The pool is unlimited: :class:`_Client` holds the ``concurrency`` and ``per_host``
+    slots itself, so that no request ever waits inside aiohttp for a connection.  The
+    attempt's ``timeout`` is :class:`_Client`'s too; aiohttp bounds connecting (name
+    lookup included) and each read.
+    """
     resolver = None if config.allow_private_addresses else GuardedResolver()
-    connector = aiohttp.TCPConnector(limit=config.concurrency, limit_per_host=config.per_host,
-                                     resolver=resolver)
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, resolver=resolver)
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=aiohttp.ClientTimeout(total=config.timeout),
+        timeout=aiohttp.ClientTimeout(total=None, connect=config.connect_timeout,
+                                      sock_connect=config.connect_timeout,
+                                      sock_read=config.read_timeout),
         headers={"User-Agent": config.user_agent},
         # Proxies from the environment would resolve names where the guard cannot look.
         trust_env=False,
@@ -503,6 +644,7 @@ class _Tally:
     changed: int = 0
     unchanged: int = 0
     failed: int = 0
+    deferred: int = 0
 
 
 @dataclass
@@ -511,14 +653,49 @@ class _Run:
     store: Store
     client: _Client
     progress: Progress
+    # loop.time() after which no new article is started (the run budget), or None.
+    deadline: float | None = None
+    # The write that failed for lack of space; once set, the run stops (see _disk_full).
+    full: StoreError | None = None
+    saved: int = 0
+    tasks: list[asyncio.Task[SourceResult]] = field(default_factory=list)
     _images: dict[str, asyncio.Task[Media | MirrorkitError]] = field(default_factory=dict)
+
+    @property
+    def workers(self) -> int:
+        """Articles in progress at once per source: enough to keep every slot busy while
+        others are being extracted, saved or wait to retry, few enough that work goes in
+        order and a run stopped by its budget or a full disk stops soon."""
+        return 4 * max(self.config.fetch.concurrency, self.config.fetch.per_host)
+
+    def _out_of_time(self) -> bool:
+        return self.deadline is not None and asyncio.get_running_loop().time() >= self.deadline
+
+    def _stop_if_full(self, error: BaseException) -> bool:
+        """If ``error`` is a write that failed for lack of space, stop the whole run.
+
+        Every later write would fail the same way (and the build after it): so no more
+        requests are made, and :func:`fetch_async` reports the one error.
+        """
+        if not _disk_full(error):
+            return False
+        if self.full is None:
+            self.full = error if isinstance(error, StoreError) else StoreError(
+                str(error), where=str(self.store.dir))
+            for task in (*self.tasks, *self._images.values()):
+                task.cancel()
+        return True
 
     async def source(self, source: SourceConfig) -> SourceResult:
         try:
             return await self._source(source)
         except MirrorkitError as e:
+            if self._stop_if_full(e):
+                raise asyncio.CancelledError from e
             error = str(e)
         except Exception as e:  # a bug on one source must not stop the rest
+            if self._stop_if_full(e):
+                raise asyncio.CancelledError from e
             log.debug("%s: unexpected error", source.url, exc_info=True)
             error = _unexpected(source.url, e)
         self.progress(f"{source.type} {source.url}: failed: {error}")
@@ -551,18 +728,42 @@ class _Run:
         tally = _Tally(unchanged=unchanged)
         # One wave after the other: revalidating old pages must never delay the news.
         for wave in (fetch_now, revalidate):
-            outcomes = await asyncio.gather(*(self._article(source, e, k) for e, k in wave))
-            for outcome in outcomes:
-                setattr(tally, outcome, getattr(tally, outcome) + 1)
-        if not tally.failed:
-            # Saved last, and only after a complete pass: a run that died or lost an
-            # article re-reads the source next time instead of trusting a 304.
-            self.store.set_validators(source.url, response.etag, response.last_modified)
+            await self._work(source, wave, tally)
+        if not tally.failed and not tally.deferred:
+            # Saved last, and only after a complete pass: a run that died, ran out of
+            # time or lost an article re-reads the source next time instead of trusting
+            # a 304.
+            await asyncio.to_thread(self.store.set_validators, source.url, response.etag,
+                                    response.last_modified)
         self.progress(f"{source.type} {source.url}: {tally.new} new, {tally.changed} changed"
-                      + (f", {tally.failed} failed" if tally.failed else ""))
+                      + (f", {tally.failed} failed" if tally.failed else "")
+                      + (f", {tally.deferred} left for the next run (run_budget)"
+                         if tally.deferred else ""))
         return SourceResult(source=source.name, ok=True, error=None, entries=len(entries),
                             new=tally.new, changed=tally.changed, unchanged=tally.unchanged,
-                            failed_articles=tally.failed)
+                            failed_articles=tally.failed, deferred=tally.deferred)
+
+    async def _work(self, source: SourceConfig, jobs: list[_Job], tally: _Tally) -> None:
+        """Do ``jobs`` in order with a few workers, never all at once.
+
+        Started in order, they finish roughly in order: whatever a run does not reach
+        (killed, or out of its run budget) is the oldest part of the backlog, and the
+        next run takes it up right after anything newer.  Once the budget has run out,
+        no job is started; the ones left are counted ``deferred``.
+        """
+        queue = deque(jobs)
+
+        async def worker() -> None:
+            while queue and self.full is None:
+                if self._out_of_time():
+                    tally.deferred += len(queue)
+                    queue.clear()
+                    return
+                entry, why = queue.popleft()
+                outcome = await self._article(source, entry, why)
+                setattr(tally, outcome, getattr(tally, outcome) + 1)
+
+        await asyncio.gather(*(worker() for _ in range(min(self.workers, len(queue)))))
 
     def _plan(self, source: SourceConfig,
               entries: list[_Entry]) -> tuple[list[_Job], list[_Job], int]:
@@ -601,8 +802,12 @@ class _Run:
         try:
             return await self._fetch_article(source, entry, why)
         except MirrorkitError as e:
+            if self._stop_if_full(e):
+                return "failed"  # not reported here: fetch_async reports it once
             error = str(e)
         except Exception as e:  # nor a bug on one article the rest of its source
+            if self._stop_if_full(e):
+                return "failed"
             log.debug("%s: unexpected error", entry.url, exc_info=True)
             error = _unexpected(entry.url, e)
         self.progress(f"  {error}")
@@ -652,6 +857,7 @@ class _Run:
         self._succeeded(url)
         if not saved:
             return "unchanged"
+        self.saved += 1
         return "new" if why == "new" else "changed"
 
     def _image_failed_for_now(self, url: str, transient: list[MirrorkitError]) -> None:
@@ -701,7 +907,7 @@ class _Run:
             response = await self.client.get(
                 url, limit=self.config.fetch.max_image_size,
                 accept="image/avif, image/webp, image/png, image/jpeg, image/gif",
-                want_type=lambda t: media_extension(t) is not None,
+                want_type=lambda t: media_extension(t) is not None, priority=URGENT,
             )
             # The bytes decide, not the Content-Type: an SVG with a script served as
             # image/png must not be stored, nor served back, as an image.
@@ -713,6 +919,22 @@ class _Run:
             log.warning("image left out: %s", e)
             return e
         return await asyncio.to_thread(self.store.put_media, response.body, media_type)
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what caused it) is a write refused for lack of space:
+    SQLite's SQLITE_FULL ("database or disk is full") or ENOSPC / EDQUOT from a file."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(error, sqlite3.Error) and (
+                getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                or "database or disk is full" in str(error)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _unexpected(where: str, e: Exception) -> str:
@@ -732,11 +954,27 @@ def _newer(entry: _Entry, stored: tuple[datetime | None, datetime | None]) -> bo
 
 async def fetch_async(config: Config, store: Store,
                       progress: Progress | None = None) -> FetchReport:
-    """Fetch every source of ``config`` into ``store``; see the module doc for policies."""
+    """Fetch every source of ``config`` into ``store``; see the module doc for policies.
+
+    Raises :class:`StoreError` if a write failed for lack of disk space: the run stops
+    at once (what was saved before stays saved).
+    """
+    budget = config.fetch.run_budget
     async with open_session(config.fetch) as session:
         run = _Run(config, store, _Client(session, config.fetch), progress or _quiet)
-        results = await asyncio.gather(*(run.source(s) for s in config.sources))
-    return _report(results)
+        if budget is not None:
+            run.deadline = asyncio.get_running_loop().time() + budget
+        run.tasks = [asyncio.create_task(run.source(s)) for s in config.sources]
+        results = await asyncio.gather(*run.tasks, return_exceptions=True)
+    if run.full is not None:
+        full = run.full
+        raise StoreError(f"out of disk space, fetching stopped after {run.saved} new or"
+                         f" changed articles were saved: {full.what}", where=full.where,
+                         hint="free disk space, then run again") from full
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return _report(r for r in results if isinstance(r, SourceResult))
 
 
 def fetch(config: Config, store: Store, *, progress: Progress | None = None) -> FetchReport:

@@ -8,6 +8,7 @@ from mirrorkit.sample.articles import BASE_DATE, SampleArticle, SampleImage, sam
 from mirrorkit.sample.outlet import (
     HOSTILE_MARKERS,
     OUTLET_STATE,
+    RESET,
     OutletState,
     SampleOutlet,
     ServedRequest,
@@ -19,6 +20,7 @@ __all__ = [
     "BASE_DATE",
     "HOSTILE_MARKERS",
     "OUTLET_STATE",
+    "RESET",
     "OutletState",
     "SampleArticle",
     "SampleImage",

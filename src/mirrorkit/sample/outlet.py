@@ -13,10 +13,13 @@ Pages are really encoded as the article says: UTF-8 (charset in header and ``<me
 ``<meta charset>``).  Every document has a strong ETag over its bytes, feeds and pages
 also Last-Modified, and conditional requests are answered with 304.
 
-Faults: ``latency`` seconds before every response, a seeded ``fail_rate`` of 503s, and a
-``down`` switch.  Articles can be updated or added while the server runs.  All of that
-lives in one thread-safe :class:`OutletState`, so tests in the main thread can drive a
-:class:`SampleOutlet` that serves from a background thread.
+Faults: ``latency`` seconds before every response, a seeded ``fail_rate`` of 503s, a
+``down`` switch, and scripted answers for one path (:meth:`OutletState.fail_next`: the
+next N requests for it get a given status and headers, e.g. 429 with Retry-After, or 500
+for an image, or :data:`RESET`: the connection is reset).  Articles can be updated or
+added while the server runs.  All of that lives in one thread-safe :class:`OutletState`,
+so tests in the main thread can drive a :class:`SampleOutlet` that serves from a
+background thread.
 """
 
 from __future__ import annotations
@@ -27,8 +30,12 @@ import contextlib
 import hashlib
 import random
 import signal
+import socket
+import struct
 import threading
-from collections.abc import Sequence
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.utils import format_datetime
@@ -48,6 +55,9 @@ from mirrorkit.sample.articles import (
 )
 
 SITE_NAME = "The Harwick Ledger"
+# A scripted "status" (see OutletState.fail_next): the connection is reset (TCP RST)
+# instead of answered.
+RESET = 0
 # Strings that only the outlet's junk contains; none may survive mirrorkit's sanitizer.
 HOSTILE_MARKERS = ("tracker.invalid", "ads.invalid", "<script", "onclick", "<iframe")
 
@@ -63,6 +73,7 @@ class ServedRequest:
     method: str
     path: str
     status: int
+    at: float = 0.0  # time.monotonic() when it was answered
 
 
 class OutletState:
@@ -80,6 +91,7 @@ class OutletState:
         self._articles = {a.slug: a for a in sample_articles()}
         self._clock = BASE_DATE  # later than every sample article; advanced by each change
         self._requests: list[ServedRequest] = []
+        self._scripted: dict[str, deque[tuple[int, dict[str, str]]]] = {}
 
     def articles(self) -> list[SampleArticle]:
         """Articles newest first (by publication time)."""
@@ -135,6 +147,40 @@ class OutletState:
             self._articles[slug] = article
         return article
 
+    def add_filler(self, count: int, *, images: Sequence[str] = (),
+                   prefix: str = "filler") -> list[SampleArticle]:
+        """Publish ``count`` plain articles (``<prefix>-00000`` ...), e.g. for load tests.
+
+        ``images`` are shared round-robin: article ``i`` shows ``images[i % len]``.
+        """
+        return [
+            self.add_article(
+                f"{prefix}-{i:05d}", f"Filler report number {i}",
+                [f"Paragraph {k} of filler report {i}. " * 12 for k in range(4)],
+                images=[images[i % len(images)]] if images else (),
+            )
+            for i in range(count)
+        ]
+
+    def fail_next(self, path: str, status: int, *, times: int = 1,
+                  headers: Mapping[str, str] | None = None) -> None:
+        """Answer the next ``times`` requests for ``path`` (e.g. ``/images/x.png``) with
+        ``status`` and ``headers`` (after the latency, like any answer)."""
+        with self._lock:
+            queue = self._scripted.setdefault(path, deque())
+            queue.extend([(status, dict(headers or {}))] * times)
+
+    def clear_faults(self) -> None:
+        """Forget the scripted answers not given yet."""
+        with self._lock:
+            self._scripted.clear()
+
+    def scripted(self, path: str) -> tuple[int, dict[str, str]] | None:
+        """The scripted answer for this request to ``path``, if one is left."""
+        with self._lock:
+            queue = self._scripted.get(path)
+            return queue.popleft() if queue else None
+
     def _tick(self) -> datetime:
         self._clock += timedelta(minutes=1)
         return self._clock
@@ -147,7 +193,7 @@ class OutletState:
 
     def record(self, method: str, path: str, status: int) -> None:
         with self._lock:
-            self._requests.append(ServedRequest(method, path, status))
+            self._requests.append(ServedRequest(method, path, status, time.monotonic()))
 
     @property
     def requests(self) -> list[ServedRequest]:
@@ -197,6 +243,14 @@ async def _faults(request: web.Request, handler: Handler) -> web.StreamResponse:
     if state.down or state.should_fail():
         state.record(request.method, request.path, 503)
         return web.Response(status=503, text="503 Service Unavailable (sample outlet fault)\n")
+    scripted = state.scripted(request.path)
+    if scripted is not None:
+        status, headers = scripted
+        state.record(request.method, request.path, status)
+        if status == RESET:
+            _reset(request)
+        return web.Response(status=status, headers=headers,
+                            text=f"{status} (sample outlet scripted fault)\n")
     try:
         response = await handler(request)
     except web.HTTPException as e:
@@ -204,6 +258,17 @@ async def _faults(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     state.record(request.method, request.path, response.status)
     return response
+
+
+def _reset(request: web.Request) -> None:
+    """Drop the connection with a TCP RST (SO_LINGER 0), as a crashing proxy does."""
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    raise asyncio.CancelledError
 
 
 def _reply(
@@ -632,6 +697,20 @@ class SampleOutlet:
         if fail_rate is not None:
             self.state.fail_rate = fail_rate
 
+    def fail_next(self, path: str, status: int, *, times: int = 1,
+                  headers: Mapping[str, str] | None = None) -> None:
+        """See :meth:`OutletState.fail_next`."""
+        self.state.fail_next(path, status, times=times, headers=headers)
+
+    def clear_faults(self) -> None:
+        self.state.clear_faults()
+
+    def add_filler(self, count: int, *, images: Sequence[str] = (),
+                   prefix: str = "filler") -> list[SampleArticle]:
+        """See :meth:`OutletState.add_filler`."""
+        return [a.at(self.url) for a in
+                self.state.add_filler(count, images=images, prefix=prefix)]
+
     def update_article(
         self, slug: str, *, title: str | None = None, extra_paragraph: str | None = None
     ) -> SampleArticle:
@@ -675,11 +754,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per response")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="fraction answered 503")
     parser.add_argument("--seed", type=int, default=0, help="seed for --fail-rate")
+    parser.add_argument("--extra", type=int, default=0, metavar="N",
+                        help="also serve N plain filler articles (for load tests)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     outlet = SampleOutlet(
         latency=args.latency, fail_rate=args.fail_rate, seed=args.seed, port=args.port
     )
+    outlet.state.add_filler(args.extra, images=sorted(outlet.images))
     with outlet:
         # First line of output, so a script that passed --port 0 can read the URL.
         print(f"sample outlet at {outlet.url} (feed: {outlet.feed_url}); Ctrl-C to stop",
