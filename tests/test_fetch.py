@@ -1106,6 +1106,16 @@ def test_max_articles_per_source_takes_the_newest(tmp_path: Path, store: Store,
         "Council passes budget", "Old bridge to close"]
 
 
+def test_articles_past_the_per_run_cap_come_in_the_next_runs(
+        tmp_path: Path, store: Store, sample: SampleOutlet) -> None:
+    # Every article arrives within a bounded number of runs: the cap defers, never drops.
+    config = make_config(tmp_path, ("sitemap", sample.sitemap_url), max_articles_per_source=12)
+    runs = [run(config, store)[0] for _ in range(3)]
+    assert [r.new for r in runs] == [12, 12, 6]
+    assert runs[0].sources[0].deferred == 18 and runs[2].sources[0].deferred == 0
+    assert len(store.articles()) == len(sample.articles) == 30
+
+
 
 # -- the shared sample outlet -------------------------------------------------------------
 
@@ -1440,7 +1450,7 @@ def test_run_budget_takes_the_newest_first(tmp_path: Path, store: Store) -> None
     got = {a.url for a in store.articles()}
     assert 0 < len(got) < len(expected)
     assert report.deferred == len(expected) - len(got)
-    assert f", {report.deferred} left for the next run (run_budget)" in lines[-1]
+    assert f", {report.deferred} left for the next run" in lines[-1]
     # Work goes in order: what was saved is the newest part of the list.
     assert got == set(expected[: len(got)])
 

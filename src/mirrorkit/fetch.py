@@ -132,6 +132,7 @@ REVALIDATE_AFTER = timedelta(days=1)
 # ...and at most this many such articles per source per run, so that the cost of a run
 # does not grow with the size of a dateless sitemap.
 MAX_REVALIDATIONS = 20
+MAX_ENTRIES = 50_000  # entries read from one feed or sitemap (the sitemap protocol's cap)
 # Answers that say "not now": retried within the run, and only failed for now after that.
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -722,10 +723,15 @@ class _Run:
             entries = parse_sitemap(response.body, response.url)
         else:
             entries = parse_feed(response.body, response.url, response.content_type)
-        entries = entries[: self.config.fetch.max_articles_per_source]
+        # A sitemap lists at most 50,000 URLs by protocol; a feed far fewer.
+        entries = entries[:MAX_ENTRIES]
 
         fetch_now, revalidate, unchanged = self._plan(source, entries)
-        tally = _Tally(unchanged=unchanged)
+        # New and re-dated articles beyond the per-run cap wait for the next runs, newest
+        # first: the source is read again (its validators are not saved) until all came.
+        cap = self.config.fetch.max_articles_per_source
+        tally = _Tally(unchanged=unchanged, deferred=max(0, len(fetch_now) - cap))
+        fetch_now = fetch_now[:cap]
         # One wave after the other: revalidating old pages must never delay the news.
         for wave in (fetch_now, revalidate):
             await self._work(source, wave, tally)
@@ -737,8 +743,8 @@ class _Run:
                                     response.last_modified)
         self.progress(f"{source.type} {source.url}: {tally.new} new, {tally.changed} changed"
                       + (f", {tally.failed} failed" if tally.failed else "")
-                      + (f", {tally.deferred} left for the next run (run_budget)"
-                         if tally.deferred else ""))
+                      + (f", {tally.deferred} left for the next run" if tally.deferred
+                         else ""))
         return SourceResult(source=source.name, ok=True, error=None, entries=len(entries),
                             new=tally.new, changed=tally.changed, unchanged=tally.unchanged,
                             failed_articles=tally.failed, deferred=tally.deferred)
