@@ -138,6 +138,13 @@ def test_bad_config_is_one_line_naming_file_and_key(tmp_path: Path, change: tupl
     assert message in line
 
 
+def test_two_mirrors_in_one_place_are_a_config_error(tmp_path: Path) -> None:
+    second = '\n[[mirrors]]\nname = "m2"\ntype = "local"\npath = "out"\npublic_url = "http://x/"\n'
+    with pytest.raises(ConfigError, match=r"mirrors\[1\]\.path: the same place as mirror 'm'"):
+        load_text(tmp_path, MINIMAL + second)
+    load_text(tmp_path, MINIMAL + second.replace('path = "out"', 'path = "out2"'))
+
+
 def test_misspelled_key_exits_2_naming_the_key(tmp_path: Path) -> None:
     path = tmp_path / "mirrorkit.toml"
     path.write_text(MINIMAL.replace("public_url", "publc_url"))

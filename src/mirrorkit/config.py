@@ -380,11 +380,21 @@ def from_dict(raw: Mapping[str, Any], path: Path) -> Config:
         _mirror(m, i, path, rel) for i, m in enumerate(_array(root, "mirrors", path))
     )
     seen: set[str] = set()
+    places: dict[tuple[str, ...], str] = {}
     for i, m in enumerate(mirrors):
         if m.name in seen:
             raise ConfigError(f"duplicate mirror name {m.name!r}",
                               where=f"{path.name}: mirrors[{i}].name")
         seen.add(m.name)
+        # Two mirrors in one place would overwrite each other's signed manifest.
+        place = ((m.type, str(m.path)) if m.type == "local" else
+                 (m.type, m.endpoint_url or "", m.bucket or "", m.prefix.strip("/")))
+        key = "path" if m.type == "local" else "bucket"
+        if place in places:
+            raise ConfigError(f"the same place as mirror {places[place]!r}",
+                              where=f"{path.name}: mirrors[{i}].{key}",
+                              hint="each mirror needs its own directory, bucket or prefix")
+        places[place] = m.name
     return Config(path=path.resolve(), outlet=outlet, state_dir=state_dir, signing=signing,
                   fetch=fetch, build=build, publish=publish, sources=sources,
                   mirrors=mirrors)
