@@ -266,7 +266,7 @@ class _Publish:
             # earlier run could not delete goes now.
             if backend.get(SIGNATURE_NAME, limit=MAX_SIGNATURE_SIZE) != self.signature:
                 self._put(SIGNATURE_NAME, self.signature, _MANIFEST_CACHE)
-            deleted = self._finish_deletes({})
+            deleted = self._finish_deletes(set())
             self._set("started", None)
             self.say(f"{self.name}: version {new.version} is already live")
             return PublishResult(self.name, new.version, self.puts, 0, deleted, self.sent,
@@ -278,6 +278,21 @@ class _Publish:
         self._set("started", sha256_hex(self.root))
         backend.discard_partial_writes()
         transition = self._transition(plan) if live is not None and plan.replace else None
+        # Deletes are written down before the commit, so a kill after it loses none: they
+        # run once this version is live, or at the next run.  The live root's parts and
+        # signature are kept one more publish, for verifiers that read that root.
+        later: set[str] = set()
+        if live is not None and live_bytes is not None:
+            later = ({p.path for p in live.parts} | {signature_path(live_bytes)}) - (
+                new.part_paths())
+        if transition is not None:
+            later.add(signature_path(transition[0]))
+        if self.journal is None:
+            now, later = set(plan.delete) | later, set()  # nowhere to keep them: now
+        else:
+            now = set(plan.delete) - later
+        self._remember_deletes(now | set(json.loads(self._get("later") or "[]")))
+        self._set("later", json.dumps(sorted(later)) if later else None)
 
         # Stage 1: new files, new parts, then the signatures of the roots to come.
         first = list(plan.first)
@@ -307,22 +322,8 @@ class _Publish:
             raise
         self.say(f"{self.name}: version {new.version} is live")
 
-        # Stage 3, and what the live root's verifiers may still read goes next time.
-        later = set()
-        if live is not None and live_bytes is not None:
-            later = ({p.path for p in live.parts} | {signature_path(live_bytes)}) - (
-                new.part_paths())
-        if transition is not None:
-            later.add(signature_path(transition[0]))
-        if self.journal is None:
-            later = set()  # nowhere to remember them: they go now
-            now = list(plan.delete) + sorted(
-                ({signature_path(live_bytes)} if live_bytes is not None else set())
-                | ({signature_path(transition[0])} if transition is not None else set()))
-        else:
-            now = [p for p in plan.delete if p not in later]
-        deleted = self._finish_deletes(dict.fromkeys(now, True))
-        self._remember_deletes(sorted(later))
+        # Stage 3.
+        deleted = self._finish_deletes(now)
         self._set("started", None)
         return PublishResult(self.name, new.version, self.puts, plan.skipped, deleted,
                              self.sent, False, plan.first + plan.replace)
@@ -384,12 +385,12 @@ class _Publish:
 
     # -- deletes across runs ----------------------------------------------------------------
 
-    def _finish_deletes(self, now: Mapping[str, bool]) -> int:
-        """Delete ``now`` and what earlier runs left to delete, except what the new root
-        names.  A failed delete is remembered for the next run, not an error: the new
-        version is live either way."""
-        pending = [p for p in json.loads(self._get("delete") or "[]") if p not in now]
-        todo = list(now) + [p for p in pending if not _named(self.new, self.source, p)]
+    def _finish_deletes(self, now: set[str]) -> int:
+        """Delete ``now`` and what earlier runs left due, except what the new (live) root
+        names.  A failed delete is kept for the next run, not an error: the new version
+        is live either way."""
+        due = set(json.loads(self._get("delete") or "[]")) - now
+        todo = sorted(now | {p for p in due if not _named(self.new, self.source, p)})
         if not todo or DELETE not in self.backend.capabilities:
             self._set("delete", None)
             return 0
@@ -404,6 +405,8 @@ class _Publish:
         return len(todo)
 
     def _remember_deletes(self, paths: Iterable[str]) -> None:
+        """Deletes due at the next run of any kind once a root that does not name them is
+        live."""
         if self.journal is None:
             return  # nothing to carry them in: the next publish's plan cannot see them
         paths = sorted(set(paths) | set(json.loads(self._get("delete") or "[]")))
