@@ -244,8 +244,8 @@ class DirectoryTarget:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return path, None
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                return path, f.read(limit + 1)
+            # One read: a regular file gives all it has up to the cap at once.
+            return path, os.read(fd, limit + 1)
         except OSError as e:
             raise TargetUnreachableError(f"cannot read: {e.strerror}", where=target) from e
         finally:
