@@ -146,3 +146,18 @@ def s3_bucket(moto_server: MotoServer) -> MirrorConfig:
         provider="generic", access_key_id=MOTO_KEY, secret_access_key=MOTO_KEY,
     )
 
+
+# == S3 faults: a proxy in front of the moto server ========================================
+#
+# tests/faultproxy.py forwards every request to the session's moto server unchanged and
+# injects the faults its rules say (503 SlowDown, 500, resets, lost responses, stalls,
+# latency).  Point a mirror's endpoint_url at ``fault_proxy.endpoint``; readers and
+# verifiers keep using the moto server directly (its public URL), fault-free.
+
+from faultproxy import FaultProxy  # noqa: E402
+
+
+@pytest.fixture
+def fault_proxy(moto_server: MotoServer) -> Iterator[FaultProxy]:
+    with FaultProxy(moto_server.endpoint, seed=7) as proxy:
+        yield proxy
