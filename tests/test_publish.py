@@ -607,15 +607,6 @@ def test_a_file_removed_by_hand_is_repaired_only_without_a_trusted_root(
     assert findings(mirror) == []
 
 
-# src bug (reported): _plan_unknown computes `foreign` before it filters signatures/ out of
-# the deletes, so mirrorkit's own by-hash signature makes a mirror "foreign".
-SIGNATURES_FOREIGN = pytest.mark.xfail(
-    strict=True, raises=PublishError,
-    reason="src bug: a signatures/<hash>.minisig left on a mirror without a trusted root is "
-           "counted as a foreign file, so the publish refuses")
-
-
-@SIGNATURES_FOREIGN
 def test_unreadable_live_manifest_means_upload_everything(
         mirror: Backend, tmp_path: Path) -> None:
     tree = make_tree(tmp_path, 1, V1)
@@ -797,7 +788,6 @@ def test_refuses_the_same_version_with_other_content(mirror: Backend, tmp_path: 
     assert contents(mirror) == before
 
 
-@SIGNATURES_FOREIGN
 def test_another_outlets_newer_version_is_not_a_rollback(tmp_path: Path) -> None:
     # Not ours (though signed with the same key): the foreign-root rule decides, and a root
     # with nothing to delete is fine.
@@ -835,10 +825,11 @@ def test_stray_files_with_odd_names(mirror: Backend, tmp_path: Path, trusted: bo
         assert findings(mirror) == [("extra", p) for p in sorted(ODD)]
         assert verify_target(BackendTarget(mirror), PUB, now=T0).ok
     else:
-        # A mirror without a trusted root is listed, and everything unnamed goes (but for
-        # signatures by root hash, which a listing never licenses deleting).
-        assert result.deleted == stale + len(ODD)
+        # A mirror without a trusted root is listed, and everything unnamed goes, version
+        # 1's signature by root hash too.
+        assert result.deleted == stale + len(ODD) + 1
         assert served(mirror) == site(tree) and mirror.get(by_hash(tree)) is not None
+        assert mirror.get(by_hash(tree1)) is None
 
 
 def test_an_operators_tmp_files_survive_refusal_and_dry_run(tmp_path: Path) -> None:
@@ -987,10 +978,6 @@ def test_dry_run_reports_and_changes_nothing(mirror: Backend, tmp_path: Path) ->
         done.version, done.skipped, done.written, True)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "src bug: a dry run counts 2 control PUTs and the plan's deletes, but a real run also "
-    "PUTs the signature by root hash (and, with a signer, the transition root, its "
-    "signatures) and deletes the live root's signature by hash"))
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
 def test_a_dry_run_counts_what_the_real_run_does(
         mirror: Backend, tmp_path: Path, signed: bool) -> None:
@@ -1027,7 +1014,7 @@ def test_failed_upload_leaves_the_live_version_whole(mirror: Backend, tmp_path: 
 
 @pytest.mark.parametrize("first", [
     pytest.param(False, id="update"),
-    pytest.param(True, id="first-publish", marks=SIGNATURES_FOREIGN),
+    pytest.param(True, id="first-publish"),
 ])
 def test_failed_commit_leaves_the_old_manifest_verifiable(
         mirror: Backend, tmp_path: Path, first: bool) -> None:
@@ -1365,7 +1352,7 @@ RIVAL = {**V2, "articles/d/index.html": b"<p>d, as the other operator built it</
 def test_two_publishers_racing_one_wins_and_the_mirror_verifies(
         request: pytest.FixtureRequest, tmp_path: Path, mirror: str, provider: str | None,
         first: bool, pause: str) -> None:
-    if mirror == "s3" and pause == "before-stage-1":
+    if provider == "generic" and pause == "before-stage-1":
         request.applymarker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
             "src bug: only the commits are conditional; a publisher that planned from the "
             "old root uploads its stage-1 files over the winner's live files of the same "
@@ -1394,15 +1381,12 @@ def test_two_publishers_racing_one_wins_and_the_mirror_verifies(
     [lost] = [r for r in results.values() if not isinstance(r, PublishResult)]
     loser = paused if winner == theirs else other
     assert isinstance(lost, PublishError), lost
-    if local or not first or pause == "before-stage-1":
-        # The lock, or the commit's condition, says another publisher won.
-        assert isinstance(lost, PublishConflictError), lost
-        assert "another publisher" in str(lost)
-        assert winner == (mine if local else theirs)
-    else:
-        # A first publish that finds the other's stage-1 files (its part) on a mirror
-        # without a root refuses instead: not ours to delete.  Either way one wins.
-        assert "refusing" in str(lost)
+    # The lock, or the commit's condition, says another publisher won (a first publish
+    # that finds the other's parts and signatures takes them for its own leftovers, and
+    # loses at its commit).
+    assert isinstance(lost, PublishConflictError), lost
+    assert "another publisher" in str(lost)
+    assert winner == (mine if local else theirs)
     # The loser wrote no commit of its own and deleted nothing.
     assert loser.deletes() == [] and MANIFEST_NAME not in loser.puts()
     if local:

@@ -10,6 +10,7 @@ manifest and parts (a copy, a test fixture).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +22,8 @@ from mirrorkit.manifest import (
     SIGNATURE_NAME,
     FileEntry,
     Manifest,
+    bin_of,
+    decode_part,
     sha256_hex,
 )
 from mirrorkit.store import Store
@@ -157,6 +160,19 @@ class Bundle:
 
     def manifest(self, mirror: str) -> Manifest:
         return Manifest.from_bytes(self.source(mirror).root())
+
+
+def bundle_entries(source: SiteSource, paths: Iterable[str]) -> list[FileEntry]:
+    """The entries the source's root names at ``paths`` (files and parts; others are
+    left out), each read from the part of its bin."""
+    root = Manifest.from_bytes(source.root())
+    wanted = set(paths)
+    found = [p.entry() for p in root.parts if p.path in wanted]
+    for index in sorted({bin_of(p, root.bins) for p in wanted}):
+        ref = root.parts[index]
+        found += [e for e in decode_part(source.read(ref.entry()), ref, index, root.bins)
+                  if e.path in wanted and e.retired is None]
+    return found
 
 
 def _read_file(path: Path) -> bytes:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mirrorkit.build import Bundle, build, inputs_fingerprint, latest_bundle, load_signer
-from mirrorkit.bundle import SiteSource
+from mirrorkit.bundle import SiteSource, bundle_entries
 from mirrorkit.config import Config, MirrorConfig
 from mirrorkit.errors import (
     BuildError,
@@ -24,6 +24,7 @@ from mirrorkit.errors import (
 )
 from mirrorkit.fetch import FetchReport, fetch
 from mirrorkit.manifest import MANIFEST_NAME, MAX_ROOT_SIZE, MAX_SIGNATURE_SIZE, SIGNATURE_NAME
+from mirrorkit.publish.base import cache_control
 from mirrorkit.publish.registry import open_backend
 from mirrorkit.publish.stage import PublishResult, publish_all
 from mirrorkit.sign import PublicKey, load_public_key
@@ -209,6 +210,14 @@ def sync(config: Config, store: Store) -> SyncResult:
         try:
             result = check_published(mirror, key, bundle, outcome.published,
                                      config.publish.check_sample)
+            damaged = _damaged(result)
+            if damaged:
+                # What the check found wrong (a lost race, a flaky store) is sent again
+                # once, from the signed bundle, and read back.
+                log.warning("mirror %s: %d files read back wrong; sending them again",
+                            mirror.name, len(damaged))
+                mend(config, bundle, mirror, damaged)
+                result = check_published(mirror, key, bundle, outcome.published, 0)
         except TargetUnreachableError as e:
             log.warning("mirror %s: published, but not readable back: %s", mirror.name, e)
             checked.append(MirrorOutcome(mirror.name, outcome.published, check_error=str(e)))
@@ -218,6 +227,21 @@ def sync(config: Config, store: Store) -> SyncResult:
                                                         finding.line())
         checked.append(MirrorOutcome(mirror.name, outcome.published, check=result))
     return SyncResult(report, bundle, built, tuple(checked))
+
+
+def _damaged(report: Report) -> list[str]:
+    return [f.path for f in report.findings
+            if f.fatal and f.path and f.kind in ("missing", "size", "tampered")]
+
+
+def mend(config: Config, bundle: Bundle, mirror: MirrorConfig, paths: Sequence[str]) -> None:
+    """Put ``paths`` back on ``mirror`` as the live version signs them."""
+    source = bundle.source(mirror.name)
+    entries = bundle_entries(source, paths)
+    with open_backend(mirror, config.publish.concurrency) as backend:
+        for entry in entries:
+            backend.put(entry.path, source.read(entry), entry.type,
+                        cache=cache_control(source.max_age(entry)))
 
 
 @dataclass(frozen=True)

@@ -140,17 +140,27 @@ def _rollback(version: int, seen: int) -> Finding:
                    f"version {version} is older than version {seen} seen before")
 
 
-def read_root(target: Target) -> tuple[bytes | None, bytes | None]:
-    """The root and its signature: the one kept by the root's hash if there is one
-    (always consistent with the root), else ``manifest.json.minisig``."""
+def signed_root(target: Target, key: PublicKey, now: datetime,
+                ) -> tuple[bytes | None, Manifest | None, list[Finding]]:
+    """The target's root, checked (:func:`check_manifest`) against its signature: the
+    one kept by the root's hash (written before the root, so always the root's own),
+    else ``manifest.json.minisig``.  The root's bytes are None if there is no root."""
     root = target.read_many([(MANIFEST_NAME, MAX_ROOT_SIZE)])[MANIFEST_NAME]
     if root is None:
-        return None, None
+        return None, None, [Finding("missing", MANIFEST_NAME, "not found")]
     by_hash = signature_path(root)
     kept = target.read_many([(by_hash, MAX_SIGNATURE_SIZE)])[by_hash]
     if kept is not None:
-        return root, kept
-    return root, target.read_many([(SIGNATURE_NAME, MAX_SIGNATURE_SIZE)])[SIGNATURE_NAME]
+        manifest, findings = check_manifest(root, kept, key, now=now)
+        if manifest is not None:
+            return root, manifest, findings
+    standard = target.read_many([(SIGNATURE_NAME, MAX_SIGNATURE_SIZE)])[SIGNATURE_NAME]
+    if standard is None:
+        if kept is not None:
+            return root, None, findings
+        return root, None, [Finding("signature", SIGNATURE_NAME, "missing")]
+    manifest, findings = check_manifest(root, standard, key, now=now)
+    return root, manifest, findings
 
 
 def authentic_root(root: bytes, signature: bytes, key: PublicKey) -> Manifest | None:
@@ -429,13 +439,10 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
     at the size the manifest signs, hashed in ``workers`` threads.
     """
     now = now or datetime.now(UTC)
-    manifest_bytes, signature_bytes = read_root(target)
+    manifest_bytes, manifest, findings = signed_root(target, key, now)
     if manifest_bytes is None:
         raise TargetUnreachableError(f"no {MANIFEST_NAME} found", where=target.label,
                                      hint="is this a mirrorkit site root?")
-    if signature_bytes is None:
-        return Report(target.label, None, (Finding("signature", SIGNATURE_NAME, "missing"),))
-    manifest, findings = check_manifest(manifest_bytes, signature_bytes, key, now=now)
     if manifest is None:
         return Report(target.label, None, tuple(findings))
     seen = trust.seen(key, manifest, target.label) if trust else None
@@ -457,7 +464,7 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
     # workers times a slice, and no thread hop is paid per file.  The listing is walked
     # meanwhile.
     def check(chunk: list[FileEntry]) -> list[Finding]:
-        data = target.read_many([(e.path, e.size) for e in chunk])
+        data = target.read_many([(e.path, _cap(e)) for e in chunk])
         out = []
         for entry in chunk:
             finding = check_file(entry, data[entry.path])
@@ -491,11 +498,7 @@ def check_written(target: Target, key: PublicKey, root: bytes, written: Sequence
     (plus ``sample`` random files named by the root), nothing else.  The root must be
     ``root``, the one this run published."""
     now = now or datetime.now(UTC)
-    live, signature = read_root(target)
-    if live is None or signature is None:
-        name = MANIFEST_NAME if live is None else SIGNATURE_NAME
-        return Report(target.label, None, (Finding("missing", name, "not found"),))
-    manifest, findings = check_manifest(live, signature, key, now=now)
+    live, manifest, findings = signed_root(target, key, now)
     if manifest is None:
         return Report(target.label, None, tuple(findings))
     if live != root:
@@ -517,12 +520,18 @@ def check_written(target: Target, key: PublicKey, root: bytes, written: Sequence
             except VerifyError as e:
                 findings.append(Finding("part", ref.path, e.what))
         checks += random.sample(pool, min(sample, len(pool)))
-    data = target.read_many([(e.path, e.size) for e in checks])
+    data = target.read_many([(e.path, _cap(e)) for e in checks])
     for entry in checks:
         finding = check_file(entry, data[entry.path])
         if finding:
             findings.append(finding)
     return Report(target.label, manifest, tuple(findings), len(checks))
+
+
+def _cap(entry: FileEntry) -> int:
+    """The most bytes a file may hold: its signed size, or in a declared transition the
+    largest of the contents allowed."""
+    return max(entry.size, *(size for _, size in entry.also)) if entry.also else entry.size
 
 
 def _chunks(items: list[FileEntry], budget: int, most: int = 256,

@@ -49,6 +49,7 @@ and sends only what is missing or different.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -74,7 +75,14 @@ from mirrorkit.manifest import (
     sha256_hex,
     signature_path,
 )
-from mirrorkit.publish.base import DELETE, LIST, Backend, cache_control, md5_hex
+from mirrorkit.publish.base import (
+    CONDITIONAL_WRITE,
+    DELETE,
+    LIST,
+    Backend,
+    cache_control,
+    md5_hex,
+)
 from mirrorkit.sign import PublicKey
 from mirrorkit.verify import authentic_root
 
@@ -220,6 +228,15 @@ class _Publish:
         self.sent = 0
         # Without a signer: what stage 2 overwrote, to put back if the commit fails.
         self._previous: dict[str, bytes | None] = {}
+        # The live root stage 1 was planned from (None: none), when its writes must only
+        # create.
+        self._guarded = False
+        self._guard: bytes | None = None
+
+    def _still_planned(self) -> bool:
+        """Whether the live root is still the one this publish planned from (then an
+        object in the way of a new file is a leftover, ours to replace)."""
+        return self.backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE) == self._guard
 
     # -- reading the mirror ---------------------------------------------------------------
 
@@ -249,11 +266,30 @@ class _Publish:
             return PublishResult(self.name, self.new.version, 0, 0, 0, 0, True)
         live_bytes, _, live = self._read_live(live_bytes)
         plan = self._plan(live_bytes, live)
+        transition, now, _later = self._schedule(plan, live, live_bytes)
         sending = plan.first + plan.replace
-        deleting = plan.delete if DELETE in self.backend.capabilities else ()
-        return PublishResult(self.name, self.new.version, len(sending) + 2, plan.skipped,
-                             len(deleting), sum(f.size for f in sending)
-                             + len(self.root) + len(self.signature), True, sending)
+        commits = [(self.root, self.signature)] + ([transition] if transition else [])
+        deleting = len(now) if DELETE in self.backend.capabilities else 0
+        return PublishResult(
+            self.name, self.new.version, len(sending) + 3 * len(commits), plan.skipped,
+            deleting, sum(f.size for f in sending)
+            + sum(len(root) + 2 * len(sig) for root, sig in commits), True, sending)
+
+    def _schedule(self, plan: Plan, live: Manifest | None, live_bytes: bytes | None,
+                  ) -> tuple[tuple[bytes, bytes] | None, set[str], set[str]]:
+        """The transition root (if files change in place and there is a signer), what to
+        delete once this version is live, and what to delete at the next real publish:
+        the live root's parts and signature, for verifiers that read that root."""
+        transition = self._transition(plan) if live is not None and plan.replace else None
+        later: set[str] = set()
+        if live is not None and live_bytes is not None:
+            later = ({p.path for p in live.parts} | {signature_path(live_bytes)}) - (
+                self.new.part_paths())
+        if transition is not None:
+            later.add(signature_path(transition[0]))
+        if self.journal is None:
+            return transition, set(plan.delete) | later, set()  # nowhere to keep them
+        return transition, set(plan.delete) - later, later
 
     # -- the publish ----------------------------------------------------------------------
 
@@ -277,20 +313,9 @@ class _Publish:
                  f"{len(plan.replace)} to replace, {len(plan.delete)} to delete")
         self._set("started", sha256_hex(self.root))
         backend.discard_partial_writes()
-        transition = self._transition(plan) if live is not None and plan.replace else None
+        transition, now, later = self._schedule(plan, live, live_bytes)
         # Deletes are written down before the commit, so a kill after it loses none: they
-        # run once this version is live, or at the next run.  The live root's parts and
-        # signature are kept one more publish, for verifiers that read that root.
-        later: set[str] = set()
-        if live is not None and live_bytes is not None:
-            later = ({p.path for p in live.parts} | {signature_path(live_bytes)}) - (
-                new.part_paths())
-        if transition is not None:
-            later.add(signature_path(transition[0]))
-        if self.journal is None:
-            now, later = set(plan.delete) | later, set()  # nowhere to keep them: now
-        else:
-            now = set(plan.delete) - later
+        # run once this version is live, or at the next run.
         self._remember_deletes(now | set(json.loads(self._get("later") or "[]")))
         self._set("later", json.dumps(sorted(later)) if later else None)
 
@@ -298,11 +323,16 @@ class _Publish:
         first = list(plan.first)
         if resuming:
             first = self._missing(first)
+        if CONDITIONAL_WRITE in backend.capabilities:
+            # Stage 1 creates and never overwrites, so a publisher that lost a race
+            # cannot clobber the winner's files before its own commit fails.
+            self._guarded, self._guard = True, live_bytes
         try:
             self._upload(first)
             signatures = [(signature_path(self.root), self.signature)]
             if transition is not None:
                 signatures.append((signature_path(transition[0]), transition[1]))
+            self._guarded = False  # stage 2 replaces on purpose, after a conditional commit
             for path, data in signatures:
                 self._put(path, data, _MANIFEST_CACHE)
             expected = md5_hex(live_bytes) if live_bytes is not None else None
@@ -340,9 +370,16 @@ class _Publish:
     def _commit(self, root: bytes, signature: bytes, expected: str | None) -> str:
         """Write ``root`` if the live root is still the one this publish read; then the
         standard signature beside it.  Returns the new root's tag."""
-        tag = self.backend.put(MANIFEST_NAME, root, media_type(MANIFEST_NAME),
-                               cache=_MANIFEST_CACHE, if_match=expected,
-                               if_absent=expected is None)
+        try:
+            tag = self.backend.put(MANIFEST_NAME, root, media_type(MANIFEST_NAME),
+                                   cache=_MANIFEST_CACHE, if_match=expected,
+                                   if_absent=expected is None)
+        except PublishConflictError:
+            # Our own write may have landed with its answer lost: a retry then finds its
+            # condition false.  The root in place being ours is no conflict.
+            if self.backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE) != root:
+                raise
+            tag = md5_hex(root)
         self.puts += 1
         self.sent += len(root)
         self._put(SIGNATURE_NAME, signature, _MANIFEST_CACHE)
@@ -374,7 +411,8 @@ class _Publish:
         return todo
 
     def _upload(self, entries: list[FileEntry]) -> None:
-        sent = _upload(self.backend, self.source, entries, self.concurrency, self.say)
+        sent = _upload(self.backend, self.source, entries, self.concurrency, self.say,
+                       self._still_planned if self._guarded else None)
         self.puts += len(entries)
         self.sent += sent
 
@@ -489,6 +527,14 @@ def _changed_entries(backend: Backend, source: SiteSource, new: Manifest, live: 
     return new_entries, old_entries
 
 
+_OUR_NAMES = re.compile(
+    rf"^(?:{PART_DIR}/[0-9a-f]{{64}}\.json|{SIGNATURE_DIR}/[0-9a-f]{{64}}\.minisig)$")
+
+
+def _ours_by_name(path: str) -> bool:
+    return _OUR_NAMES.match(path) is not None
+
+
 def _live_part(backend: Backend, source: SiteSource, ref: PartRef) -> bytes | None:
     """A part of the live root: from the local store if it holds it, else the mirror
     (capped at its signed size); None if neither has it as signed."""
@@ -524,8 +570,11 @@ def _plan_unknown(backend: Backend, source: SiteSource, new: Manifest,
         except VerifyError:
             outlet = None
     plan = plan_publish(entries, None, present=present, ours=outlet == new.outlet)
-    plan = replace(plan, delete=tuple(p for p in plan.delete
-                                      if not p.startswith(SIGNATURE_DIR + "/")))
+    mine = signature_path(new.to_bytes())  # sent again anyway; never deleted after it
+    plan = replace(plan, delete=tuple(p for p in plan.delete if p != mine))
+    # What an interrupted publish of ours leaves (signatures and parts named by their
+    # hash) never makes a root foreign.
+    plan = replace(plan, foreign=tuple(p for p in plan.foreign if not _ours_by_name(p)))
     if plan.foreign:
         if live_bytes is None:
             why = "the mirror has no manifest.json"
@@ -641,6 +690,7 @@ def _upload(
     entries: Sequence[FileEntry],
     concurrency: int,
     say: Progress,
+    create_only: Callable[[], bool] | None = None,
 ) -> int:
     """Upload ``entries`` in parallel; returns bytes sent.  Stops at the first failure."""
     if not entries:
@@ -651,12 +701,16 @@ def _upload(
     parts = [e for e in entries if e.path.startswith("parts/")]
     sent = 0
     for group in (files, parts):
-        sent += _upload_group(backend, source, group, concurrency, say)
+        sent += _upload_group(backend, source, group, concurrency, say, create_only)
     return sent
 
 
 def _upload_group(backend: Backend, source: SiteSource, entries: Sequence[FileEntry],
-                  concurrency: int, say: Progress) -> int:
+                  concurrency: int, say: Progress,
+                  create_only: Callable[[], bool] | None = None) -> int:
+    """Upload in parallel.  With ``create_only``, each PUT succeeds only where nothing
+    is; an object in the way is replaced only while ``create_only()`` says the live root
+    is still the planned one, else another publisher won (PublishConflictError)."""
     if not entries:
         return 0
 
@@ -672,8 +726,16 @@ def _upload_group(backend: Backend, source: SiteSource, entries: Sequence[FileEn
                 where=f"mirror {backend.name}: {source.label}",
                 hint="rebuild with 'mirrorkit build'",
             )
-        backend.put(entry.path, data, entry.type,
-                    cache=cache_control(source.max_age(entry)))
+        cache = cache_control(source.max_age(entry))
+        if create_only is None:
+            backend.put(entry.path, data, entry.type, cache=cache)
+            return len(data)
+        try:
+            backend.put(entry.path, data, entry.type, cache=cache, if_absent=True)
+        except PublishConflictError:
+            if not create_only():
+                raise
+            backend.put(entry.path, data, entry.type, cache=cache)
         return len(data)
 
     sent = 0
