@@ -310,3 +310,58 @@ def test_deletes_are_not_lost_to_a_kill_right_after_the_commit(tmp_path: Path) -
     mirror.kill = False
     publish_tree(mirror, v2, key=PUB, journal=journal)  # v2 is live: a no-op, but
     assert not (tmp_path / "mirror" / "old.html").exists()  # the delete is done
+
+
+def test_a_sync_mends_a_file_its_check_reads_back_wrong(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A flaky store (or a racing publisher) left a file other than what was signed: the
+    # check after publish reads it back wrong, and the sync sends it again.
+    from click.testing import CliRunner
+
+    from mirrorkit import pipeline
+    from mirrorkit.cli import cli
+    from mirrorkit.sample import SampleOutlet
+    from mirrorkit.sign import write_keypair
+
+    write_keypair(tmp_path / "outlet")
+    real_publish = pipeline.run_publish
+    damaged: list[str] = []
+
+    def publish_then_damage(*args: object, **kwargs: object) -> object:
+        outcomes = real_publish(*args, **kwargs)  # type: ignore[arg-type]
+        written = outcomes[0].published.written  # type: ignore[attr-defined]
+        page = next(e.path for e in written if e.path.startswith("articles/"))
+        (tmp_path / "mirror" / page).write_bytes(b"<p>not what was signed</p>")
+        damaged.append(page)
+        return outcomes
+
+    monkeypatch.setattr(pipeline, "run_publish", publish_then_damage)
+    with SampleOutlet() as outlet:
+        (tmp_path / "mirrorkit.toml").write_text(f"""
+[outlet]
+id = "t"
+name = "T"
+origin = "https://t.example/"
+[signing]
+secret_key = "outlet.key"
+public_key = "outlet.pub"
+[fetch]
+allow_private_addresses = true
+[[sources]]
+url = "{outlet.feed_url}"
+[[mirrors]]
+name = "m"
+type = "local"
+path = "mirror"
+public_url = "http://127.0.0.1:9/"
+""")
+        result = CliRunner().invoke(cli, ["--config", str(tmp_path / "mirrorkit.toml"),
+                                          "sync"])
+    assert result.exit_code == 0, result.output
+    assert damaged and b"not what was signed" not in (
+        tmp_path / "mirror" / damaged[0]).read_bytes()
+    from mirrorkit.sign import load_public_key
+
+    report = verify_target(DirectoryTarget(tmp_path / "mirror"),
+                           load_public_key(tmp_path / "outlet.pub"))
+    assert report.ok, report.findings
