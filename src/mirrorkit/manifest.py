@@ -22,6 +22,12 @@ to; being listed, it is part of what the outlet signed.  ``previous_parts`` name
 parts of the previous root that this one replaced: they stay one more version, so a
 verifier that read the old root while this one went live still finds its parts.
 
+A *transition root* (``transition`` present) is a version's root signed at publish time
+while files change in place: each listed path may still hold one of the contents given
+there besides the one its part names (see :mod:`mirrorkit.publish.stage`).  Every root's
+signature is also kept at ``signatures/<sha256 of the root>.minisig``
+(:func:`signature_path`), written before the root, so a reader of any root finds its own.
+
 The bytes are canonical JSON (sorted keys, no insignificant whitespace, UTF-8, one final
 newline), so the same content always gives the same bytes and the same signature input.
 """
