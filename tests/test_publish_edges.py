@@ -20,6 +20,7 @@ from mirrorkit.manifest import (
     SIGNATURE_NAME,
     Manifest,
     bin_of,
+    signature_path,
 )
 from mirrorkit.publish import publish_tree
 from mirrorkit.publish.base import DELETE, Backend
@@ -365,3 +366,112 @@ public_url = "http://127.0.0.1:9/"
     report = verify_target(DirectoryTarget(tmp_path / "mirror"),
                            load_public_key(tmp_path / "outlet.pub"))
     assert report.ok, report.findings
+
+
+# -- the commit protocol under attack (second review) ---------------------------------------
+
+def _signer() -> object:
+    import functools
+
+    from mirrorkit.build import _sign_with
+
+    return functools.partial(_sign_with, KEY)
+
+
+class KilledAt(LocalBackend):
+    """Raises Killed (nothing catches it, as with kill -9) before the Nth PUT of ``path``."""
+
+    def __init__(self, name: str, root: Path, path: str, nth: int = 1):
+        super().__init__(name, root)
+        self.path, self.nth = path, nth
+
+    def put(self, path: str, data: bytes, media_type: str, **kw: object) -> str:  # type: ignore[override]
+        if path == self.path:
+            self.nth -= 1
+            if self.nth == 0:
+                raise KeyboardInterrupt
+        return super().put(path, data, media_type, **kw)  # type: ignore[arg-type]
+
+
+def test_transition_roots_allow_only_what_the_path_holds_and_cannot_be_replayed(
+        tmp_path: Path) -> None:
+    journal = Journal()
+    publish_tree(LocalBackend("m", tmp_path / "mirror"),
+                 tree(tmp_path, "v1", 1, {"index.html": b"home v1", "a.html": b"a1"}),
+                 key=PUB, journal=journal)
+    # Two publishes in a row killed in stage 2 (each with its transition root live).
+    for version in (2, 3):
+        site = tree(tmp_path, f"v{version}", version,
+                    {"index.html": f"home v{version}".encode(), "a.html": f"a{version}".encode()})
+        with pytest.raises(KeyboardInterrupt):
+            publish_tree(KilledAt("m", tmp_path / "mirror", "index.html"), site, key=PUB,
+                         signer=_signer(), journal=journal)  # type: ignore[arg-type]
+        live = Manifest.from_bytes((tmp_path / "mirror" / MANIFEST_NAME).read_bytes())
+        assert live.transition and all(len(froms) == 1 for _, froms in live.transition)
+        assert verify_target(DirectoryTarget(tmp_path / "mirror"), PUB).ok
+    saved = {p: (tmp_path / "mirror" / p).read_bytes()
+             for p in (MANIFEST_NAME, "index.html", "a.html")}
+    by_hash = (tmp_path / "mirror" / signature_path(saved[MANIFEST_NAME])).read_bytes()
+    publish_tree(LocalBackend("m", tmp_path / "mirror"), tmp_path / "v3", key=PUB,
+                 signer=_signer(), journal=journal)  # type: ignore[arg-type]
+    trust = TrustStore(tmp_path / "trust.json")
+    assert verify_target(DirectoryTarget(tmp_path / "mirror"), PUB, trust=trust).ok
+    # Someone who kept the transition root of version 3 serves it again, with old pages.
+    for path, data in saved.items():
+        (tmp_path / "mirror" / path).write_bytes(data)
+    (tmp_path / "mirror" / signature_path(saved[MANIFEST_NAME])).write_bytes(by_hash)
+    report = verify_target(DirectoryTarget(tmp_path / "mirror"), PUB, trust=trust)
+    assert [f.kind for f in report.findings if f.fatal] == ["rollback"]
+
+
+def test_a_killed_first_publish_completes_after_a_build_that_retires_a_file(
+        tmp_path: Path) -> None:
+    journal = Journal()
+    v1 = tree(tmp_path, "v1", 1, {"a.html": b"a", "x.html": b"x"})
+    with pytest.raises(KeyboardInterrupt):
+        publish_tree(KilledAt("m", tmp_path / "mirror", MANIFEST_NAME), v1, key=PUB,
+                     journal=journal)
+    v2 = tree(tmp_path, "v2", 2, {"a.html": b"a2"}, retired={"x.html": b"x"})
+    publish_tree(LocalBackend("m", tmp_path / "mirror"), v2, key=PUB, journal=journal)
+    assert verify_target(DirectoryTarget(tmp_path / "mirror"), PUB).ok
+
+
+def test_a_flaky_read_of_a_live_part_stops_the_publish_instead_of_overwriting(
+        tmp_path: Path) -> None:
+    class Flaky(LocalBackend):
+        def get(self, path: str, *, limit: int | None = None) -> bytes | None:
+            if path.startswith("parts/"):
+                raise PublishError("SlowDown (HTTP 503)", where="mirror m", retryable=True)
+            return super().get(path, limit=limit)
+
+    files = {f"articles/p{i}/index.html": f"<p>{i}</p>".encode() for i in range(40)}
+    publish_tree(LocalBackend("m", tmp_path / "mirror"), tree(tmp_path, "v1", 1, files),
+                 key=PUB)
+    v2 = tree(tmp_path, "v2", 2, {**files, "articles/p0/index.html": b"<p>new</p>"})
+    before = (tmp_path / "mirror" / "articles/p0/index.html").read_bytes()
+    with pytest.raises(PublishError, match="SlowDown"):
+        publish_tree(Flaky("m", tmp_path / "mirror"), TreeSource(v2), key=PUB)
+    assert (tmp_path / "mirror" / "articles/p0/index.html").read_bytes() == before
+
+
+def test_no_deletes_under_a_root_another_publisher_committed(tmp_path: Path) -> None:
+    from mirrorkit.errors import PublishConflictError
+
+    rival = tree(tmp_path, "rival", 3, {"a.html": b"theirs", "b.html": b"b"})
+
+    class Overtaken(LocalBackend):
+        """Another publisher commits right after ours."""
+
+        def put(self, path: str, data: bytes, media_type: str, **kw: object) -> str:  # type: ignore[override]
+            tag = super().put(path, data, media_type, **kw)  # type: ignore[arg-type]
+            if path == SIGNATURE_NAME:
+                for name in (MANIFEST_NAME, SIGNATURE_NAME, "a.html", "b.html"):
+                    super().put(name, (rival / name).read_bytes(), "x", cache="")
+            return tag
+
+    publish_tree(LocalBackend("m", tmp_path / "mirror"),
+                 tree(tmp_path, "v1", 1, {"a.html": b"a", "b.html": b"b"}), key=PUB)
+    with pytest.raises(PublishConflictError):
+        publish_tree(Overtaken("m", tmp_path / "mirror"), tree(tmp_path, "v2", 2,
+                                                               {"a.html": b"a2"}), key=PUB)
+    assert (tmp_path / "mirror" / "b.html").read_bytes() == b"b"  # theirs names it

@@ -238,8 +238,13 @@ def mend(config: Config, bundle: Bundle, mirror: MirrorConfig, paths: Sequence[s
     """Put ``paths`` back on ``mirror`` as the live version signs them."""
     source = bundle.source(mirror.name)
     entries = bundle_entries(source, paths)
-    with open_backend(mirror, config.publish.concurrency) as backend:
+    root = source.root()
+    with open_backend(mirror, config.publish.concurrency) as backend, backend.publishing():
         for entry in entries:
+            # Only while this version is still the live one: never under another's root.
+            if backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE) != root:
+                log.warning("mirror %s: the live manifest changed; not mending", mirror.name)
+                return
             backend.put(entry.path, source.read(entry), entry.type,
                         cache=cache_control(source.max_age(entry)))
 

@@ -135,7 +135,11 @@ def check_manifest(
     return manifest, findings
 
 
-def _rollback(version: int, seen: int) -> Finding:
+def _rollback(version: int, seen: int, transition: bool = False) -> Finding:
+    if transition and version == seen:
+        return Finding("rollback", MANIFEST_NAME,
+                       f"a transition root of version {version}, which was seen settled "
+                       "before: old contents replayed")
     return Finding("rollback", MANIFEST_NAME,
                    f"version {version} is older than version {seen} seen before")
 
@@ -446,8 +450,8 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
     if manifest is None:
         return Report(target.label, None, tuple(findings))
     seen = trust.seen(key, manifest, target.label) if trust else None
-    if seen is not None and manifest.version < seen:
-        findings.append(_rollback(manifest.version, seen))
+    if seen is not None:
+        findings.append(_rollback(manifest.version, seen, bool(manifest.transition)))
     parts = target.read_many([(p.path, p.size) for p in manifest.parts])
     entries, problems = read_entries(manifest, parts)
     findings += [Finding("part", path, what) for path, what in problems]
@@ -556,28 +560,39 @@ class TrustStore:
 
     path: Path
     versions: dict[str, int] = field(default_factory=dict)
+    # The newest version seen settled (not a transition root): a transition root of that
+    # version served afterwards is a rollback too (a replay of old contents).
+    settled: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> TrustStore:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             versions = {str(k): int(v) for k, v in data.get("versions", {}).items()}
+            settled = {str(k): int(v) for k, v in data.get("settled", {}).items()}
         except (FileNotFoundError, NotADirectoryError):
-            versions = {}  # nothing seen yet (record() says if it cannot be written)
-        except (OSError, ValueError, AttributeError) as e:
-            raise VerifyError(f"unreadable trust state: {e}", where=str(path),
+            versions, settled = {}, {}  # nothing seen yet (record() says if it cannot write)
+        except (OSError, ValueError, AttributeError, RecursionError) as e:
+            raise VerifyError(f"unreadable trust state: {str(e)[:200]}", where=str(path),
                               hint="delete it to start afresh") from e
-        return cls(path, versions)
+        return cls(path, versions, settled)
 
     @staticmethod
     def _keys(key_id: str, outlet: str, mirror: str, target: str) -> tuple[str, str]:
         return f"{key_id}/{outlet}/{mirror}", f"{key_id}/{outlet}/at/{target}"
 
     def seen(self, key: PublicKey, m: Manifest, target: str) -> int | None:
-        """The newest version seen of this (signed, already checked) manifest's mirror."""
-        found = [self.versions[k] for k in self._keys(key.key_id_hex, m.outlet, m.mirror, target)
-                 if k in self.versions]
-        return max(found) if found else None
+        """A newer version seen of this (signed, already checked) manifest's mirror, if
+        ``m`` goes back from it: an older version, or the transition root of a version
+        already seen settled."""
+        keys = self._keys(key.key_id_hex, m.outlet, m.mirror, target)
+        newest = max((self.versions[k] for k in keys if k in self.versions), default=None)
+        if newest is not None and m.version < newest:
+            return newest
+        settled = max((self.settled[k] for k in keys if k in self.settled), default=None)
+        if m.transition and settled is not None and m.version <= settled:
+            return settled
+        return None
 
     def record(self, manifest: Manifest, target: str) -> None:
         changed = False
@@ -585,12 +600,16 @@ class TrustStore:
             if manifest.version > self.versions.get(k, 0):
                 self.versions[k] = manifest.version
                 changed = True
+            if not manifest.transition and manifest.version > self.settled.get(k, 0):
+                self.settled[k] = manifest.version
+                changed = True
         if not changed:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, json.dumps({"versions": self.versions}, indent=1,
-                                               sort_keys=True).encode())
+            write_atomic(self.path, json.dumps(
+                {"versions": self.versions, "settled": self.settled}, indent=1,
+                sort_keys=True).encode())
         except OSError as e:
             # The copy was verified either way; only rollback protection for next time is lost.
             log.warning("cannot record the version seen in %s: %s", self.path,

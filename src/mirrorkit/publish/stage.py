@@ -54,6 +54,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -81,12 +82,16 @@ from mirrorkit.publish.base import (
     LIST,
     Backend,
     cache_control,
+    conflict,
     md5_hex,
 )
 from mirrorkit.sign import PublicKey
 from mirrorkit.verify import authentic_root
 
 Progress = Callable[[str], None]
+# How long a transition root stays valid: a sync replaces it within minutes; one left by
+# a publisher that died says so (expired) after this.
+TRANSITION_LIFETIME = timedelta(days=1)
 # Signs a root at publish time (the transition root): returns its bytes and signature.
 Signer = Callable[[Manifest], tuple[bytes, bytes]]
 
@@ -256,7 +261,8 @@ class _Publish:
 
     def _plan(self, live_bytes: bytes | None, live: Manifest | None) -> Plan:
         if live is None:
-            return _plan_unknown(self.backend, self.source, self.new, live_bytes)
+            return _plan_unknown(self.backend, self.source, self.new, live_bytes,
+                                 ours=self._get("started") is not None)
         _refuse_going_back(self.name, self.new, self.root, live)
         return plan_publish(*_changed_entries(self.backend, self.source, self.new, live))
 
@@ -352,20 +358,41 @@ class _Publish:
             raise
         self.say(f"{self.name}: version {new.version} is live")
 
-        # Stage 3.
+        # Stage 3, unless another publisher has committed meanwhile (its root may name
+        # what this one would delete): then the deletes wait, journalled, for a later run.
+        if backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE) != self.root:
+            self._set("started", None)
+            raise conflict(self.name, MANIFEST_NAME)
         deleted = self._finish_deletes(now)
         self._set("started", None)
         return PublishResult(self.name, new.version, self.puts, plan.skipped, deleted,
                              self.sent, False, plan.first + plan.replace)
 
     def _transition(self, plan: Plan) -> tuple[bytes, bytes] | None:
+        """The transition root: each replaced path may hold what the live root signs
+        there, and nothing older.  It expires within a day (a publisher that died
+        mid-way leaves a mirror that says so), and a verifier that saw this version
+        settled takes a later transition root of it for a replay."""
         if self.signer is None:
             return None
         froms = []
         for entry in plan.before:
-            allowed = dict.fromkeys(((entry.sha256, entry.size), *entry.also))
-            froms.append((entry.path, tuple(allowed)))
-        return self.signer(replace(self.new, transition=tuple(sorted(froms))))
+            froms.append((entry.path, (self._now_at(entry),)))
+        expires = min(self.new.expires, datetime.now(UTC) + TRANSITION_LIFETIME)
+        return self.signer(replace(self.new, transition=tuple(sorted(froms)),
+                                   expires=max(expires, self.new.created)))
+
+    def _now_at(self, entry: FileEntry) -> tuple[str, int]:
+        """The content at ``entry``'s path: what the live root signs, or, where the live
+        root is itself a transition (a publish killed mid-way), the allowed content the
+        path really holds (read back), so old contents never pile up."""
+        signed = (entry.sha256, entry.size)
+        if not entry.also:
+            return signed
+        allowed = {signed, *entry.also}
+        data = _get_quiet(self.backend, entry.path, max(size for _, size in allowed))
+        held = (sha256_hex(data), len(data)) if data is not None else signed
+        return held if held in allowed else signed
 
     def _commit(self, root: bytes, signature: bytes, expected: str | None) -> str:
         """Write ``root`` if the live root is still the one this publish read; then the
@@ -541,15 +568,21 @@ def _live_part(backend: Backend, source: SiteSource, ref: PartRef) -> bytes | No
     data = source.cached(ref.entry())
     if data is not None:
         return data
-    data = _get_quiet(backend, ref.path, ref.size)
+    try:
+        data = backend.get(ref.path, limit=ref.size)
+    except PublishError as e:
+        if e.retryable:
+            raise  # the mirror is flaky now: try the whole publish again later
+        return None  # too large: damaged
     if data is None or sha256_hex(data) != ref.sha256:
         return None
     return data
 
 
 def _plan_unknown(backend: Backend, source: SiteSource, new: Manifest,
-                  live_bytes: bytes | None) -> Plan:
-    """A mirror without a root signed by this outlet's key for it: send every file."""
+                  live_bytes: bytes | None, *, ours: bool = False) -> Plan:
+    """A mirror without a root signed by this outlet's key for it: send every file.
+    ``ours``: this publisher's journal says an earlier publish here did not finish."""
     entries: dict[str, FileEntry] = {}
     for i, ref in enumerate(new.parts):
         try:
@@ -559,7 +592,8 @@ def _plan_unknown(backend: Backend, source: SiteSource, new: Manifest,
             raise PublishError(str(e), where=f"mirror {backend.name}: {source.label}",
                                hint="rebuild with 'mirrorkit build'") from e
         entries[ref.path] = ref.entry()
-    # Retired files are not sent to a mirror that never had them.
+    # Retired files are not sent to a mirror that never had them (nor count as foreign).
+    retired = {p for p, e in entries.items() if e.retired is not None}
     entries = {p: e for p, e in entries.items() if e.retired is None}
     present = ({o.path: o.size for o in backend.list()}
                if LIST in backend.capabilities else None)
@@ -574,7 +608,8 @@ def _plan_unknown(backend: Backend, source: SiteSource, new: Manifest,
     plan = replace(plan, delete=tuple(p for p in plan.delete if p != mine))
     # What an interrupted publish of ours leaves (signatures and parts named by their
     # hash) never makes a root foreign.
-    plan = replace(plan, foreign=tuple(p for p in plan.foreign if not _ours_by_name(p)))
+    plan = replace(plan, foreign=() if ours else tuple(
+        p for p in plan.foreign if not _ours_by_name(p) and p not in retired))
     if plan.foreign:
         if live_bytes is None:
             why = "the mirror has no manifest.json"
@@ -654,7 +689,9 @@ def _refuse_going_back(mirror: str, new: Manifest, root: bytes, live: Manifest) 
     if live.version > new.version:
         what = (f"the mirror is at version {live.version}, newer than this bundle's "
                 f"version {new.version}")
-    elif live.version == new.version and replace(live, transition=()).to_bytes() != root:
+    elif live.version == new.version and (
+            replace(live, transition=(), expires=new.expires).to_bytes() != root
+            if live.transition else live.to_bytes() != root):
         what = (f"the mirror is at version {live.version} with other content than this "
                 f"bundle's version {new.version}")
     else:
