@@ -284,8 +284,12 @@ def verify_cmd(ctx: Context, target: str, key_path: Path | None, as_json: bool,
         opened = open_target(target)
         # An archive is a copy taken at some time, older by nature: its version says how
         # old it is, and is neither checked against nor recorded as a mirror's newest.
-        report = verify_target(opened, key,
-                               trust=None if isinstance(opened, ZipTarget) else trust)
+        try:
+            report = verify_target(opened, key,
+                                   trust=None if isinstance(opened, ZipTarget) else trust)
+        finally:
+            if isinstance(opened, ZipTarget):
+                opened.close()
     except TargetUnreachableError as e:
         if as_json:
             click.echo(json.dumps({"target": target, "valid": False, "error": str(e)},

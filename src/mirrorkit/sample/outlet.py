@@ -762,9 +762,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         latency=args.latency, fail_rate=args.fail_rate, seed=args.seed, port=args.port
     )
     outlet.state.add_filler(args.extra, images=sorted(outlet.images))
-    with outlet:
+    # The stop may come at any instant after the URL is printed, even before the wait.
+    with contextlib.suppress(KeyboardInterrupt), outlet:
         # First line of output, so a script that passed --port 0 can read the URL.
         print(f"sample outlet at {outlet.url} (feed: {outlet.feed_url}); Ctrl-C to stop",
               flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+        threading.Event().wait()
