@@ -1455,6 +1455,19 @@ def test_run_budget_takes_the_newest_first(tmp_path: Path, store: Store) -> None
     assert got == set(expected[: len(got)])
 
 
+def test_run_budget_bounds_the_run_against_a_slow_origin(tmp_path: Path, store: Store) -> None:
+    # Pages queued for the host's few slots when the budget ends are not started: the
+    # run ends about a response after its budget, not after every queued page.
+    with SampleOutlet(latency=1.0) as sample:
+        sample.add_filler(40)
+        started = time.monotonic()
+        report, lines = run(make_config(tmp_path, sample.feed_url, run_budget="2s"), store)
+        took = time.monotonic() - started
+    assert report.deferred > 20
+    assert took < 2 + 1 * 3 + 2, took  # budget, a page and its images, some slack
+    assert "(run_budget used up)" in lines[-1]
+
+
 def test_stalled_body_fails_on_the_read_timeout(tmp_path: Path, store: Store) -> None:
     async def stall(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/rss+xml"})

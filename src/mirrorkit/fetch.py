@@ -256,6 +256,10 @@ class _Response:
 URGENT, NORMAL = 0, 1
 
 
+class _OutOfTime(Exception):
+    """The run budget ended while this page waited for its slot: it waits for next run."""
+
+
 class _Slots:
     """A semaphore whose waiters are served by priority, then in order of arrival."""
 
@@ -303,6 +307,9 @@ class _Client:
         self._config = config
         self._all = _Slots(config.concurrency)
         self._hosts: dict[tuple[str, str, int | None], _Slots] = {}
+        # The run budget's end (loop time): a page that gets its slot after it is left
+        # for the next run (images of articles under way still come).
+        self.deadline: float | None = None
 
     @asynccontextmanager
     async def _slot(self, url: str, priority: int) -> AsyncIterator[None]:
@@ -313,6 +320,10 @@ class _Client:
             host = self._hosts[key] = _Slots(self._config.per_host)
         # The host's slot first: a request queued for a busy host holds no global slot.
         await host.acquire(priority)
+        if (priority == NORMAL and self.deadline is not None
+                and asyncio.get_running_loop().time() >= self.deadline):
+            host.release()
+            raise _OutOfTime(url)
         try:
             await self._all.acquire(priority)
             try:
@@ -730,7 +741,8 @@ class _Run:
         # New and re-dated articles beyond the per-run cap wait for the next runs, newest
         # first: the source is read again (its validators are not saved) until all came.
         cap = self.config.fetch.max_articles_per_source
-        tally = _Tally(unchanged=unchanged, deferred=max(0, len(fetch_now) - cap))
+        capped = max(0, len(fetch_now) - cap)
+        tally = _Tally(unchanged=unchanged, deferred=capped)
         fetch_now = fetch_now[:cap]
         # One wave after the other: revalidating old pages must never delay the news.
         for wave in (fetch_now, revalidate):
@@ -743,8 +755,11 @@ class _Run:
                                     response.last_modified)
         self.progress(f"{source.type} {source.url}: {tally.new} new, {tally.changed} changed"
                       + (f", {tally.failed} failed" if tally.failed else "")
-                      + (f", {tally.deferred} left for the next run" if tally.deferred
-                         else ""))
+                      + (f", {tally.deferred} left for the next run ("
+                         + " and ".join(why for why, n in (
+                             (f"max_articles_per_source = {cap}", capped),
+                             ("run_budget used up", tally.deferred - capped)) if n)
+                         + ")" if tally.deferred else ""))
         return SourceResult(source=source.name, ok=True, error=None, entries=len(entries),
                             new=tally.new, changed=tally.changed, unchanged=tally.unchanged,
                             failed_articles=tally.failed, deferred=tally.deferred)
@@ -807,6 +822,8 @@ class _Run:
         """Fetch one article; returns the name of its tally: new, changed, unchanged, failed."""
         try:
             return await self._fetch_article(source, entry, why)
+        except _OutOfTime:
+            return "deferred"
         except MirrorkitError as e:
             if self._stop_if_full(e):
                 return "failed"  # not reported here: fetch_async reports it once
@@ -970,6 +987,7 @@ async def fetch_async(config: Config, store: Store,
         run = _Run(config, store, _Client(session, config.fetch), progress or _quiet)
         if budget is not None:
             run.deadline = asyncio.get_running_loop().time() + budget
+            run.client.deadline = run.deadline
         run.tasks = [asyncio.create_task(run.source(s)) for s in config.sources]
         results = await asyncio.gather(*run.tasks, return_exceptions=True)
     if run.full is not None:
