@@ -161,3 +161,12 @@ from faultproxy import FaultProxy  # noqa: E402
 def fault_proxy(moto_server: MotoServer) -> Iterator[FaultProxy]:
     with FaultProxy(moto_server.endpoint, seed=7) as proxy:
         yield proxy
+
+
+# == Isolation ================================================================================
+
+@pytest.fixture(autouse=True)
+def _own_trust_state(tmp_path_factory: pytest.TempPathFactory,
+                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify's rollback state goes to a folder of the test run, never the user's."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg")))

@@ -772,7 +772,7 @@ def test_refuses_to_take_the_mirror_back_to_an_older_version(
         publish_tree(recorder, make_tree(tmp_path, 1, V1), key=PUB, dry_run=dry_run)
 
     assert "version 7" in str(info.value) and "version 1" in str(info.value)
-    assert info.value.hint is not None and "state directory looks older" in info.value.hint
+    assert info.value.hint is not None and "restored from a backup" in info.value.hint
     assert recorder.ops == []
     assert contents(mirror) == before
 

@@ -474,3 +474,20 @@ def test_no_deletes_under_a_root_another_publisher_committed(tmp_path: Path) -> 
         publish_tree(Overtaken("m", tmp_path / "mirror"), tree(tmp_path, "v2", 2,
                                                                {"a.html": b"a2"}), key=PUB)
     assert (tmp_path / "mirror" / "b.html").read_bytes() == b"b"  # theirs names it
+
+
+def test_parts_left_by_a_killed_publish_go_with_the_next_one(tmp_path: Path) -> None:
+    journal = Journal()
+    files = {f"articles/p{i}/index.html": f"<p>{i}</p>".encode() for i in range(40)}
+    publish_tree(LocalBackend("m", tmp_path / "mirror"), tree(tmp_path, "v1", 1, files),
+                 key=PUB, journal=journal)
+    v2 = tree(tmp_path, "v2", 2, {**files, "articles/p0/index.html": b"<p>two</p>"})
+    with pytest.raises(KeyboardInterrupt):
+        publish_tree(KilledAt("m", tmp_path / "mirror", MANIFEST_NAME), v2, key=PUB,
+                     journal=journal)
+    orphans = set(Manifest.from_bytes((v2 / MANIFEST_NAME).read_bytes()).part_paths())
+    v3 = tree(tmp_path, "v3", 3, {**files, "articles/p0/index.html": b"<p>three</p>"})
+    publish_tree(LocalBackend("m", tmp_path / "mirror"), v3, key=PUB, journal=journal)
+    v3_parts = Manifest.from_bytes((v3 / MANIFEST_NAME).read_bytes()).part_paths()
+    left = {p for p in orphans - v3_parts if (tmp_path / "mirror" / p).exists()}
+    assert left == set()

@@ -23,7 +23,7 @@ from mirrorkit.errors import (
     TargetUnreachableError,
 )
 from mirrorkit.fetch import FetchReport, fetch
-from mirrorkit.manifest import MANIFEST_NAME, MAX_ROOT_SIZE, MAX_SIGNATURE_SIZE, SIGNATURE_NAME
+from mirrorkit.manifest import MANIFEST_NAME, MAX_ROOT_SIZE
 from mirrorkit.publish.base import cache_control
 from mirrorkit.publish.registry import open_backend
 from mirrorkit.publish.stage import PublishResult, publish_all
@@ -35,8 +35,8 @@ from mirrorkit.verify import (
     Report,
     Target,
     UrlTarget,
-    check_manifest,
     check_written,
+    signed_root,
     verify_target,
 )
 
@@ -284,17 +284,20 @@ def status(config: Config, *, deep: bool = False) -> list[MirrorStatus]:
     for mirror in config.mirrors:
         target = mirror_target(mirror)
         try:
-            head = target.read_many([(MANIFEST_NAME, MAX_ROOT_SIZE),
-                                     (SIGNATURE_NAME, MAX_SIGNATURE_SIZE)])
+            manifest_bytes, manifest, findings = signed_root(target, key, datetime.now(UTC))
         except TargetUnreachableError as e:
             out.append(MirrorStatus(mirror.name, target.label, False, problems=(str(e),)))
             continue
-        manifest_bytes, sig = head[MANIFEST_NAME], head[SIGNATURE_NAME]
-        if manifest_bytes is None or sig is None:
+        if manifest_bytes is None or (manifest is None and any(
+                f.kind == "signature" and "missing" in f.detail for f in findings)):
             out.append(MirrorStatus(mirror.name, target.label, True,
                                     problems=("no signed manifest: never published?",)))
             continue
-        manifest, findings = check_manifest(manifest_bytes, sig, key, now=datetime.now(UTC))
+        if manifest is not None and manifest.transition:
+            findings.append(Finding(
+                "transition", MANIFEST_NAME, "a publish was interrupted; the next sync "
+                f"finishes it (this root expires {manifest.expires:%Y-%m-%d %H:%MZ})",
+                fatal=False))
         if deep and manifest is not None:
             try:
                 findings = [f for f in verify_target(target, key).findings if f.fatal]

@@ -426,7 +426,9 @@ def open_target(target: str) -> Target:
         return UrlTarget(target)
     path = Path(target)
     if path.is_dir():
-        return DirectoryTarget(path)
+        # Absolute, so that the rollback state kept per address does not depend on where
+        # the command ran.
+        return DirectoryTarget(path.resolve())
     if path.is_file() and zipfile.is_zipfile(path):
         return ZipTarget(path)
     raise TargetUnreachableError(

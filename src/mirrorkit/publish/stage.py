@@ -321,7 +321,10 @@ class _Publish:
         backend.discard_partial_writes()
         transition, now, later = self._schedule(plan, live, live_bytes)
         # Deletes are written down before the commit, so a kill after it loses none: they
-        # run once this version is live, or at the next run.
+        # run once this version is live, or at the next run.  So are the parts and
+        # signatures this attempt sends: if it dies, the root that finally goes live may
+        # name none of them, and they go then (files it sends are named again, mostly).
+        self._remember_deletes(e.path for e in plan.first if e.path.startswith(PART_DIR + "/"))
         self._remember_deletes(now | set(json.loads(self._get("later") or "[]")))
         self._set("later", json.dumps(sorted(later)) if later else None)
 
@@ -490,7 +493,7 @@ def _named(new: Manifest, source: SiteSource, path: str) -> bool:
     if path.startswith(PART_DIR + "/"):
         return path in new.part_paths()
     if path.startswith(SIGNATURE_DIR + "/"):
-        return False
+        return path == signature_path(new.to_bytes())
     index = bin_of(path, new.bins)
     ref = new.parts[index]
     try:
@@ -699,8 +702,9 @@ def _refuse_going_back(mirror: str, new: Manifest, root: bytes, live: Manifest) 
     raise PublishError(
         f"refusing to publish: {what}",
         where=f"mirror {mirror}",
-        hint="the state directory looks older than this mirror (restored from a backup?); "
-             "rebuild after raising the version, or publish to an empty mirror",
+        hint="another state directory is publishing to this mirror, or this one was "
+             "restored from a backup: keep one publisher per mirror; 'mirrorkit build' "
+             f"again until the version passes {live.version}, or publish to an empty mirror",
     )
 
 
