@@ -55,7 +55,7 @@ from mirrorkit.publish.base import (
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+    from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef, ObjectIdentifierTypeDef
 
 DELETE_BATCH = 1000  # the most keys one DeleteObjects request may name
 
@@ -207,15 +207,8 @@ class S3Backend(Backend):
         return md5_hex(data)
 
     def tag(self, path: str) -> str | None:
-        try:
-            response = self._client.head_object(Bucket=self.bucket, Key=self.key(path))
-        except ClientError as e:
-            if _missing(e):
-                return None
-            raise publish_error(self.name, f"look up {path}", e) from e
-        except BotoCoreError as e:
-            raise publish_error(self.name, f"look up {path}", e) from e
-        return str(response.get("ETag", "")).strip('"')
+        response = self._head(path)
+        return None if response is None else str(response.get("ETag", "")).strip('"')
 
     def get(self, path: str, *, limit: int | None = None) -> bytes | None:
         try:
@@ -231,15 +224,18 @@ class S3Backend(Backend):
             raise publish_error(self.name, f"download {path}", e) from e
 
     def head(self, path: str) -> ObjectInfo | None:
+        response = self._head(path)
+        return None if response is None else ObjectInfo(path, response["ContentLength"])
+
+    def _head(self, path: str) -> HeadObjectOutputTypeDef | None:
         try:
-            response = self._client.head_object(Bucket=self.bucket, Key=self.key(path))
+            return self._client.head_object(Bucket=self.bucket, Key=self.key(path))
         except ClientError as e:
             if _missing(e):
                 return None
             raise publish_error(self.name, f"look up {path}", e) from e
         except BotoCoreError as e:
             raise publish_error(self.name, f"look up {path}", e) from e
-        return ObjectInfo(path, response["ContentLength"])
 
     def list(self) -> Iterator[ObjectInfo]:
         start = f"{self.prefix}/" if self.prefix else ""
