@@ -250,6 +250,9 @@ def child_sync(root: Path, moto_log: Path, add: int) -> dict[str, Any]:
     pipeline.run_fetch = lambda config, store: FetchReport((), 0, 0)  # type: ignore[assignment]
     pipeline.run_build = timed_build  # type: ignore[assignment]
     pipeline.run_publish = marked_publish  # type: ignore[assignment]
+    import tracemalloc
+    if os.environ.get("MIRRORKIT_TRACE"):
+        tracemalloc.start(15)
     with Store(config.state_dir, exclusive=True) as store:
         if add:
             add_stories(store, store.article_count(), add)
@@ -273,6 +276,10 @@ def child_sync(root: Path, moto_log: Path, add: int) -> dict[str, Any]:
             "parts": sum(e.path.startswith("parts/") for e in published.written)
             if published else None,
         }
+    if os.environ.get("MIRRORKIT_TRACE"):
+        print("traced peak", tracemalloc.get_traced_memory(), file=sys.stderr)
+        for stat in tracemalloc.take_snapshot().statistics("traceback")[:3]:
+            print(stat, "\n".join(stat.traceback.format()[-8:]), file=sys.stderr)
     assert result.bundle is not None
     root_bytes = result.bundle.source(LOCAL).root()
     return {
@@ -304,6 +311,8 @@ def run_sync(root: Path, moto_log: Path, buckets: dict[str, str], add: int) -> S
         capture_output=True, text=True, check=False, timeout=3600)
     if done.returncode != 0:
         raise RuntimeError(f"sync subprocess exited {done.returncode}: {done.stderr[-3000:]}")
+    if os.environ.get("MIRRORKIT_TRACE"):
+        print(done.stderr[-4000:], file=sys.stderr)
     out = json.loads(done.stdout.strip().splitlines()[-1])
     marks = out["marks"]
     publish = requests_by_bucket(moto_log, marks["publish"], marks["check"])
