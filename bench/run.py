@@ -29,7 +29,7 @@ import urllib.request
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -65,6 +65,8 @@ ARTICLES = 400          # synthetic articles in the bundle that is published and
 IMAGES = 200            # distinct images, 20-150 kB each, two per article
 FETCH_LATENCY = 0.020   # seconds the sample outlet waits before every response
 FETCH_EXTRA = 90        # articles added to the sample outlet's 30 for the fetch row
+BIG_FETCH = 5000        # articles of the one-run fetch against a slow origin (full runs)
+BIG_FETCH_LATENCY = 0.050
 MOTO_KEY = "testing"
 MOTO_REGION = "us-east-1"
 LOCAL, S3 = "local", "s3"
@@ -521,6 +523,38 @@ def bench_fetch(runs: int, work: Path, endpoint: str) -> Row:
                "urllib, sequential", theirs, counts)
 
 
+def bench_big_fetch(work: Path, endpoint: str, articles: int, latency: float) -> Row:
+    """One run over a large sitemap on a slow origin, beside the network's ideal: every
+    response waits ``latency``, and the origin gets ``per_host`` requests at once."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mirrorkit.sample", "--port", "0", "--latency", str(latency),
+         "--extra", str(articles - 30)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        base = process.stdout.readline().split()[3]
+        root = Path(tempfile.mkdtemp(prefix="bigfetch-", dir=work))
+        config = make_config(root, endpoint, "unused", sources=[base + "sitemap.xml"])
+        config = replace(config, sources=tuple(replace(s, type="sitemap")
+                                               for s in config.sources),
+                         fetch=replace(config.fetch, max_articles_per_source=articles))
+        started = time.perf_counter()
+        with Store(config.state_dir) as store:
+            report = run_fetch(config, store)
+            saved = len(store.articles())
+        took = time.perf_counter() - started
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+    # Pages only: the filler articles have no images.
+    ideal = articles * latency / config.fetch.per_host
+    return Row(f"fetch {articles} articles in one run, {latency * 1000:.0f} ms per response",
+               took, f"network ideal (articles x latency / per_host {config.fetch.per_host})",
+               ideal, f"{saved} of {articles} saved, {report.sources[0].failed_articles} "
+               f"failed; mirrorkit / ideal = {took / ideal:.2f}x")
+
+
 # -- output --------------------------------------------------------------------------------
 
 def print_table(rows: list[Row]) -> None:
@@ -596,6 +630,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(bench_verify(runs, config, work))
         with stage("fetch"):
             rows.append(bench_fetch(runs, work, endpoint))
+        if not args.quick:
+            with stage("large fetch"):
+                rows.append(bench_big_fetch(work, endpoint, BIG_FETCH, BIG_FETCH_LATENCY))
 
     print(f"mirrorkit benchmarks: {platform.python_implementation()} "
           f"{platform.python_version()}, {os.cpu_count()} CPUs, {platform.system()}, "
