@@ -162,16 +162,19 @@ class Bundle:
         return Manifest.from_bytes(self.source(mirror).root())
 
 
-def bundle_entries(source: SiteSource, paths: Iterable[str]) -> list[FileEntry]:
-    """The entries the source's root names at ``paths`` (files and parts; others are
-    left out), each read from the part of its bin."""
+def bundle_entries(source: SiteSource, paths: Iterable[str], *,
+                   retired: bool = False) -> list[FileEntry]:
+    """The entries the source's root names at ``paths`` (files and parts, and with
+    ``retired`` its retired files and previous parts; others are left out), each bin's
+    part read once."""
     root = Manifest.from_bytes(source.root())
     wanted = set(paths)
-    found = [p.entry() for p in root.parts if p.path in wanted]
+    parts = root.parts + (root.previous_parts if retired else ())
+    found = [p.entry() for p in parts if p.path in wanted]
     for index in sorted({bin_of(p, root.bins) for p in wanted}):
         ref = root.parts[index]
         found += [e for e in decode_part(source.read(ref.entry()), ref, index, root.bins)
-                  if e.path in wanted and e.retired is None]
+                  if e.path in wanted and (retired or e.retired is None)]
     return found
 
 

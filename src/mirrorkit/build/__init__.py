@@ -219,11 +219,14 @@ class _Build:
     def put(self, mirror: str, path: str, data: bytes, *, max_age: int,
             mutable: bool = True) -> None:
         sha = self.store.put_blob(data)
-        entry = SiteFile(path, sha, len(data), media_type(path), mutable, max_age)
+        self.record(mirror, SiteFile(path, sha, len(data), media_type(path), mutable, max_age))
+
+    def record(self, mirror: str, entry: SiteFile) -> None:
+        """``entry`` is this build's file at its path (its blob already stored)."""
         if self.store.put_site_file(mirror, entry, self.now):
-            self.stats.changed_paths[mirror].add(path)
+            self.stats.changed_paths[mirror].add(entry.path)
             self.stats.changed += 1
-        self.written[mirror].add(path)
+        self.written[mirror].add(entry.path)
 
     def render(self, mirror: str, path: str, data: bytes, *, front: bool) -> None:
         self.stats.rendered += 1
@@ -303,12 +306,8 @@ class _Build:
             if info is None:
                 raise BuildError("image named by an article is not in the store",
                                  where=f"{article.url}: {name}")
-            entry = SiteFile(f"media/{name}", info.sha256, info.size, info.media_type,
-                             mutable=False, max_age=0)
-            if self.store.put_site_file(SHARED, entry, self.now):
-                self.stats.changed_paths[SHARED].add(entry.path)
-                self.stats.changed += 1
-            self.written[SHARED].add(entry.path)
+            self.record(SHARED, SiteFile(f"media/{name}", info.sha256, info.size,
+                                         info.media_type, mutable=False, max_age=0))
 
     def _archive_page(self, page: int, pages: int, size: int, style: str) -> None:
         articles = self.store.articles_by_seq((page - 1) * size + 1, page * size)

@@ -58,7 +58,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from mirrorkit.bundle import SiteSource, TreeSource
+from mirrorkit.bundle import SiteSource, TreeSource, bundle_entries
 from mirrorkit.errors import MirrorkitError, PublishConflictError, PublishError, VerifyError
 from mirrorkit.manifest import (
     MANIFEST_NAME,
@@ -351,7 +351,7 @@ class _Publish:
                 expected = self._commit(transition[0], transition[1], expected)
                 self._upload(list(plan.replace))
             elif plan.replace:
-                self._replace_unsigned(plan, live)
+                self._replace_unsigned(plan)
             self._commit(self.root, self.signature, expected)
         except PublishConflictError:
             raise  # the winner's files are not ours to touch
@@ -415,7 +415,7 @@ class _Publish:
         self._put(SIGNATURE_NAME, signature, _MANIFEST_CACHE)
         return tag
 
-    def _replace_unsigned(self, plan: Plan, live: Manifest | None) -> None:
+    def _replace_unsigned(self, plan: Plan) -> None:
         """Without a signer: replace in place, keeping what was there to put it back if
         the publish fails before its commit (the old behaviour, with its short window)."""
         self._previous = {
@@ -458,7 +458,7 @@ class _Publish:
         names.  A failed delete is kept for the next run, not an error: the new version
         is live either way."""
         due = set(json.loads(self._get("delete") or "[]")) - now
-        todo = sorted(now | {p for p in due if not _named(self.new, self.source, p)})
+        todo = sorted(now | (due - _named(self.root, self.source, due)))
         if not todo or DELETE not in self.backend.capabilities:
             self._set("delete", None)
             return 0
@@ -488,19 +488,14 @@ class _Publish:
             self.journal.set(key, value)
 
 
-def _named(new: Manifest, source: SiteSource, path: str) -> bool:
-    """Whether the new root names ``path`` (as a file, retired file, part or signature)."""
-    if path.startswith(PART_DIR + "/"):
-        return path in new.part_paths()
-    if path.startswith(SIGNATURE_DIR + "/"):
-        return path == signature_path(new.to_bytes())
-    index = bin_of(path, new.bins)
-    ref = new.parts[index]
+def _named(root: bytes, source: SiteSource, paths: set[str]) -> set[str]:
+    """Which of ``paths`` the new root names (files, retired files, parts, its own
+    signature); when that cannot be told, all of them (so none is deleted)."""
+    named = {p for p in paths if p == signature_path(root)}
     try:
-        entries = decode_part(source.read(ref.entry()), ref, index, new.bins)
+        return named | {e.path for e in bundle_entries(source, paths - named, retired=True)}
     except MirrorkitError:
-        return True  # cannot tell: keep it
-    return any(e.path == path for e in entries)
+        return set(paths)
 
 
 def _get_quiet(backend: Backend, path: str, size: int) -> bytes | None:
