@@ -268,16 +268,15 @@ def test_a_signed_file_linked_to_a_file_of_this_machine_is_not_read(tmp_path: Pa
     assert [(f.kind, f.path) for f in report.findings if f.fatal] == [("missing", "a.html")]
 
 
-def test_publish_without_the_secret_key_still_publishes(tmp_path: Path) -> None:
-    # Only transition roots are signed at publish time; without the key a publish goes on
-    # as before them (files replaced in place are briefly newer than the live manifest).
-    from click.testing import CliRunner
-
-    from mirrorkit.cli import cli
+def local_config(root: Path, feed: str | None = None) -> Path:
+    """A key pair and a config with one directory mirror (and a feed, if given)."""
     from mirrorkit.sign import write_keypair
 
-    write_keypair(tmp_path / "outlet")
-    (tmp_path / "mirrorkit.toml").write_text("""
+    write_keypair(root / "outlet")
+    source = (f'[fetch]\nallow_private_addresses = true\n[[sources]]\nurl = "{feed}"\n'
+              if feed else "")
+    path = root / "mirrorkit.toml"
+    path.write_text(f"""
 [outlet]
 id = "t"
 name = "T"
@@ -285,12 +284,23 @@ origin = "https://t.example/"
 [signing]
 secret_key = "outlet.key"
 public_key = "outlet.pub"
-[[mirrors]]
+{source}[[mirrors]]
 name = "m"
 type = "local"
 path = "mirror"
 public_url = "http://127.0.0.1:9/"
 """)
+    return path
+
+
+def test_publish_without_the_secret_key_still_publishes(tmp_path: Path) -> None:
+    # Only transition roots are signed at publish time; without the key a publish goes on
+    # as before them (files replaced in place are briefly newer than the live manifest).
+    from click.testing import CliRunner
+
+    from mirrorkit.cli import cli
+
+    local_config(tmp_path)
     runner = CliRunner()
     config = ["--config", str(tmp_path / "mirrorkit.toml")]
     assert runner.invoke(cli, [*config, "build"]).exit_code == 0
@@ -309,9 +319,7 @@ def test_a_sync_mends_a_file_its_check_reads_back_wrong(
     from mirrorkit import pipeline
     from mirrorkit.cli import cli
     from mirrorkit.sample import SampleOutlet
-    from mirrorkit.sign import write_keypair
 
-    write_keypair(tmp_path / "outlet")
     real_publish = pipeline.run_publish
     damaged: list[str] = []
 
@@ -325,24 +333,7 @@ def test_a_sync_mends_a_file_its_check_reads_back_wrong(
 
     monkeypatch.setattr(pipeline, "run_publish", publish_then_damage)
     with SampleOutlet() as outlet:
-        (tmp_path / "mirrorkit.toml").write_text(f"""
-[outlet]
-id = "t"
-name = "T"
-origin = "https://t.example/"
-[signing]
-secret_key = "outlet.key"
-public_key = "outlet.pub"
-[fetch]
-allow_private_addresses = true
-[[sources]]
-url = "{outlet.feed_url}"
-[[mirrors]]
-name = "m"
-type = "local"
-path = "mirror"
-public_url = "http://127.0.0.1:9/"
-""")
+        local_config(tmp_path, outlet.feed_url)
         result = CliRunner().invoke(cli, ["--config", str(tmp_path / "mirrorkit.toml"),
                                           "sync"])
     assert result.exit_code == 0, result.output
