@@ -154,7 +154,9 @@ def test_article_text_and_images_show_without_javascript(
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
     page.goto(mirrors["s3"] + "index.html")
-    page.get_by_role("link", name="Forecasters warn of heavy rain").first.click()
+    with page.expect_navigation(wait_until="load"):
+        # "load" waits for the images too: a click returns once the navigation starts
+        page.get_by_role("link", name="Forecasters warn of heavy rain").first.click()
     assert page.url.endswith("/index.html")
     heading = page.locator("h1").inner_text()
     assert "heavy rain" in heading
