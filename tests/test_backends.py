@@ -33,8 +33,9 @@ from mirrorkit.publish.base import (
     ObjectInfo,
 )
 from mirrorkit.publish.local import TMP_DIR, LocalBackend
+from mirrorkit.publish.providers import providers
 from mirrorkit.publish.registry import BACKENDS, open_backend
-from mirrorkit.publish.s3 import S3Backend, providers
+from mirrorkit.publish.s3 import S3Backend
 
 if TYPE_CHECKING:
     from conftest import MotoServer

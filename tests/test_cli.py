@@ -196,8 +196,10 @@ def test_verify_json_says_unreachable_in_json(tmp_path: Path) -> None:
         pytest.param(["verify", ".", "--key", "binary.pub"], 2, "not a minisign public key",
                      id="binary-key"),
         pytest.param(["keygen", "--out", "file.txt/k"], 1, "file.txt", id="keygen-under-a-file"),
-        pytest.param(["verify", "nowhere", "--key", "k.pub"], 3, "not a directory",
+        pytest.param(["verify", "nowhere", "--key", "k.pub"], 2, "nowhere: no such file",
                      id="missing-target"),
+        pytest.param(["verify", "file.txt", "--key", "k.pub"], 3, "not a directory",
+                     id="unreadable-target"),
     ],
 )
 def test_bad_input_is_one_line_not_a_traceback(tmp_path: Path, args: list[str], code: int,

@@ -51,7 +51,7 @@ def test_every_key_is_documented_in_the_example_config() -> None:
     tables = {
         "outlet": cfg.OutletConfig, "signing": cfg.SigningConfig, "fetch": cfg.FetchConfig,
         "build": cfg.BuildConfig, "publish": cfg.PublishConfig, "state": cfg.StateKeys,
-        "sources": cfg.SourceConfig, "mirrors": cfg.MirrorConfig,
+        "sources": cfg.SourceConfig, "mirrors": cfg.MirrorConfig, "metrics": cfg.MetricsConfig,
     }
     shown: dict[str, set[str]] = {}
     for table, value in doc.items():
@@ -96,19 +96,19 @@ def test_init_writes_a_config_that_loads_without_credentials(tmp_path: Path) -> 
     ("change", "message"),
     [
         pytest.param(("bucket = ", "bukcet = "),
-                     "mirrors[0].bukcet: unknown key; did you mean 'bucket'?",
+                     "mirrors[name=m].bukcet: unknown key; did you mean 'bucket'?",
                      id="misspelled-key"),
-        pytest.param(('type = "s3"', 'type = "ftp"'), "mirrors[0].type: must be one of s3, local",
-                     id="bad-mirror-type"),
-        pytest.param(('bucket = "b"', ""), 'mirrors[0].bucket: required for type "s3"',
+        pytest.param(('type = "s3"', 'type = "ftp"'),
+                     "mirrors[name=m].type: must be one of s3, local", id="bad-mirror-type"),
+        pytest.param(('bucket = "b"', ""), 'mirrors[name=m].bucket: required for type "s3"',
                      id="missing-bucket"),
         pytest.param(('expires_after = "7d"', 'expires_after = "7 days"'),
                      "signing.expires_after: not a duration", id="bad-duration"),
         pytest.param(('public_url = "https://m.example/"', 'public_url = "m.example"'),
-                     "mirrors[0].public_url: must be an http(s) URL", id="bad-url"),
+                     "mirrors[name=m].public_url: must be an http(s) URL", id="bad-url"),
         pytest.param(('id = "t"', 'id = "T T"'), "outlet.id: must be lowercase", id="bad-id"),
         pytest.param(('bucket = "b"', 'bucket = "b"\nprovider = "dropbox"'),
-                     "mirrors[0].provider: unknown provider 'dropbox'; known: aws,",
+                     "mirrors[name=m].provider: unknown provider 'dropbox'; known: aws,",
                      id="unknown-provider"),
         pytest.param(('url = "https://example.com/rss"',
                       'type = "listing"\nurl = "https://example.com/"'),
@@ -140,7 +140,8 @@ def test_bad_config_is_one_line_naming_file_and_key(tmp_path: Path, change: tupl
 
 def test_two_mirrors_in_one_place_are_a_config_error(tmp_path: Path) -> None:
     second = '\n[[mirrors]]\nname = "m2"\ntype = "local"\npath = "out"\npublic_url = "http://x/"\n'
-    with pytest.raises(ConfigError, match=r"mirrors\[1\]\.path: the same place as mirror 'm'"):
+    with pytest.raises(ConfigError,
+                       match=r"mirrors\[name=m2\]\.path: the same place as mirror 'm'"):
         load_text(tmp_path, MINIMAL + second)
     load_text(tmp_path, MINIMAL + second.replace('path = "out"', 'path = "out2"'))
 
@@ -150,7 +151,7 @@ def test_misspelled_key_exits_2_naming_the_key(tmp_path: Path) -> None:
     path.write_text(MINIMAL.replace("public_url", "publc_url"))
     result = CliRunner().invoke(cli, ["--config", str(path), "fetch"])
     assert result.exit_code == 2
-    assert "mirrors[0].publc_url: unknown key; did you mean 'public_url'?" in result.output
+    assert "mirrors[name=m].publc_url: unknown key; did you mean 'public_url'?" in result.output
 
 
 def test_secret_values_never_appear_in_errors(tmp_path: Path,

@@ -13,21 +13,31 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from mirrorkit import __version__, logs, pipeline
-from mirrorkit.config import DEFAULT_CONFIG, Config, load
-from mirrorkit.errors import ConfigError, MirrorkitError, TargetUnreachableError
-from mirrorkit.fetch import FetchReport
-from mirrorkit.models import MEDIA_SCHEME, Article
-from mirrorkit.resources import example_config
-from mirrorkit.sign import PASSPHRASE_ENV, load_public_key, write_keypair
-from mirrorkit.store import Store
-from mirrorkit.verify import Report, TrustStore, ZipTarget, open_target, verify_target
+from mirrorkit import __version__, logs
+from mirrorkit.config import DEFAULT_CONFIG, Config, load, parse_duration
+from mirrorkit.errors import (
+    ConfigError,
+    MirrorkitError,
+    TargetUnreachableError,
+    UsageError,
+)
+
+# Commands import what they need when they run (boto3, aiohttp, trafilatura, jinja2 and
+# rich take most of a second together): 'mirrorkit --version', 'status' and 'verify'
+# start fast.  tests/test_cli.py checks which modules a command loads.
+if TYPE_CHECKING:
+    from mirrorkit.fetch import FetchReport
+    from mirrorkit.models import Article
+    from mirrorkit.pipeline import MirrorOutcome, SyncResult
+    from mirrorkit.store import Store
+    from mirrorkit.verify import Report
 
 log = logging.getLogger("mirrorkit")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,15 +47,38 @@ class Context:
     def __init__(self, config_path: str | None):
         self.config_path = config_path
         self._config: Config | None = None
+        self.credentials = True
 
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = load(Path(self.config_path or DEFAULT_CONFIG))
+            self._config = load(Path(self.config_path or DEFAULT_CONFIG),
+                                credentials=self.credentials)
         return self._config
 
+    def without_credentials(self) -> Context:
+        """For commands that open no mirror: storage credentials may be unset."""
+        self.credentials = False
+        return self
+
+    def publishing_config(self) -> Config:
+        """The config, refused while it is the untouched example 'mirrorkit init' wrote:
+        publishing it would sign and spread an empty site of example.com."""
+        config = self.config
+        if config.outlet.origin == EXAMPLE_ORIGIN:
+            raise ConfigError(
+                f"outlet.origin is still the example's {EXAMPLE_ORIGIN}", where=str(config.path),
+                hint="edit [outlet] (id, name, origin) and [[sources]] url to your outlet's, "
+                     "then run again")
+        return config
+
     def store(self, *, exclusive: bool = True) -> Store:
+        from mirrorkit.store import Store
+
         return Store(self.config.state_dir, exclusive=exclusive)
+
+
+EXAMPLE_ORIGIN = "https://www.example.com/"
 
 
 def handle_errors(func: F) -> F:
@@ -58,6 +91,11 @@ def handle_errors(func: F) -> F:
         except MirrorkitError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
+        except BrokenPipeError:
+            # The reader went away ('export | head -1'): what it wanted it has.  Point
+            # stdout at nothing, so that flushing at exit does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except OSError as e:
             # A file or socket problem not foreseen below: still one line, no traceback.
             where = f"{e.filename}: " if e.filename else ""
@@ -102,6 +140,8 @@ pass_context = click.make_pass_decorator(Context)
 @handle_errors
 def init(directory: Path, force: bool) -> None:
     """Write a commented config and a new key pair into DIRECTORY."""
+    from mirrorkit.sign import PASSPHRASE_ENV, write_keypair
+
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / DEFAULT_CONFIG
     if config_path.exists() and not force:
@@ -116,6 +156,8 @@ def init(directory: Path, force: bool) -> None:
 
 def init_config_text() -> str:
     """The example config, with its S3 mirror commented out and a local one in DIR."""
+    from mirrorkit.resources import example_config
+
     text = example_config()
     block = re.search(r"^#>s3\n(.*?)^#<s3\n", text, flags=re.S | re.M)
     if block:
@@ -139,6 +181,8 @@ def keygen(prefix: Path, force: bool) -> None:
     The secret key is encrypted with MIRRORKIT_PASSPHRASE when that is set, and written
     unencrypted (mode 0600) otherwise, as unattended signers need.
     """
+    from mirrorkit.sign import PASSPHRASE_ENV, write_keypair
+
     passphrase = os.environ.get(PASSPHRASE_ENV) or None
     public = write_keypair(prefix, passphrase, force=force)
     state = "encrypted" if passphrase else "unencrypted, mode 0600"
@@ -150,24 +194,18 @@ def keygen(prefix: Path, force: bool) -> None:
 @handle_errors
 def fetch_cmd(ctx: Context) -> None:
     """Gather new and changed articles into the store."""
+    from mirrorkit import pipeline
+
     with ctx.store() as store:
         report = pipeline.run_fetch(ctx.config, store)
-    _report_sources(report)
     sys.exit(_fetch_exit(report))
-
-
-def _report_sources(report: FetchReport) -> None:
-    for s in report.sources:
-        if not s.ok:
-            click.echo(f"error: source {s.source}: {s.error}", err=True)
-    log.info("fetched: %d new, %d changed", report.new, report.changed)
 
 
 def _fetch_exit(report: FetchReport) -> int:
     # Some sources failed: partial, the rest is stored.  All failed: nothing was done.
     if report.all_failed:
-        return pipeline.EXIT_FAILED
-    return pipeline.EXIT_PARTIAL if report.any_failed else pipeline.EXIT_OK
+        return 1
+    return 3 if report.any_failed else 0
 
 
 @cli.command("build")
@@ -181,8 +219,11 @@ def build_cmd(ctx: Context, full: bool) -> None:
     Pages are rendered again only when what they show changed: an article, the
     templates, or a config value that shows on pages.
     """
+    from mirrorkit import pipeline
+
+    config = ctx.publishing_config()
     with ctx.store() as store:
-        bundle = pipeline.run_build(ctx.config, store, full=full)
+        bundle = pipeline.run_build(config, store, full=full)
     click.echo(str(bundle.path))
 
 
@@ -190,21 +231,80 @@ def build_cmd(ctx: Context, full: bool) -> None:
 @click.option("--mirror", "names", multiple=True, metavar="NAME",
               help="Publish to this mirror only (repeatable). Default: all mirrors.")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: exit_code and each mirror's result.")
 @pass_context
 @handle_errors
-def publish_cmd(ctx: Context, names: tuple[str, ...], dry_run: bool) -> None:
+def publish_cmd(ctx: Context, names: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
     """Bring mirrors to the latest built version (new files first, manifest last)."""
+    import time
+
+    from mirrorkit import pipeline
+
+    config = ctx.publishing_config()
+    started = time.monotonic()
     with ctx.store() as store:
-        outcomes = pipeline.run_publish(ctx.config, store, names, dry_run=dry_run)
+        outcomes = pipeline.run_publish(config, store, names, dry_run=dry_run)
+    code = pipeline.exit_for(sum(1 for o in outcomes if not o.ok), len(outcomes))
+    durations = {"publish": round(time.monotonic() - started, 3)}
+    if not dry_run:
+        _write_metrics(config, outcomes, durations, None, code)
+    if as_json:
+        click.echo(json.dumps({"exit_code": code, "dry_run": dry_run,
+                               "mirrors": [_mirror_json(o) for o in outcomes],
+                               "durations": durations}, sort_keys=True))
+        sys.exit(code)
     for o in outcomes:
-        if o.published:
-            p = o.published
-            verb = "would upload" if dry_run else "uploaded"
-            click.echo(f"{o.mirror}: version {p.version}, {verb} {p.uploaded}, "
-                       f"unchanged {p.skipped}, deleted {p.deleted}")
-        else:
-            click.echo(f"error: {o.error}", err=True)
-    sys.exit(pipeline.exit_for(sum(1 for o in outcomes if not o.ok), len(outcomes)))
+        click.echo(_mirror_line(o, dry_run=dry_run))
+    click.echo(_summary("publish", outcomes, durations))
+    sys.exit(code)
+
+
+def _mirror_line(o: MirrorOutcome, *, dry_run: bool = False) -> str:
+    """One mirror's result; its error was logged once already, so it is not repeated."""
+    from mirrorkit.pipeline import plural
+
+    p = o.published
+    if not o.ok or p is None:
+        return f"{o.mirror}: FAILED"
+    verb = "to upload" if dry_run else "uploaded"
+    gone = "to delete" if dry_run else "deleted"
+    return (f"{o.mirror}: {'ok, ' if not dry_run else ''}version {p.version}, "
+            f"{plural(p.uploaded, 'object')} {verb}, {plural(p.skipped, 'file')} unchanged, "
+            f"{plural(p.deleted, 'object')} {gone}")
+
+
+def _mirror_json(o: MirrorOutcome) -> dict[str, Any]:
+    p = o.published
+    error = o.error or o.check_error or ("; ".join(
+        f.line() for f in o.check.findings if f.fatal) if o.check and not o.check.ok else None)
+    return {"name": o.mirror, "ok": o.ok, "version": p.version if p else None,
+            "uploaded": p.uploaded if p else 0, "deleted": p.deleted if p else 0,
+            "bytes_uploaded": p.bytes_uploaded if p else 0, "error": error}
+
+
+def _summary(command: str, outcomes: Sequence[MirrorOutcome], durations: dict[str, float],
+             report: FetchReport | None = None) -> str:
+    """The final line of a run: what it fetched, what mirrors got, how long it took."""
+    from mirrorkit.pipeline import plural
+
+    ok = sum(1 for o in outcomes if o.ok)
+    parts = []
+    if report is not None:
+        failed = sum(1 for s in report.sources if not s.ok)
+        parts.append(f"{plural(report.new, 'new article')}, {report.changed} changed"
+                     + (f", {plural(failed, 'source')} failed" if failed else ""))
+    parts.append(f"{ok} of {plural(len(outcomes), 'mirror')} ok")
+    return f"{command}: " + "; ".join(parts) + f" ({sum(durations.values()):.1f} s)"
+
+
+def _write_metrics(config: Config, outcomes: Sequence[MirrorOutcome],
+                   durations: dict[str, float], report: FetchReport | None,
+                   code: int) -> None:
+    if config.metrics.textfile is not None:
+        from mirrorkit.metrics import write_textfile
+
+        write_textfile(config.metrics.textfile, outcomes, durations, report, code)
 
 
 @cli.command("archive")
@@ -232,22 +332,47 @@ def archive_cmd(ctx: Context, name: str | None, out: Path | None) -> None:
 
 
 @cli.command("sync")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: exit_code, fetch counts and each mirror's result.")
 @pass_context
 @handle_errors
-def sync_cmd(ctx: Context) -> None:
-    """Fetch, build if anything changed, publish to every mirror, check each mirror."""
+def sync_cmd(ctx: Context, as_json: bool) -> None:
+    """Fetch, build if anything changed, publish to every mirror, check each mirror.
+
+    The key pair is checked before anything else: a missing or mismatched key stops the
+    run before anything is uploaded."""
+    from mirrorkit import pipeline
+
+    config = ctx.publishing_config()
     with ctx.store() as store:
-        result = pipeline.sync(ctx.config, store)
-    _report_sources(result.fetch)
+        result = pipeline.sync(config, store)
+    _write_metrics(config, result.mirrors, result.durations, result.fetch, result.exit_code)
+    if as_json:
+        click.echo(json.dumps(_sync_json(result), sort_keys=True))
+        sys.exit(result.exit_code)
     for o in result.mirrors:
-        if o.ok:
-            version = o.check.manifest.version if o.check and o.check.manifest else "?"
-            click.echo(f"{o.mirror}: ok, version {version}")
-        else:
-            problem = o.error or o.check_error or "; ".join(
-                f.line() for f in (o.check.findings if o.check else ()) if f.fatal)
-            click.echo(f"{o.mirror}: FAILED: {problem}")
+        click.echo(_mirror_line(o))
+    click.echo(_summary("sync", result.mirrors, result.durations, result.fetch))
     sys.exit(result.exit_code)
+
+
+def _sync_json(result: SyncResult) -> dict[str, Any]:
+    report = result.fetch
+    return {
+        "exit_code": result.exit_code,
+        "fetch": {
+            "new": report.new, "changed": report.changed,
+            "failed_sources": sum(1 for s in report.sources if not s.ok),
+            "failed_articles": sum(s.failed_articles for s in report.sources),
+            "deferred": report.deferred,
+            "sources": [{"name": s.source, "ok": s.ok, "new": s.new, "changed": s.changed,
+                         "error": s.error} for s in report.sources],
+        },
+        "built": result.built,
+        "version": result.bundle.version if result.bundle else None,
+        "mirrors": [_mirror_json(o) for o in result.mirrors],
+        "durations": result.durations,
+    }
 
 
 def default_trust_file() -> Path:
@@ -274,10 +399,16 @@ def verify_cmd(ctx: Context, target: str, key_path: Path | None, as_json: bool,
 
     Exit 0 valid; 1 invalid, tampered, expired, rolled back or wrong key; 3 unreachable.
     """
+    from mirrorkit.sign import load_public_key
+    from mirrorkit.verify import TrustStore, ZipTarget, open_target, verify_target
+
+    if not target.startswith(("http://", "https://")) and not os.path.lexists(target):
+        raise UsageError("no such file or directory", where=target,
+                         hint="give a site directory, a .zip archive or a mirror's URL")
     if key_path is None:
         if not Path(ctx.config_path or DEFAULT_CONFIG).exists():
             raise click.UsageError("give the outlet's public key with --key PUB")
-        key_path = ctx.config.signing.public_key
+        key_path = ctx.without_credentials().config.signing.public_key
     key = load_public_key(key_path)
     trust = None if no_trust else TrustStore.load(trust_file or default_trust_file())
     try:
@@ -317,26 +448,60 @@ def _print_report(report: Report, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per mirror, a line each.")
 @click.option("--deep", is_flag=True,
               help="Also read and check every file of every mirror (a full audit).")
+@click.option("--max-age", metavar="DURATION", callback=lambda _c, _p, v: _duration(v),
+              help="Call a mirror stale when its manifest was signed longer ago than this "
+                   "(e.g. 2d) [default: only when it expired].")
 @pass_context
 @handle_errors
-def status_cmd(ctx: Context, as_json: bool, deep: bool) -> None:
-    """For each mirror: reachable, live version, age, signature valid.
+def status_cmd(ctx: Context, as_json: bool, deep: bool, max_age: timedelta | None) -> None:
+    """For each mirror one state: ok, stale (signed longer ago than --max-age, or
+    expired), down (unreachable, or nothing published), wrong-mirror (the manifest there
+    is signed for another mirror) or invalid (bad signature, tampered).
 
-    Reads only each mirror's manifest and signature, unless --deep."""
-    rows = pipeline.status(ctx.config, deep=deep)
+    Reads only each mirror's manifest and signature, unless --deep.  Exit 0 all ok;
+    1 any invalid or wrong-mirror; 3 any down or stale."""
+    from mirrorkit.status import exit_code, status
+
+    rows = status(ctx.without_credentials().config, deep=deep, max_age=max_age)
     for s in rows:
         if as_json:
             click.echo(json.dumps(s.to_json(), ensure_ascii=False, sort_keys=True))
             continue
         minutes = int(s.age.total_seconds() // 60) if s.age else None
         age_text = f"{minutes // 60}h{minutes % 60:02d}m" if minutes is not None else "-"
-        click.echo(f"{s.mirror:<16} {'reachable' if s.reachable else 'UNREACHABLE':<11} "
+        click.echo(f"{s.mirror:<16} {s.state:<12} "
                    f"version {s.version if s.version is not None else '-':<5} age {age_text:<8} "
-                   f"signature {'valid' if s.signature_valid else 'INVALID'}  {s.location}")
-        for problem in s.problems:
-            click.echo(f"    {problem}")
-    bad = sum(1 for s in rows if not s.reachable or not s.signature_valid or s.problems)
-    sys.exit(pipeline.exit_for(bad, len(rows)))
+                   f"{s.location}")
+        for line in s.problems + s.notes:
+            click.echo(f"    {line}")
+    sys.exit(exit_code(rows))
+
+
+def _duration(value: str | None) -> timedelta | None:
+    try:
+        return parse_duration(value) if value else None
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
+
+
+@cli.command("doctor")
+@pass_context
+@handle_errors
+def doctor_cmd(ctx: Context) -> None:
+    """Check the setup, one line per check with the fix when it fails: the config, that
+    the key pair matches, that each mirror is writable (leaving nothing behind) and
+    publicly readable and that its public_url serves this mirror, and that the sources
+    answer.
+
+    Exit 0 all passed; 1 any failed; 2 the config is wrong."""
+    from mirrorkit import doctor
+
+    checks = doctor.run(ctx.config)
+    for check in checks:
+        click.echo(check.line())
+    failed = sum(1 for c in checks if c.result == doctor.FAIL)
+    click.echo(f"doctor: {len(checks) - failed} of {len(checks)} checks passed")
+    sys.exit(doctor.exit_code(checks))
 
 
 @cli.command("export")
@@ -347,12 +512,15 @@ def status_cmd(ctx: Context, as_json: bool, deep: bool) -> None:
 @handle_errors
 def export_cmd(ctx: Context, as_json: bool) -> None:
     """Print the stored articles (newest first)."""
+    ctx.without_credentials()
     with ctx.store(exclusive=False) as store:
         for a in store.iter_articles():
             _export_one(a, as_json)
 
 
 def _export_one(a: Article, as_json: bool) -> None:
+    from mirrorkit.models import MEDIA_SCHEME
+
     if not as_json:
         date = f"{a.published:%Y-%m-%d}" if a.published else "----------"
         click.echo(f"{date}  {a.language}  {a.title}  <{a.url}>")
@@ -401,13 +569,16 @@ def serve_cmd(ctx: Context, directory: Path | None, port: int) -> None:
               type=click.Path(file_okay=False, path_type=Path),
               help="Where the demo writes its config, keys, state and mirrors.")
 @click.option("--serve", is_flag=True, help="Afterwards, serve both mirrors on loopback.")
+@click.option("--port", type=click.IntRange(1, 65534), metavar="N",
+              help="The first mirror's port on 127.0.0.1, the second's N+1 "
+                   "[default: 8731 and 8732].")
 @handle_errors
-def demo_cmd(directory: Path, serve: bool) -> None:
+def demo_cmd(directory: Path, serve: bool, port: int | None) -> None:
     """Offline end-to-end run on a built-in sample outlet: fetch, build, sign, publish to
     two mirrors, verify both."""
     from mirrorkit.demo import run_demo
 
-    sys.exit(run_demo(directory, serve=serve))
+    sys.exit(run_demo(directory, serve=serve, port=port))
 
 
 def main() -> None:

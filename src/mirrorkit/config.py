@@ -135,6 +135,13 @@ class PublishConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # Prometheus text file written after each sync or publish (node_exporter's textfile
+    # collector reads it); None: no metrics.
+    textfile: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     outlet: OutletConfig
@@ -145,6 +152,7 @@ class Config:
     publish: PublishConfig
     sources: tuple[SourceConfig, ...]
     mirrors: tuple[MirrorConfig, ...]
+    metrics: MetricsConfig = MetricsConfig()
 
     def mirror(self, name: str) -> MirrorConfig:
         for m in self.mirrors:
@@ -182,7 +190,9 @@ T = TypeVar("T")
 class _Table:
     """One TOML table being read: tracks the keys used so unknown ones can be named."""
 
-    def __init__(self, data: Any, where: str, file: Path, keys: Iterable[str]):
+    def __init__(self, data: Any, where: str, file: Path, keys: Iterable[str], *,
+                 credentials: bool = True):
+        self.credentials = credentials
         if not isinstance(data, dict):
             raise ConfigError("must be a table", where=f"{file.name}: {where or 'top level'}")
         self.data: dict[str, Any] = data
@@ -206,6 +216,9 @@ class _Table:
             return default
         value = self.data[key]
         if isinstance(value, str):
+            if secret and not self.credentials and any(
+                    var not in os.environ for var in _ENV.findall(value)):
+                return default  # a command that opens no mirror runs without them
             value = self._expand(key, value, secret)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -277,7 +290,7 @@ def _str_duration(value: Any) -> timedelta:
 _TABLES: dict[str, Any] = {
     "outlet": OutletConfig, "state": StateKeys, "signing": SigningConfig,
     "fetch": FetchConfig, "build": BuildConfig, "publish": PublishConfig,
-    "sources": SourceConfig, "mirrors": MirrorConfig,
+    "sources": SourceConfig, "mirrors": MirrorConfig, "metrics": MetricsConfig,
 }
 
 
@@ -285,8 +298,12 @@ def _keys(kind: Any) -> list[str]:
     return [f.name for f in fields(kind)]
 
 
-def load(path: Path) -> Config:
-    """Read and validate ``path``; raises :class:`ConfigError` naming file, key and reason."""
+def load(path: Path, *, credentials: bool = True) -> Config:
+    """Read and validate ``path``; raises :class:`ConfigError` naming file, key and reason.
+
+    With ``credentials=False`` (for commands that open no mirror: ``status``, ``export``)
+    a storage credential whose environment variable is not set is left out, not an error.
+    """
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
@@ -298,10 +315,10 @@ def load(path: Path) -> Config:
         raise ConfigError(f"cannot read config: {e}", where=str(path)) from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"not valid TOML: {e}", where=str(path)) from e
-    return from_dict(raw, path)
+    return from_dict(raw, path, credentials=credentials)
 
 
-def from_dict(raw: Mapping[str, Any], path: Path) -> Config:
+def from_dict(raw: Mapping[str, Any], path: Path, *, credentials: bool = True) -> Config:
     base = path.resolve().parent
     root = _Table(dict(raw), "", path, _TABLES)
 
@@ -375,9 +392,14 @@ def from_dict(raw: Mapping[str, Any], path: Path) -> Config:
         check_sample=t.convert("check_sample", _non_negative, PublishConfig.check_sample),
     )
 
+    t = table("metrics", required=False)
+    textfile = t.get("textfile", str)
+    metrics = MetricsConfig(textfile=rel(textfile) if textfile else None)
+
     sources = tuple(_source(s, i, path) for i, s in enumerate(_array(root, "sources", path)))
     mirrors = tuple(
-        _mirror(m, i, path, rel) for i, m in enumerate(_array(root, "mirrors", path))
+        _mirror(m, i, path, rel, credentials)
+        for i, m in enumerate(_array(root, "mirrors", path))
     )
     seen: set[str] = set()
     places: dict[tuple[str, ...], str] = {}
@@ -392,12 +414,12 @@ def from_dict(raw: Mapping[str, Any], path: Path) -> Config:
         key = "path" if m.type == "local" else "bucket"
         if place in places:
             raise ConfigError(f"the same place as mirror {places[place]!r}",
-                              where=f"{path.name}: mirrors[{i}].{key}",
+                              where=f"{path.name}: {mirror_label(m.name, i)}.{key}",
                               hint="each mirror needs its own directory, bucket or prefix")
         places[place] = m.name
     return Config(path=path.resolve(), outlet=outlet, state_dir=state_dir, signing=signing,
                   fetch=fetch, build=build, publish=publish, sources=sources,
-                  mirrors=mirrors)
+                  mirrors=mirrors, metrics=metrics)
 
 
 def _array(root: _Table, key: str, path: Path) -> list[Any]:
@@ -420,8 +442,18 @@ def _source(raw: Any, i: int, path: Path) -> SourceConfig:
     return SourceConfig(type=kind, url=url, name=t.get("name", str, url) or url)
 
 
-def _mirror(raw: Any, i: int, path: Path, rel: Callable[[str], Path]) -> MirrorConfig:
-    t = _Table(raw, f"mirrors[{i}]", path, _keys(MirrorConfig))
+def mirror_label(name: object, i: int) -> str:
+    """How errors name a mirror: by its name when it has one (``mirrors[name=r2]``), as
+    ops know it, else by its place in the file."""
+    if isinstance(name, str) and _NAME.match(name):
+        return f"mirrors[name={name}]"
+    return f"mirrors[{i}]"
+
+
+def _mirror(raw: Any, i: int, path: Path, rel: Callable[[str], Path],
+            credentials: bool = True) -> MirrorConfig:
+    label = mirror_label(raw.get("name") if isinstance(raw, dict) else None, i)
+    t = _Table(raw, label, path, _keys(MirrorConfig), credentials=credentials)
     name = t.require("name", str)
     if not _NAME.match(name):
         raise t._error("name", "must be lowercase letters, digits, '-' or '_'")
@@ -446,7 +478,7 @@ def _mirror(raw: Any, i: int, path: Path, rel: Callable[[str], Path]) -> MirrorC
             raise t._error("endpoint_url", str(e)) from e
     provider = t.get("provider", str, "generic") or "generic"
     if kind == "s3":
-        from mirrorkit.publish.s3 import providers  # the presets are the publisher's data
+        from mirrorkit.publish.providers import providers  # the publisher's data
 
         if provider not in providers():
             raise t._error("provider", f"unknown provider {provider!r}; known: "

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from mirrorkit import config as config_mod
+from mirrorkit.errors import UsageError
 from mirrorkit.pipeline import sync
 from mirrorkit.sample import SampleOutlet
 from mirrorkit.sign import write_keypair
@@ -24,7 +25,8 @@ from mirrorkit.store import Store
 log = logging.getLogger("mirrorkit")
 
 OUTLET_PORT = 8730
-MIRROR_PORTS = {"alpha": 8731, "beta": 8732}
+MIRROR_NAMES = ("alpha", "beta")
+MIRROR_PORT = 8731  # alpha's; beta's is the next
 
 DEMO_CONFIG = """\
 # Written by 'mirrorkit demo'.  See config/mirrorkit.toml in the repository for every key.
@@ -72,14 +74,28 @@ def _free(port: int) -> int:
         return int(s.getsockname()[1])
 
 
-def run_demo(directory: Path, *, serve: bool = False) -> int:
+def _check_free(ports: list[int]) -> None:
+    for port in ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError as e:
+                raise UsageError(f"cannot serve on 127.0.0.1:{port}: {e.strerror}",
+                                 hint="give another first port with --port N") from e
+
+
+def run_demo(directory: Path, *, serve: bool = False, port: int | None = None) -> int:
+    ports = dict(zip(MIRROR_NAMES, (port or MIRROR_PORT, (port or MIRROR_PORT) + 1),
+                     strict=True))
+    if serve:
+        _check_free(list(ports.values()))  # before the work, not after it
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if not (directory / "keys" / "outlet.key").exists():
         write_keypair(directory / "keys" / "outlet")
     # A fixed outlet port keeps article URLs (and so their ids) the same between runs.
     with SampleOutlet(port=_free(OUTLET_PORT)) as outlet:
-        mirrors = "".join(MIRROR_BLOCK.format(name=n, port=p) for n, p in MIRROR_PORTS.items())
+        mirrors = "".join(MIRROR_BLOCK.format(name=n, port=p) for n, p in ports.items())
         path = directory / "mirrorkit.toml"
         path.write_text(DEMO_CONFIG.format(origin=outlet.url, feed=outlet.feed_url,
                                            mirrors=mirrors), encoding="utf-8")
@@ -100,9 +116,9 @@ def run_demo(directory: Path, *, serve: bool = False) -> int:
     if serve and result.exit_code == 0:
         from mirrorkit.serve import serve_forever
 
-        sites = [(m.path, p) for m, p in zip(config.mirrors, MIRROR_PORTS.values(), strict=True)
+        sites = [(m.path, p) for m, p in zip(config.mirrors, ports.values(), strict=True)
                  if m.path]
-        for m, p in zip(config.mirrors, MIRROR_PORTS.values(), strict=True):
+        for m, p in zip(config.mirrors, ports.values(), strict=True):
             click.echo(f"serving {m.name} at http://127.0.0.1:{p}/index.html")
         click.echo("Ctrl-C stops")
         serve_forever(sites)

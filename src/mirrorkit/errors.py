@@ -5,6 +5,8 @@
     MirrorkitError                 what, where, and what to do; exit code 1 unless below
     ├── ConfigError                bad config file, key or value (exit 2)
     ├── KeyFileError               missing, unreadable or wrong secret/public key (exit 2)
+    │   └── KeyLockedError         the secret key is encrypted and no passphrase was given
+    ├── UsageError                 a command's argument is wrong, e.g. no such path (exit 2)
     ├── FetchError                 a source or article could not be fetched or read
     │   ├── BlockedAddressError    a URL resolves to a private or link-local address
     │   └── SourceError            a feed or page that is broken or unreadable
@@ -50,6 +52,14 @@ class ConfigError(MirrorkitError):
 
 
 class KeyFileError(MirrorkitError):
+    exit_code = 2
+
+
+class KeyLockedError(KeyFileError):
+    pass
+
+
+class UsageError(MirrorkitError):
     exit_code = 2
 
 

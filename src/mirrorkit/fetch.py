@@ -710,7 +710,7 @@ class _Run:
                 raise asyncio.CancelledError from e
             log.debug("%s: unexpected error", source.url, exc_info=True)
             error = _unexpected(source.url, e)
-        self.progress(f"{source.type} {source.url}: failed: {error}")
+        # Not a progress line: the caller reports the failed source once, from the report.
         return SourceResult(source=source.name, ok=False, error=error)
 
     async def _source(self, source: SourceConfig) -> SourceResult:
@@ -1015,3 +1015,28 @@ def _report(results: Iterable[SourceResult]) -> FetchReport:
 def _quiet(_line: str) -> None:
     pass
 
+
+
+def probe_sources(config: Config) -> list[tuple[SourceConfig, int | MirrorkitError]]:
+    """Whether each source answers, for ``mirrorkit doctor``: the entries it lists, or
+    the error.  Each source is read once, with the guard and limits of a run; nothing is
+    stored."""
+
+    async def probe() -> list[tuple[SourceConfig, int | MirrorkitError]]:
+        async with open_session(config.fetch) as session:
+            client = _Client(session, config.fetch)
+
+            async def one(source: SourceConfig) -> tuple[SourceConfig, int | MirrorkitError]:
+                try:
+                    response = await client.get(source.url, accept=_FEED_ACCEPT,
+                                                limit=config.fetch.max_page_size)
+                    if source.type == "sitemap":
+                        return source, len(parse_sitemap(response.body, response.url))
+                    return source, len(parse_feed(response.body, response.url,
+                                                  response.content_type))
+                except MirrorkitError as e:
+                    return source, e
+
+            return list(await asyncio.gather(*(one(s) for s in config.sources)))
+
+    return aio.run(probe())

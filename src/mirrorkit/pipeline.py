@@ -6,9 +6,11 @@ calls these and renders their results.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mirrorkit.build import Bundle, build, inputs_fingerprint, latest_bundle, load_signer
@@ -23,22 +25,15 @@ from mirrorkit.errors import (
     TargetUnreachableError,
 )
 from mirrorkit.fetch import FetchReport, fetch
+from mirrorkit.logs import fields
 from mirrorkit.manifest import MANIFEST_NAME, MAX_ROOT_SIZE
 from mirrorkit.publish.base import cache_control
 from mirrorkit.publish.registry import open_backend
 from mirrorkit.publish.stage import PublishResult, publish_all
-from mirrorkit.sign import PublicKey, load_public_key
+from mirrorkit.sign import PublicKey, check_key_pair, load_public_key
+from mirrorkit.status import mirror_target
 from mirrorkit.store import Store, StoreJournal
-from mirrorkit.verify import (
-    DirectoryTarget,
-    Finding,
-    Report,
-    Target,
-    UrlTarget,
-    check_written,
-    signed_root,
-    verify_target,
-)
+from mirrorkit.verify import Report, check_written, verify_target
 
 log = logging.getLogger("mirrorkit")
 
@@ -72,6 +67,8 @@ class SyncResult:
     bundle: Bundle | None
     built: bool
     mirrors: tuple[MirrorOutcome, ...]
+    # Seconds each stage took: fetch, build, publish, check.
+    durations: dict[str, float] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -82,18 +79,32 @@ class SyncResult:
         return EXIT_OK
 
 
-def mirror_target(mirror: MirrorConfig) -> Target:
-    """Where to read a mirror back: its directory if local, else its public URL."""
-    if mirror.type == "local" and mirror.path is not None:
-        return DirectoryTarget(mirror.path)
-    return UrlTarget(mirror.public_url)
+@contextmanager
+def timed(durations: dict[str, float], stage: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        durations[stage] = round(time.monotonic() - started, 3)
 
 
 def run_fetch(config: Config, store: Store) -> FetchReport:
     if not config.sources:
         raise ConfigError("no [[sources]] configured; nothing to fetch",
                           where=str(config.path))
-    return fetch(config, store, progress=log.info)
+    started = time.monotonic()
+    report = fetch(config, store, progress=log.info)
+    # Each failed source is reported here, once.
+    for s in report.sources:
+        if not s.ok:
+            log.error("source %s: %s", s.source, s.error,
+                      extra=fields("source_failed", source=s.source, error=s.error))
+    failed = sum(s.failed_articles for s in report.sources)
+    log.info("fetched: %d new, %d changed%s", report.new, report.changed,
+             f", {failed} failed" if failed else "",
+             extra=fields("fetch_done", new=report.new, changed=report.changed, failed=failed,
+                          seconds=round(time.monotonic() - started, 3)))
+    return report
 
 
 def run_build(config: Config, store: Store, *, full: bool = False) -> Bundle:
@@ -121,14 +132,13 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
     backends = {}
     for m in mirrors:
         if m.name not in bundle.mirrors:
-            outcomes[m.name] = MirrorOutcome(
-                m.name, error=f"mirror {m.name}: not in build {bundle.version}; "
-                              "run 'mirrorkit build' again")
+            outcomes[m.name] = _failed(m.name, f"mirror {m.name}: not in build "
+                                       f"{bundle.version}; run 'mirrorkit build' again")
             continue
         try:
             backends[m.name] = open_backend(m, config.publish.concurrency)
         except MirrorkitError as e:
-            outcomes[m.name] = MirrorOutcome(m.name, error=str(e))
+            outcomes[m.name] = _failed(m.name, str(e))
             continue
         sources[m.name] = bundle.source(m.name)
     log.info("publishing version %d to %s%s", bundle.version,
@@ -143,16 +153,29 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
             backend.close()
     for name, result in results.items():
         if isinstance(result, PublishError):
-            log.error("%s", result)
-            outcomes[name] = MirrorOutcome(name, error=str(result))
+            outcomes[name] = _failed(name, str(result))
         else:
             if not dry_run:
                 store.record_publish(name, result.version)
-            log.info("mirror %s: version %d, %d %s, %d %s", name, result.version,
-                     result.uploaded, "to upload" if dry_run else "uploaded", result.deleted,
-                     "to delete" if dry_run else "deleted")
+            log.info("mirror %s: version %d, %s %s, %s unchanged, %s %s", name,
+                     result.version, plural(result.uploaded, "object"),
+                     "to upload" if dry_run else "uploaded", plural(result.skipped, "file"),
+                     plural(result.deleted, "object"), "to delete" if dry_run else "deleted",
+                     extra=fields("mirror_published", mirror=name, version=result.version,
+                                  uploaded=result.uploaded, skipped=result.skipped,
+                                  deleted=result.deleted, bytes=result.bytes_uploaded))
             outcomes[name] = MirrorOutcome(name, published=result)
     return [outcomes[m.name] for m in mirrors]
+
+
+def _failed(mirror: str, error: str) -> MirrorOutcome:
+    """A mirror that could not be published: logged here, once."""
+    log.error("%s", error, extra=fields("mirror_failed", mirror=mirror, error=error))
+    return MirrorOutcome(mirror, error=error)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def check_mirror(mirror: MirrorConfig, key: PublicKey) -> Report:
@@ -191,15 +214,30 @@ def needs_build(config: Config, store: Store, report: FetchReport,
 
 
 def sync(config: Config, store: Store) -> SyncResult:
-    """fetch + build (when something changed) + publish + check each mirror."""
-    report = run_fetch(config, store)
+    """fetch + build (when something changed) + publish + check each mirror.
+
+    The key pair is checked first: a missing or mismatched key stops the run before
+    anything is fetched or uploaded, even when nothing new would need signing."""
+    key = check_key_pair(config.signing.secret_key, config.signing.public_key)
+    durations: dict[str, float] = {}
+    with timed(durations, "fetch"):
+        report = run_fetch(config, store)
     built = needs_build(config, store, report)
-    bundle = run_build(config, store) if built else latest_bundle(store)
+    with timed(durations, "build"):
+        bundle = run_build(config, store) if built else latest_bundle(store)
     if not built:
         log.info("nothing new to build; publishing version %d",
-                 bundle.version if bundle else 0)
-    outcomes = run_publish(config, store, bundle=bundle)
-    key = load_public_key(config.signing.public_key)
+                 bundle.version if bundle else 0,
+                 extra=fields("build_skipped", version=bundle.version if bundle else 0))
+    with timed(durations, "publish"):
+        outcomes = run_publish(config, store, bundle=bundle)
+    with timed(durations, "check"):
+        checked = _check_all(config, key, bundle, outcomes)
+    return SyncResult(report, bundle, built, tuple(checked), durations)
+
+
+def _check_all(config: Config, key: PublicKey, bundle: Bundle | None,
+               outcomes: Sequence[MirrorOutcome]) -> list[MirrorOutcome]:
     checked = []
     for outcome in outcomes:
         if outcome.error:
@@ -219,14 +257,16 @@ def sync(config: Config, store: Store) -> SyncResult:
                 mend(config, bundle, mirror, damaged)
                 result = check_published(mirror, key, bundle, outcome.published, 0)
         except TargetUnreachableError as e:
-            log.warning("mirror %s: published, but not readable back: %s", mirror.name, e)
+            log.error("mirror %s: published, but not readable back: %s", mirror.name, e,
+                      extra=fields("mirror_unreadable", mirror=mirror.name, error=str(e)))
             checked.append(MirrorOutcome(mirror.name, outcome.published, check_error=str(e)))
             continue
         for finding in result.findings:
-            (log.error if finding.fatal else log.debug)("mirror %s: %s", mirror.name,
-                                                        finding.line())
+            (log.error if finding.fatal else log.debug)(
+                "mirror %s: %s", mirror.name, finding.line(),
+                extra=fields("mirror_finding", mirror=mirror.name, error=finding.line()))
         checked.append(MirrorOutcome(mirror.name, outcome.published, check=result))
-    return SyncResult(report, bundle, built, tuple(checked))
+    return checked
 
 
 def _damaged(report: Report) -> list[str]:
@@ -247,68 +287,3 @@ def mend(config: Config, bundle: Bundle, mirror: MirrorConfig, paths: Sequence[s
                 return
             backend.put(entry.path, source.read(entry), entry.type,
                         cache=cache_control(source.max_age(entry)))
-
-
-@dataclass(frozen=True)
-class MirrorStatus:
-    mirror: str
-    location: str
-    reachable: bool
-    version: int | None = None
-    created: datetime | None = None
-    expires: datetime | None = None
-    signature_valid: bool = False
-    problems: tuple[str, ...] = ()
-
-    @property
-    def age(self) -> timedelta | None:
-        return datetime.now(UTC) - self.created if self.created else None
-
-    def to_json(self) -> dict[str, object]:
-        age = self.age
-        return {
-            "mirror": self.mirror, "location": self.location, "reachable": self.reachable,
-            "version": self.version,
-            "created": self.created.isoformat() if self.created else None,
-            "expires": self.expires.isoformat() if self.expires else None,
-            "age_seconds": int(age.total_seconds()) if age else None,
-            "signature_valid": self.signature_valid, "problems": list(self.problems),
-        }
-
-
-def status(config: Config, *, deep: bool = False) -> list[MirrorStatus]:
-    """Each mirror's live version from its manifest and signature alone; ``deep`` also
-    reads every file (a full audit, as ``verify`` does)."""
-    key = load_public_key(config.signing.public_key)
-    out = []
-    for mirror in config.mirrors:
-        target = mirror_target(mirror)
-        try:
-            manifest_bytes, manifest, findings = signed_root(target, key, datetime.now(UTC))
-        except TargetUnreachableError as e:
-            out.append(MirrorStatus(mirror.name, target.label, False, problems=(str(e),)))
-            continue
-        if manifest_bytes is None or (manifest is None and any(
-                f.kind == "signature" and "missing" in f.detail for f in findings)):
-            out.append(MirrorStatus(mirror.name, target.label, True,
-                                    problems=("no signed manifest: never published?",)))
-            continue
-        if manifest is not None and manifest.transition:
-            findings.append(Finding(
-                "transition", MANIFEST_NAME, "a publish was interrupted; the next sync "
-                f"finishes it (this root expires {manifest.expires:%Y-%m-%d %H:%MZ})",
-                fatal=False))
-        if deep and manifest is not None:
-            try:
-                findings = [f for f in verify_target(target, key).findings if f.fatal]
-            except TargetUnreachableError as e:
-                findings.append(Finding("missing", None, str(e)))
-        out.append(MirrorStatus(
-            mirror.name, target.label, True,
-            version=manifest.version if manifest else None,
-            created=manifest.created if manifest else None,
-            expires=manifest.expires if manifest else None,
-            signature_valid=manifest is not None,
-            problems=tuple(f.line() for f in findings),
-        ))
-    return out

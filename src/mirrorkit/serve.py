@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from mirrorkit.bundle import SiteSource
+from mirrorkit.errors import UsageError
 from mirrorkit.manifest import check_path, media_type
 
 log = logging.getLogger("mirrorkit")
@@ -64,7 +65,12 @@ async def serve_many(sites: Sequence[tuple[Path | SiteSource, int]],
             app = make_app(root) if isinstance(root, Path) else make_source_app(root)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, host, port).start()
+            try:
+                await web.TCPSite(runner, host, port).start()
+            except OSError as e:
+                await runner.cleanup()
+                raise UsageError(f"cannot serve on {host}:{port}: {e.strerror}",
+                                 hint="give another port with --port N") from e
             runners.append(runner)
             log.info("serving %s at http://%s:%d/",
                      root if isinstance(root, Path) else root.label, host, port)

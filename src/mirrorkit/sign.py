@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from mirrorkit.errors import KeyFileError, VerifyError
+from mirrorkit.errors import KeyFileError, KeyLockedError, VerifyError
 
 PASSPHRASE_ENV = "MIRRORKIT_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 
@@ -120,7 +120,7 @@ class SecretKey:
             raise KeyFileError("unsupported secret key algorithm", where=where)
         if kdf == _KDF_SCRYPT:
             if not passphrase:
-                raise KeyFileError(
+                raise KeyLockedError(
                     "secret key is encrypted", where=where,
                     hint=f"set {PASSPHRASE_ENV} to its passphrase",
                 )
@@ -269,3 +269,17 @@ def load_public_key(path: Path) -> PublicKey:
     except OSError as e:
         raise KeyFileError(f"cannot read public key: {e.strerror}", where=str(path)) from e
     return PublicKey.from_text(text, str(path))
+
+
+def check_key_pair(secret_path: Path, public_path: Path) -> PublicKey:
+    """The public key, once the secret key is known to be its pair: what is signed with
+    one must verify with the other.  :class:`KeyFileError` names what is wrong."""
+    public = load_public_key(public_path)
+    secret = load_secret_key(secret_path).public
+    if (secret.key_id, secret.raw) != (public.key_id, public.raw):
+        raise KeyFileError(
+            f"secret key (key id {secret.key_id_hex}) is not the pair of public key "
+            f"{public_path} (key id {public.key_id_hex})", where=str(secret_path),
+            hint="point [signing] secret_key and public_key at the two files of one "
+                 "'mirrorkit keygen'")
+    return public

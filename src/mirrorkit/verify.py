@@ -30,11 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
-
-import aiohttp
-from lxml import etree
 
 from mirrorkit import aio
 from mirrorkit.errors import TargetUnreachableError, VerifyError
@@ -52,6 +49,9 @@ from mirrorkit.manifest import (
 )
 from mirrorkit.sign import PublicKey, Signature, verify
 from mirrorkit.store import iter_relative, write_atomic
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _COMMENT = re.compile(r"(\w+):(\S+)")
 log = logging.getLogger("mirrorkit")
@@ -321,6 +321,8 @@ class UrlTarget:
         return aio.run(self._read_many(reads))
 
     async def _read_many(self, reads: Sequence[Read]) -> dict[str, bytes | None]:
+        import aiohttp  # only URL targets need it: verify of a directory starts fast
+
         gate = asyncio.Semaphore(self.concurrency)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -346,6 +348,8 @@ class UrlTarget:
         return aio.run(self._listing())
 
     async def _listing(self) -> list[str] | None:
+        import aiohttp
+
         # Object stores list a bucket at its root URL (ListObjectsV2) when the bucket allows
         # public listing; the site root may be the bucket root or a prefix inside it.
         parts = urlsplit(self.base)
@@ -386,6 +390,9 @@ LIST_DEADLINE = 300.0  # seconds for a whole listing
 
 
 async def _s3_list(session: aiohttp.ClientSession, url: str, prefix: str) -> list[str] | None:
+    import aiohttp
+    from lxml import etree
+
     keys: list[str] = []
     token: str | None = None
     tokens: set[str] = set()

@@ -11,17 +11,19 @@ from collections.abc import Callable
 from mirrorkit.config import MirrorConfig
 from mirrorkit.errors import ConfigError
 from mirrorkit.publish.base import Backend
-from mirrorkit.publish.local import LocalBackend
-from mirrorkit.publish.s3 import S3Backend
 
 
 def _local(mirror: MirrorConfig, concurrency: int) -> Backend:
     if mirror.path is None:
         raise ConfigError('required for type "local"', where=f"mirror {mirror.name}: path")
+    from mirrorkit.publish.local import LocalBackend
+
     return LocalBackend(mirror.name, mirror.path)
 
 
 def _s3(mirror: MirrorConfig, concurrency: int) -> Backend:
+    from mirrorkit.publish.s3 import S3Backend  # boto3 is imported only when needed
+
     return S3Backend(mirror, concurrency=concurrency)
 
 

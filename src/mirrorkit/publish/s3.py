@@ -22,13 +22,9 @@ setting, made once by ops as each preset's ``notes`` say.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
-import tomllib
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from importlib import resources
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.awsrequest import AWSRequest
@@ -52,43 +48,13 @@ from mirrorkit.publish.base import (
     md5_hex,
     publish_error,
 )
+from mirrorkit.publish.providers import provider
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef, ObjectIdentifierTypeDef
 
 DELETE_BATCH = 1000  # the most keys one DeleteObjects request may name
-
-
-@dataclass(frozen=True)
-class Provider:
-    """One entry of ``providers.toml``; see that file for what each field means."""
-
-    key: str
-    name: str
-    addressing_style: Literal["path", "virtual"]
-    checksums: Literal["when_supported", "when_required"]
-    conditional_writes: bool
-    endpoint: str
-    public_url: str
-    notes: str = ""
-
-
-@functools.cache
-def providers() -> Mapping[str, Provider]:
-    """The packaged provider presets, by key."""
-    text = resources.files(__package__).joinpath("providers.toml").read_text("utf-8")
-    return {key: Provider(key=key, **table) for key, table in tomllib.loads(text).items()}
-
-
-def provider(key: str, *, mirror: str) -> Provider:
-    try:
-        return providers()[key]
-    except KeyError:
-        raise ConfigError(
-            f"unknown S3 provider {key!r}", where=f"mirror {mirror}: provider",
-            hint="one of " + ", ".join(sorted(providers())),
-        ) from None
 
 
 def _md5(data: bytes) -> str:
