@@ -20,6 +20,7 @@ from mirrorkit.cli import cli
 
 ROOT = Path(__file__).parents[1]
 COMMANDS = ["init", "keygen", "fetch", "build", "publish", "sync", "verify", "status", "archive",
+            "doctor",
             "export", "serve", "demo"]
 
 

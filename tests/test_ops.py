@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -19,7 +22,7 @@ from click.testing import CliRunner, Result
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import MOTO_KEY, MotoServer, free_port
-from mirrorkit import sign
+from mirrorkit import progress, sign
 from mirrorkit.cli import cli
 from mirrorkit.sample import SampleOutlet
 from mirrorkit.sign import write_keypair
@@ -348,16 +351,14 @@ def test_export_into_a_closed_pipe_stops_quietly(tmp_path: Path, outlet: SampleO
     whole = subprocess.run([sys.executable, "-m", "mirrorkit", "--config", str(config),
                             "export", "--json"], capture_output=True, env=env, check=True)
     assert len(whole.stdout) > 4 * 65536  # more than a pipe holds: the writer must block
-    done = subprocess.run(
-        f"{sys.executable} -m mirrorkit --config {config} export --json | head -1",
-        shell=True, capture_output=True, text=True, env=env, timeout=60, check=False,
-        executable="/bin/bash")
+    export = shlex.join([sys.executable, "-m", "mirrorkit", "--config", str(config), "export",
+                         "--json"])
+    done = subprocess.run(["bash", "-c", f"{export} | head -1"], capture_output=True,
+                          text=True, env=env, timeout=60, check=False)
     assert json.loads(done.stdout)["url"].startswith(outlet.url)
     assert done.stderr == ""
-    piped = subprocess.run(
-        f"set -o pipefail; {sys.executable} -m mirrorkit --config {config} export --json "
-        "| head -1 >/dev/null", shell=True, env=env, timeout=60, check=False,
-        executable="/bin/bash")
+    piped = subprocess.run(["bash", "-c", f"set -o pipefail; {export} | head -1 >/dev/null"],
+                           env=env, timeout=60, check=False)
     assert piped.returncode == 0
 
 
@@ -474,3 +475,60 @@ public_url = "http://127.0.0.1:9/b/"
     # status reads an S3 mirror over HTTP (aiohttp), but opens no S3 client.
     loaded = _modules_loaded(["--config", str(config), "status"], tmp_path)
     assert not loaded & {"boto3", "botocore", "trafilatura", "feedgen", "jinja2", "rich"}
+
+
+# == progress =================================================================================
+
+def test_long_stages_log_progress_lines_when_not_on_a_terminal(
+        tmp_path: Path, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress, "INTERVAL", 0.1)
+    with SampleOutlet(latency=0.05) as slow:
+        config = write_config(tmp_path, slow.feed_url, moto_server, [moto_server.new_bucket()])
+        result = CliRunner().invoke(cli, ["--config", str(config), "--log-format", "json",
+                                          "sync"])
+        (tmp_path / "text").mkdir()
+        other = write_config(tmp_path / "text", slow.feed_url, moto_server, [])
+        text = CliRunner().invoke(cli, ["--config", str(other), "fetch"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    fetching = [r for r in records if r["event"] == "progress" and r["stage"] == "fetch"]
+    assert fetching, result.output
+    assert all(r["total"] in (None, 30) and 0 <= r["done"] <= 30 for r in fetching)
+    assert [r["done"] for r in fetching] == sorted(r["done"] for r in fetching)
+    assert {"fetch", "build", "publish", "check"} >= {
+        r["stage"] for r in records if r["event"] == "progress"}
+    assert text.exit_code == 0, text.output
+    assert any(re.fullmatch(r"fetch: \d+ of 30 articles \(\d+ s\)", line)
+               for line in text.output.splitlines()), text.output
+
+
+def test_on_a_terminal_stages_draw_progress_bars(tmp_path: Path,
+                                                 moto_server: MotoServer) -> None:
+    with SampleOutlet(latency=0.05) as slow:
+        config = write_config(tmp_path, slow.feed_url, moto_server, [moto_server.new_bucket()])
+        parent, child = pty.openpty()
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "COLUMNS": "100",
+               "TERM": "xterm"}
+        proc = subprocess.Popen([sys.executable, "-m", "mirrorkit", "--config", str(config),
+                                 "sync"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=child, env=env)
+        os.close(child)
+        screen = b""
+        while True:
+            try:
+                chunk = os.read(parent, 65536)
+            except OSError:  # the child closed its end
+                break
+            if not chunk:
+                break
+            screen += chunk
+        os.close(parent)
+        assert proc.wait(timeout=60) == 0
+        assert proc.stdout is not None
+        stdout = proc.stdout.read().decode()
+        proc.stdout.close()
+    drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))
+    assert re.search(r"fetch ━+ \d+/30 articles", drawn), drawn[-2000:]
+    assert re.search(r"publish ━+ \d+/\? objects uploaded", drawn)
+    assert re.search(r"check ━+ 1/1 mirrors", drawn)
+    assert "\x1b[" not in stdout and stdout.startswith("s3-0: ok, version 1")

@@ -114,6 +114,7 @@ from mirrorkit.errors import (
     StoreError,
 )
 from mirrorkit.models import Article, Media, article_id
+from mirrorkit.progress import Meter
 from mirrorkit.store import Store, media_extension
 
 log = logging.getLogger(__name__)
@@ -665,6 +666,8 @@ class _Run:
     store: Store
     client: _Client
     progress: Progress
+    # Counts articles done, for progress bars and lines.
+    meter: Meter = field(default_factory=Meter)
     # loop.time() after which no new article is started (the run budget), or None.
     deadline: float | None = None
     # The write that failed for lack of space; once set, the run stops (see _disk_full).
@@ -773,16 +776,19 @@ class _Run:
         no job is started; the ones left are counted ``deferred``.
         """
         queue = deque(jobs)
+        self.meter.add_total(len(jobs))
 
         async def worker() -> None:
             while queue and self.full is None:
                 if self._out_of_time():
                     tally.deferred += len(queue)
+                    self.meter.add_total(-len(queue))
                     queue.clear()
                     return
                 entry, why = queue.popleft()
                 outcome = await self._article(source, entry, why)
                 setattr(tally, outcome, getattr(tally, outcome) + 1)
+                self.meter.advance()
 
         await asyncio.gather(*(worker() for _ in range(min(self.workers, len(queue)))))
 
@@ -975,8 +981,8 @@ def _newer(entry: _Entry, stored: tuple[datetime | None, datetime | None]) -> bo
 
 # -- entry points -------------------------------------------------------------------------
 
-async def fetch_async(config: Config, store: Store,
-                      progress: Progress | None = None) -> FetchReport:
+async def fetch_async(config: Config, store: Store, progress: Progress | None = None,
+                      meter: Meter | None = None) -> FetchReport:
     """Fetch every source of ``config`` into ``store``; see the module doc for policies.
 
     Raises :class:`StoreError` if a write failed for lack of disk space: the run stops
@@ -984,7 +990,8 @@ async def fetch_async(config: Config, store: Store,
     """
     budget = config.fetch.run_budget
     async with open_session(config.fetch) as session:
-        run = _Run(config, store, _Client(session, config.fetch), progress or _quiet)
+        run = _Run(config, store, _Client(session, config.fetch), progress or _quiet,
+                   meter or Meter())
         if budget is not None:
             run.deadline = asyncio.get_running_loop().time() + budget
             run.client.deadline = run.deadline
@@ -1001,9 +1008,10 @@ async def fetch_async(config: Config, store: Store,
     return _report(r for r in results if isinstance(r, SourceResult))
 
 
-def fetch(config: Config, store: Store, *, progress: Progress | None = None) -> FetchReport:
+def fetch(config: Config, store: Store, *, progress: Progress | None = None,
+          meter: Meter | None = None) -> FetchReport:
     """Synchronous :func:`fetch_async`, for the CLI and the pipeline."""
-    return aio.run(fetch_async(config, store, progress))
+    return aio.run(fetch_async(config, store, progress, meter))
 
 
 def _report(results: Iterable[SourceResult]) -> FetchReport:

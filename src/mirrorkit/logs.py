@@ -68,10 +68,20 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+_bars = False
+
+
+def bars() -> bool:
+    """Whether long stages draw progress bars (a terminal and text logs), or log lines."""
+    return _bars
+
+
 def setup(verbosity: int, fmt: str) -> None:
     """verbosity: -1 quiet (warnings and errors), 0 normal, 1 debug."""
+    global _bars  # set once per command, read by progress meters
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     handler: logging.Handler
+    _bars = fmt == "text" and on_terminal()
     if fmt == "json":
         handler = _StderrHandler()
         handler.setFormatter(JsonFormatter())

@@ -27,6 +27,7 @@ from mirrorkit.errors import (
 from mirrorkit.fetch import FetchReport, fetch
 from mirrorkit.logs import fields
 from mirrorkit.manifest import MANIFEST_NAME, MAX_ROOT_SIZE
+from mirrorkit.progress import Meter, meter
 from mirrorkit.publish.base import cache_control
 from mirrorkit.publish.registry import open_backend
 from mirrorkit.publish.stage import PublishResult, publish_all
@@ -93,7 +94,8 @@ def run_fetch(config: Config, store: Store) -> FetchReport:
         raise ConfigError("no [[sources]] configured; nothing to fetch",
                           where=str(config.path))
     started = time.monotonic()
-    report = fetch(config, store, progress=log.info)
+    with meter("fetch", "articles") as m:
+        report = fetch(config, store, progress=log.info, meter=m)
     # Each failed source is reported here, once.
     for s in report.sources:
         if not s.ok:
@@ -108,7 +110,8 @@ def run_fetch(config: Config, store: Store) -> FetchReport:
 
 
 def run_build(config: Config, store: Store, *, full: bool = False) -> Bundle:
-    return build(config, store, progress=log.info, full=full)
+    with meter("build", "article pages") as m:
+        return build(config, store, progress=log.info, full=full, meter=m)
 
 
 def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
@@ -144,10 +147,18 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
     log.info("publishing version %d to %s%s", bundle.version,
              ", ".join(sources) or "no mirror", " (dry run)" if dry_run else "")
     try:
-        results = publish_all(sources, backends, concurrency=config.publish.concurrency,
-                              dry_run=dry_run, key=key, signer=signer,
-                              journals={m: StoreJournal(store, m) for m in backends},
-                              progress=log.debug)
+        with meter("publish", "objects uploaded") as uploads:
+
+            def progress(message: str) -> None:
+                log.debug(message)
+                # One line per object sent, "MIRROR: uploaded PATH" (stage.py's contract).
+                if message.partition(": ")[2].startswith("uploaded "):
+                    uploads.advance()
+
+            results = publish_all(sources, backends, concurrency=config.publish.concurrency,
+                                  dry_run=dry_run, key=key, signer=signer,
+                                  journals={m: StoreJournal(store, m) for m in backends},
+                                  progress=progress)
     finally:
         for backend in backends.values():
             backend.close()
@@ -231,15 +242,17 @@ def sync(config: Config, store: Store) -> SyncResult:
                  extra=fields("build_skipped", version=bundle.version if bundle else 0))
     with timed(durations, "publish"):
         outcomes = run_publish(config, store, bundle=bundle)
-    with timed(durations, "check"):
-        checked = _check_all(config, key, bundle, outcomes)
+    with timed(durations, "check"), meter("check", "mirrors") as m:
+        checked = _check_all(config, key, bundle, outcomes, m)
     return SyncResult(report, bundle, built, tuple(checked), durations)
 
 
 def _check_all(config: Config, key: PublicKey, bundle: Bundle | None,
-               outcomes: Sequence[MirrorOutcome]) -> list[MirrorOutcome]:
+               outcomes: Sequence[MirrorOutcome], m: Meter) -> list[MirrorOutcome]:
     checked = []
+    m.add_total(len(outcomes))
     for outcome in outcomes:
+        m.advance()
         if outcome.error:
             checked.append(outcome)
             continue

@@ -31,7 +31,7 @@ import json
 import shutil
 import zipfile
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +72,7 @@ from mirrorkit.manifest import (
     sha256_hex,
 )
 from mirrorkit.models import Article
+from mirrorkit.progress import Meter
 from mirrorkit.sign import PublicKey, SecretKey, load_public_key, load_secret_key, sign
 from mirrorkit.store import SiteFile, Store
 
@@ -137,14 +138,16 @@ def _pages_fingerprint(config: Config, env: jinja2.Environment) -> str:
 
 
 def build(config: Config, store: Store, *, now: datetime | None = None,
-          progress: Progress | None = None, full: bool = False) -> Bundle:
+          progress: Progress | None = None, full: bool = False,
+          meter: Meter | None = None) -> Bundle:
     """Render what changed, sign and record a new version; returns the bundle."""
-    return build_with_stats(config, store, now=now, progress=progress, full=full)[0]
+    return build_with_stats(config, store, now=now, progress=progress, full=full,
+                            meter=meter)[0]
 
 
 def build_with_stats(config: Config, store: Store, *, now: datetime | None = None,
                      progress: Progress | None = None, full: bool = False,
-                     ) -> tuple[Bundle, BuildStats]:
+                     meter: Meter | None = None) -> tuple[Bundle, BuildStats]:
     if not config.mirrors:
         raise ConfigError("no [[mirrors]] configured; nothing to build for",
                           where=str(config.path))
@@ -167,7 +170,7 @@ def build_with_stats(config: Config, store: Store, *, now: datetime | None = Non
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with store.transaction():
-            job = _Build(config, store, env, started, version, say, full)
+            job = _Build(config, store, env, started, version, say, full, meter or Meter())
             job.run(public, secret, tmp)
             # A build killed between this rename and the commit left a folder that no
             # record names; this version number is ours, so it goes.
@@ -193,7 +196,7 @@ class _Build:
     """One build's work, in the store's transaction."""
 
     def __init__(self, config: Config, store: Store, env: jinja2.Environment,
-                 now: datetime, version: int, say: Progress, full: bool):
+                 now: datetime, version: int, say: Progress, full: bool, meter: Meter):
         self.config = config
         self.store = store
         self.env = env
@@ -201,6 +204,7 @@ class _Build:
         self.created = now.replace(microsecond=0)
         self.version = version
         self.say = say
+        self.meter = meter
         self.stats = BuildStats()
         self.rev = store.last_rev()
         pages_key = _pages_fingerprint(config, env)
@@ -249,10 +253,17 @@ class _Build:
         count = store.article_count()
         pages = (count + size - 1) // size
         dirty_pages: set[int] = set()
-        changed = store.iter_articles() if self.full else iter(store.changed_since(last_rev))
+        if self.full:
+            changed: Iterator[Article] = store.iter_articles()
+            self.meter.add_total(count)
+        else:
+            listed = store.changed_since(last_rev)
+            changed = iter(listed)
+            self.meter.add_total(len(listed))
         dirty_seqs: list[int] = []
         for n, article in enumerate(changed, 1):
             self._article(article, style)
+            self.meter.advance()
             dirty_seqs.append(article.seq)
             if n % 5000 == 0:
                 self.say(f"  {n} article pages rendered")
