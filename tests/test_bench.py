@@ -56,3 +56,19 @@ def test_scale_quick_prints_every_row() -> None:
     noop = re.findall(r"\| no-op sync: requests per S3 mirror, at moto_server \| "
                       r"s3-a (\d+) publish \+ (\d+) check", out)
     assert len(noop) == 2 and all(int(p) >= 1 and int(c) >= 1 for p, c in noop), out
+
+
+@pytest.mark.timeout(120)
+def test_startup_quick_prints_every_row() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "startup.py"), "--quick"], cwd=ROOT,
+        capture_output=True, text=True, timeout=110, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    for row in ("python -c pass (the floor)", "mirrorkit --version",
+                "mirrorkit status (2 directory mirrors)", "mirrorkit verify DIR (30 articles)",
+                "peer: minisign -Vm manifest.json (signature only)"):
+        assert re.search(rf"^\| {re.escape(row)} \| \d+\.\d{{3}} \| \d+\.\d{{3}} \|",
+                         done.stdout, re.M), (row, done.stdout)
+    assert "slowest imports of `mirrorkit --version`" in done.stdout

@@ -42,8 +42,8 @@ class Check:
 
 
 def run(config: Config) -> list[Check]:
-    checks = [Check("config", PASS, f"{config.path}: {len(config.sources)} sources, "
-                                    f"{len(config.mirrors)} mirrors")]
+    checks = [Check("config", PASS, f"{config.path} loads (sources: {len(config.sources)}, "
+                                    f"mirrors: {len(config.mirrors)})")]
     checks.append(check_keys(config))
     for mirror in config.mirrors:
         checks += check_mirror(mirror)

@@ -13,7 +13,6 @@ file that the caller loads and saves.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import hashlib
 import json
@@ -33,7 +32,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from mirrorkit import aio
 from mirrorkit.errors import TargetUnreachableError, VerifyError
 from mirrorkit.manifest import (
     MANIFEST_NAME,
@@ -318,9 +316,13 @@ class UrlTarget:
         self.timeout = timeout
 
     def read_many(self, reads: Sequence[Read]) -> dict[str, bytes | None]:
+        from mirrorkit import aio  # asyncio and aiohttp only for URL targets
+
         return aio.run(self._read_many(reads))
 
     async def _read_many(self, reads: Sequence[Read]) -> dict[str, bytes | None]:
+        import asyncio
+
         import aiohttp  # only URL targets need it: verify of a directory starts fast
 
         gate = asyncio.Semaphore(self.concurrency)
@@ -345,9 +347,13 @@ class UrlTarget:
             return dict(await asyncio.gather(*(one(p, n) for p, n in reads)))
 
     def listing(self) -> list[str] | None:
+        from mirrorkit import aio
+
         return aio.run(self._listing())
 
     async def _listing(self) -> list[str] | None:
+        import asyncio
+
         import aiohttp
 
         # Object stores list a bucket at its root URL (ListObjectsV2) when the bucket allows
