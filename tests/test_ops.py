@@ -420,6 +420,27 @@ def test_demo_serves_on_the_given_port_and_names_a_busy_one(tmp_path: Path) -> N
         proc.communicate(timeout=10)
 
 
+def test_serve_names_a_busy_port(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", str(tmp_path), "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"error: cannot serve on 127.0.0.1:{port}: " in result.output
+    assert "(give another port with --port N)" in result.output
+
+
+def test_with_json_logs_a_failed_command_ends_with_a_json_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--log-format", "json", "--config",
+                                      str(tmp_path / "nope.toml"), "sync"])
+    assert result.exit_code == 2
+    [line] = result.output.splitlines()
+    record = json.loads(line)
+    assert record["event"] == "command_failed" and record["exit_code"] == 2
+    assert "config file not found" in record["error"]
+
+
 # == fast startup =============================================================================
 
 HEAVY = ("boto3", "botocore", "aiohttp", "trafilatura", "feedgen", "jinja2", "rich", "lxml")

@@ -89,7 +89,7 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except MirrorkitError as e:
-            click.echo(f"error: {e}", err=True)
+            logs.fatal(str(e), e.exit_code)
             sys.exit(e.exit_code)
         except BrokenPipeError:
             # The reader went away ('export | head -1'): what it wanted it has.  Point
@@ -99,7 +99,7 @@ def handle_errors(func: F) -> F:
         except OSError as e:
             # A file or socket problem not foreseen below: still one line, no traceback.
             where = f"{e.filename}: " if e.filename else ""
-            click.echo(f"error: {where}{e.strerror or e}", err=True)
+            logs.fatal(f"{where}{e.strerror or e}", 1)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

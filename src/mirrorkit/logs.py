@@ -69,6 +69,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 _bars = False
+_json = False
 
 
 def bars() -> bool:
@@ -78,10 +79,11 @@ def bars() -> bool:
 
 def setup(verbosity: int, fmt: str) -> None:
     """verbosity: -1 quiet (warnings and errors), 0 normal, 1 debug."""
-    global _bars  # set once per command, read by progress meters
+    global _bars, _json  # set once per command, read by progress meters and fatal()
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     handler: logging.Handler
     _bars = fmt == "text" and on_terminal()
+    _json = fmt == "json"
     if fmt == "json":
         handler = _StderrHandler()
         handler.setFormatter(JsonFormatter())
@@ -99,6 +101,15 @@ def setup(verbosity: int, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+
+def fatal(message: str, exit_code: int) -> None:
+    """The one line a command ends with when it fails: plain, or a JSON log line."""
+    if _json:
+        logging.getLogger("mirrorkit").error(
+            "%s", message, extra=fields("command_failed", error=message, exit_code=exit_code))
+    else:
+        sys.stderr.write(f"error: {message}\n")
 
 
 def on_terminal() -> bool:
