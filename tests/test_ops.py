@@ -26,6 +26,7 @@ from mirrorkit import progress, sign
 from mirrorkit.cli import cli
 from mirrorkit.sample import SampleOutlet
 from mirrorkit.sign import write_keypair
+from test_pipeline import write_config
 
 ROOT = Path(__file__).parents[1]
 
@@ -34,43 +35,6 @@ ROOT = Path(__file__).parents[1]
 def outlet() -> Iterator[SampleOutlet]:
     with SampleOutlet() as running:
         yield running
-
-
-def write_config(root: Path, feed_url: str, moto: MotoServer, buckets: list[str], *,
-                 provider: str = "generic", public_urls: list[str] | None = None,
-                 credentials: tuple[str, str] = (MOTO_KEY, MOTO_KEY), extra: str = "") -> Path:
-    if not (root / "keys" / "outlet.key").exists():
-        write_keypair(root / "keys" / "outlet")
-    urls = public_urls or [f"{moto.endpoint}/{b}/" for b in buckets]
-    mirrors = "".join(f"""
-[[mirrors]]
-name = "s3-{i}"
-type = "s3"
-provider = "{provider}"
-bucket = "{bucket}"
-endpoint_url = "{moto.endpoint}"
-access_key_id = "{credentials[0]}"
-secret_access_key = "{credentials[1]}"
-public_url = "{url}"
-""" for i, (bucket, url) in enumerate(zip(buckets, urls, strict=True)))
-    path = root / "mirrorkit.toml"
-    path.write_text(f"""
-[outlet]
-id = "sample-courier"
-name = "The Sample Courier"
-origin = "https://courier.example/"
-
-[signing]
-secret_key = "keys/outlet.key"
-public_key = "keys/outlet.pub"
-
-[fetch]
-allow_private_addresses = true
-{extra}
-[[sources]]
-url = "{feed_url}"
-{mirrors}""")
-    return path
 
 
 def run(config: Path, *args: str) -> Result:

@@ -30,9 +30,15 @@ def outlet() -> Iterator[SampleOutlet]:
 
 
 def write_config(root: Path, feed_url: str, moto: MotoServer, buckets: list[str],
-                 prefix: str = "", provider: str = "generic") -> Path:
+                 prefix: str = "", provider: str = "generic", *,
+                 public_urls: list[str] | None = None,
+                 credentials: tuple[str, str] = (MOTO_KEY, SECRET), extra: str = "") -> Path:
+    """The sample outlet's config with one S3 mirror "s3-I" per bucket (``public_urls``
+    default to each bucket's own), and ``extra`` TOML after [fetch]."""
     if not (root / "keys" / "outlet.key").exists():
         write_keypair(root / "keys" / "outlet")
+    urls = public_urls or [f"{moto.endpoint}/{bucket}/{prefix + '/' if prefix else ''}"
+                           for bucket in buckets]
     mirrors = "".join(
         f"""
 [[mirrors]]
@@ -42,11 +48,11 @@ provider = "{provider}"
 bucket = "{bucket}"
 prefix = "{prefix}"
 endpoint_url = "{moto.endpoint}"
-access_key_id = "{MOTO_KEY}"
-secret_access_key = "{SECRET}"
-public_url = "{moto.endpoint}/{bucket}/{prefix + '/' if prefix else ''}"
+access_key_id = "{credentials[0]}"
+secret_access_key = "{credentials[1]}"
+public_url = "{url}"
 """
-        for i, bucket in enumerate(buckets)
+        for i, (bucket, url) in enumerate(zip(buckets, urls, strict=True))
     )
     path = root / "mirrorkit.toml"
     path.write_text(f"""
@@ -61,7 +67,7 @@ public_key = "keys/outlet.pub"
 
 [fetch]
 allow_private_addresses = true
-
+{extra}
 [[sources]]
 url = "{feed_url}"
 {mirrors}""")
