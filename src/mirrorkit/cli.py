@@ -31,7 +31,7 @@ from mirrorkit.errors import (
 
 # Commands import what they need when they run (boto3, aiohttp, trafilatura, jinja2 and
 # rich take most of a second together): 'mirrorkit --version', 'status' and 'verify'
-# start fast.  tests/test_cli.py checks which modules a command loads.
+# start fast.  tests/test_ops.py checks which modules a command loads.
 if TYPE_CHECKING:
     from mirrorkit.fetch import FetchReport
     from mirrorkit.models import Article
@@ -202,10 +202,12 @@ def fetch_cmd(ctx: Context) -> None:
 
 
 def _fetch_exit(report: FetchReport) -> int:
+    from mirrorkit.pipeline import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
+
     # Some sources failed: partial, the rest is stored.  All failed: nothing was done.
     if report.all_failed:
-        return 1
-    return 3 if report.any_failed else 0
+        return EXIT_FAILED
+    return EXIT_PARTIAL if report.any_failed else EXIT_OK
 
 
 @cli.command("build")
