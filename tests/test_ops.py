@@ -246,6 +246,10 @@ def test_sync_json_summary_json_logs_and_the_metrics_file(
 
     records = [json.loads(line) for line in done.stderr.splitlines()]
     assert all("event" in r for r in records)
+    # Every line of a run names what happened, beyond the catch-all "log".
+    assert [r for r in records if r["event"] == "log"] == []
+    assert {"note", "fetch_done", "publish_start", "mirror_published"} <= {
+        r["event"] for r in records}
     events = {r["event"]: r for r in records}
     assert events["fetch_done"]["new"] == 30
     assert events["mirror_published"]["mirror"] == "s3-0"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -89,13 +89,21 @@ def timed(durations: dict[str, float], stage: str) -> Iterator[None]:
         durations[stage] = round(time.monotonic() - started, 3)
 
 
+def _note(stage: str) -> Callable[[str], None]:
+    """A stage's own progress lines, logged with the stage as a field."""
+    def say(message: str) -> None:
+        log.info("%s", message, extra=fields("note", stage=stage))
+
+    return say
+
+
 def run_fetch(config: Config, store: Store) -> FetchReport:
     if not config.sources:
         raise ConfigError("no [[sources]] configured; nothing to fetch",
                           where=str(config.path))
     started = time.monotonic()
     with meter("fetch", "articles") as m:
-        report = fetch(config, store, progress=log.info, meter=m)
+        report = fetch(config, store, progress=_note("fetch"), meter=m)
     # Each failed source is reported here, once.
     for s in report.sources:
         if not s.ok:
@@ -111,7 +119,7 @@ def run_fetch(config: Config, store: Store) -> FetchReport:
 
 def run_build(config: Config, store: Store, *, full: bool = False) -> Bundle:
     with meter("build", "article pages") as m:
-        return build(config, store, progress=log.info, full=full, meter=m)
+        return build(config, store, progress=_note("build"), full=full, meter=m)
 
 
 def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
@@ -129,7 +137,8 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
         except KeyFileError as e:
             # Publishing needs no secret key, only a transition root does: without one,
             # files changed in place are briefly newer than the live manifest.
-            log.warning("publishing without transition roots: %s", e)
+            log.warning("publishing without transition roots: %s", e,
+                        extra=fields("no_transition_roots", error=str(e)))
     outcomes: dict[str, MirrorOutcome] = {}
     sources: dict[str, SiteSource | Path] = {}
     backends = {}
@@ -145,12 +154,13 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
             continue
         sources[m.name] = bundle.source(m.name)
     log.info("publishing version %d to %s%s", bundle.version,
-             ", ".join(sources) or "no mirror", " (dry run)" if dry_run else "")
+             ", ".join(sources) or "no mirror", " (dry run)" if dry_run else "",
+             extra=fields("publish_start", version=bundle.version))
     try:
         with meter("publish", "objects uploaded") as uploads:
 
             def progress(message: str) -> None:
-                log.debug(message)
+                log.debug("%s", message, extra=fields("note", stage="publish"))
                 # One line per object sent, "MIRROR: uploaded PATH" (stage.py's contract).
                 if message.partition(": ")[2].startswith("uploaded "):
                     uploads.advance()
@@ -266,7 +276,8 @@ def _check_all(config: Config, key: PublicKey, bundle: Bundle | None,
                 # What the check found wrong (a lost race, a flaky store) is sent again
                 # once, from the signed bundle, and read back.
                 log.warning("mirror %s: %d files read back wrong; sending them again",
-                            mirror.name, len(damaged))
+                            mirror.name, len(damaged),
+                            extra=fields("mirror_mending", mirror=mirror.name, files=len(damaged)))
                 mend(config, bundle, mirror, damaged)
                 result = check_published(mirror, key, bundle, outcome.published, 0)
         except TargetUnreachableError as e:
@@ -296,7 +307,8 @@ def mend(config: Config, bundle: Bundle, mirror: MirrorConfig, paths: Sequence[s
         for entry in entries:
             # Only while this version is still the live one: never under another's root.
             if backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE) != root:
-                log.warning("mirror %s: the live manifest changed; not mending", mirror.name)
+                log.warning("mirror %s: the live manifest changed; not mending", mirror.name,
+                            extra=fields("mirror_not_mended", mirror=mirror.name))
                 return
             backend.put(entry.path, source.read(entry), entry.type,
                         cache=cache_control(source.max_age(entry)))
