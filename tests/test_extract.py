@@ -20,7 +20,7 @@ from mirrorkit.extract import (
     sniff_image_type,
     xml_safe,
 )
-from mirrorkit.models import MEDIA_SCHEME
+from mirrorkit.models import MEDIA_SCHEME, Media
 
 BASE = "https://news.example/articles/today.html"
 
@@ -141,11 +141,16 @@ def test_localize_images_rewrites_stored_and_removes_the_rest() -> None:
     assert image_sources(html) == ["https://news.example/img/a.png",
                                    "https://tracker.example/pixel.gif",
                                    "https://news.example/gone.jpg"]
-    out = localize_images(html, {"https://news.example/img/a.png": "abc.png"})
+    stored = Media(name="abc.png", sha256="abc", size=3, media_type="image/png", width=640,
+                   height=480)
+    out = localize_images(html, {"https://news.example/img/a.png": stored})
+    assert out.count(f'<img src="{MEDIA_SCHEME}abc.png" alt="A" width="640" height="480"'
+                     ' loading="lazy">') == 1
     assert out.count(f'src="{MEDIA_SCHEME}abc.png"') == 2
     assert "tracker" not in out
     assert "gone" not in out
-    assert "lost" not in out  # the caption of a removed picture goes with it
+    # A picture that could not be stored leaves its caption: it says what was there.
+    assert "<figure><figcaption>lost</figcaption></figure>" in out
     assert "<figcaption>A</figcaption>" in out
 
 

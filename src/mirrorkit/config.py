@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import cssselect
+
 from mirrorkit.errors import ConfigError
 
 DEFAULT_CONFIG = "mirrorkit.toml"
@@ -75,6 +77,11 @@ class FetchConfig:
     max_page_size: int = 5 * 1000**2
     max_image_size: int = 10 * 1000**2
     max_articles_per_source: int = 200
+    # Images are decoded and re-encoded; wider ones are scaled down to this many pixels.
+    image_max_width: int = 1600
+    # Per article: images past either cap are left out (their captions stay).
+    max_images_per_article: int = 30
+    max_image_bytes_per_article: int = 20 * 1000**2
     user_agent: str = "mirrorkit/0.1 (+https://github.com/mirrorkit)"
 
 
@@ -96,6 +103,11 @@ class SourceConfig:
     type: str
     url: str
     name: str
+    # Listing sources only: CSS selectors for the article links and the next-page link,
+    # and how many pages of the listing one run may read.
+    links: str = ""
+    next: str = ""
+    max_pages: int = 5
 
 
 @dataclass(frozen=True)
@@ -370,6 +382,11 @@ def from_dict(raw: Mapping[str, Any], path: Path, *, credentials: bool = True) -
         max_image_size=t.convert("max_image_size", parse_size, d.max_image_size),
         max_articles_per_source=t.convert("max_articles_per_source", _positive,
                                           d.max_articles_per_source),
+        image_max_width=t.convert("image_max_width", _positive, d.image_max_width),
+        max_images_per_article=t.convert("max_images_per_article", _non_negative,
+                                         d.max_images_per_article),
+        max_image_bytes_per_article=t.convert("max_image_bytes_per_article", parse_size,
+                                              d.max_image_bytes_per_article),
         user_agent=t.get("user_agent", str, d.user_agent) or d.user_agent,
     )
 
@@ -434,12 +451,29 @@ def _source(raw: Any, i: int, path: Path) -> SourceConfig:
     kind = t.get("type", str, "feed") or "feed"
     if kind not in SOURCE_TYPES:
         raise t._error("type", f"must be one of {', '.join(SOURCE_TYPES)}, got {kind!r}")
-    if kind == "listing":
-        raise t._error("type", '"listing" sources are not supported yet; use "feed" or "sitemap"')
     url = t.convert("url", _url, "")
     if not url:
         raise t._error("url", "required")
-    return SourceConfig(type=kind, url=url, name=t.get("name", str, url) or url)
+    links = t.convert("links", _css, "")
+    if kind == "listing" and not links:
+        raise t._error("links", 'required for type "listing" (a CSS selector for article links)')
+    for key in ("links", "next", "max_pages"):
+        if kind != "listing" and key in t.data:
+            raise t._error(key, f'only for type "listing", not {kind!r}')
+    return SourceConfig(type=kind, url=url, name=t.get("name", str, url) or url, links=links,
+                        next=t.convert("next", _css, ""),
+                        max_pages=t.convert("max_pages", _positive, 5))
+
+
+def _css(value: Any) -> str:
+    """A CSS selector lxml can run (cssselect's dialect)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a CSS selector, got {value!r}")
+    try:
+        cssselect.GenericTranslator().css_to_xpath(value)
+    except cssselect.SelectorError as e:
+        raise ValueError(f"not a CSS selector lxml can use: {value!r} ({e})") from e
+    return value.strip()
 
 
 def mirror_label(name: object, i: int) -> str:

@@ -20,19 +20,22 @@ sanitizer itself never lets it through, so only mirrorkit can put it into a body
 from __future__ import annotations
 
 import codecs
+import copy
 import html as html_lib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import dateparser
 import lxml.html
 import nh3
 import trafilatura
 from trafilatura.htmlprocessing import build_html_output
 from trafilatura.settings import Document
 
-from mirrorkit.models import MEDIA_SCHEME
+from mirrorkit import page as page_data
+from mirrorkit.models import MEDIA_SCHEME, Media
 
 ALLOWED_TAGS = frozenset({
     "p", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "dl", "dt", "dd",
@@ -91,6 +94,9 @@ class PageContent:
     language: str | None
     html: str
     description: str
+    # The page's own URL for itself (rel=canonical, og:url), absolute; "" if none.
+    canonical: str = ""
+    section: str = ""
 
 
 # -- decoding -----------------------------------------------------------------------------
@@ -206,21 +212,29 @@ def image_sources(html: str) -> list[str]:
     return list(seen)
 
 
-def localize_images(html: str, media_names: Mapping[str, str]) -> str:
+def localize_images(html: str, stored: Mapping[str, Media]) -> str:
     """Point each ``<img>`` at its stored copy; remove those without one.
 
-    ``media_names`` maps an image URL to the stored media name.  A ``<figure>`` left with
-    nothing but its caption goes too: a caption of a missing picture reads as noise.
+    ``stored`` maps an image URL to the stored image.  A stored image gets its width and
+    height (so the page does not jump as it loads) and ``loading="lazy"``.  A
+    ``<figure>`` whose image is missing keeps its caption: the text is the reporter's,
+    and says what the picture showed.
     """
     root = _fragment(html)
     for img in list(root.iter("img")):
-        name = media_names.get((img.get("src") or "").strip())
-        if name:
-            img.set("src", MEDIA_SCHEME + name)
-        else:
+        media = stored.get((img.get("src") or "").strip())
+        if media is None:
             img.drop_tree()
+            continue
+        img.set("src", MEDIA_SCHEME + media.name)
+        for attr in ("width", "height"):
+            img.attrib.pop(attr, None)
+        if media.width and media.height:
+            img.set("width", str(media.width))
+            img.set("height", str(media.height))
+        img.set("loading", "lazy")
     for figure in list(root.iter("figure")):
-        if not any(True for _ in figure.iter("img")):
+        if not figure.text_content().strip() and figure.find(".//img") is None:
             figure.drop_tree()
     return _serialize(root)
 
@@ -243,13 +257,28 @@ def html_to_text(html: str) -> str:
 
 # -- extraction ---------------------------------------------------------------------------
 
+_DATEPARSER = {
+    "RETURN_AS_TIMEZONE_AWARE": True, "TIMEZONE": "UTC", "TO_TIMEZONE": "UTC",
+    # W3C-DTF's reduced forms: "2024" is 2024-01-01, "2024-05" is 2024-05-01.
+    "PREFER_DAY_OF_MONTH": "first", "PREFER_MONTH_OF_YEAR": "first", "DATE_ORDER": "YMD",
+}
+
+
 def parse_datetime(value: str | None) -> datetime | None:
-    """An ISO 8601 date or date-time as aware UTC; naive values are taken as UTC."""
-    if not value:
+    """A date or date-time as aware UTC (naive values are taken as UTC), or None.
+
+    Every W3C datetime form (``2024``, ``2024-05``, ``2024-05-06``, with a time to
+    minutes, seconds or fractions, ``Z`` or an offset), ISO 8601 and RFC 822 dates:
+    ``fromisoformat`` for the common forms, dateparser for the rest.
+    """
+    value = (value or "").strip()
+    if not value or len(value) > 64:
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        parsed: datetime | None = datetime.fromisoformat(value)
     except ValueError:
+        parsed = dateparser.parse(value, languages=["en"], settings=_DATEPARSER)
+    if parsed is None:
         return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
@@ -299,6 +328,10 @@ def extract_page(data: bytes, url: str, header_charset: str | None = None) -> Pa
     """Extract the article of a page, or None if the page holds no article text.
 
     ``url`` is the page's final URL (after redirects): relative links resolve against it.
+    The body is the element the page marks as its article body (:mod:`mirrorkit.page`)
+    when that holds at least half the text trafilatura finds, else trafilatura's; either
+    way without page chrome, with figures and their captions.  Structured data (JSON-LD,
+    Open Graph) goes before trafilatura's guesses for title, authors and dates.
     """
     text = decode_html(data, header_charset)
     tree = trafilatura.load_html(text)
@@ -306,23 +339,41 @@ def extract_page(data: bytes, url: str, header_charset: str | None = None) -> Pa
         return None
     _xml_safe_tree(tree)
     # trafilatura prunes the tree it is given, so read what it does not return first.
-    published = parse_datetime(_meta(tree, "article:published_time", "datePublished",
-                                     "pubdate", "date"))
-    updated = parse_datetime(_meta(tree, "article:modified_time", "dateModified",
-                                   "og:updated_time"))
+    info = page_data.structured_data(tree, url)
+    published = parse_datetime(info.published) or parse_datetime(_meta(
+        tree, "article:published_time", "datePublished", "pubdate", "date"))
+    updated = parse_datetime(info.updated) or parse_datetime(_meta(
+        tree, "article:modified_time", "dateModified", "og:updated_time"))
     page_language = _language(tree, None)
+    page_data.prune_boilerplate(tree)
+    figures = page_data.normalize_figures(tree, url)
+    container = page_data.body_container(tree)
+    ours = copy.deepcopy(container) if container is not None else None
     doc = trafilatura.bare_extraction(
         tree, url=url, with_metadata=True, include_images=True, include_links=True,
         include_formatting=True, include_tables=True, include_comments=False,
     )
     if not isinstance(doc, Document) or doc.body is None:
         return None
-    title = " ".join((doc.title or "").split())
+    title = info.title or " ".join((doc.title or "").split())
+    authors = info.authors or tuple(
+        a.strip() for a in (doc.author or "").split(";") if a.strip())
     # build_html_output is trafilatura's own converter behind extract(output_format="html");
     # calling it on the document we already have avoids a second extraction.
-    body = _drop_title_heading(build_html_output(doc), title)
-    authors = tuple(a.strip() for a in (doc.author or "").split(";") if a.strip())
-    clean = sanitize(body, url).strip()
+    body = _fragment(build_html_output(doc))
+    page_data.restore_figures(body, figures, url)
+    if ours is not None and _text_length(ours) >= _text_length(body) / 2:
+        ours.tag, ours.tail = "div", None
+        for name in list(ours.attrib):
+            del ours.attrib[name]
+        body = ours
+    page_data.drop_bylines(body, authors)
+    if info.image and body.find(".//img") is None:
+        lead = lxml.html.fragment_fromstring(f'<figure><img src="{html_lib.escape(info.image)}"'
+                                             ' alt=""></figure>')
+        body.insert(0, lead)
+    html = _drop_title_heading(_serialize(body), title)
+    clean = sanitize(html, url).strip()
     if not html_to_text(clean):
         return None
     return PageContent(
@@ -333,4 +384,10 @@ def extract_page(data: bytes, url: str, header_charset: str | None = None) -> Pa
         language=_language(tree, doc.language) or page_language,
         html=clean,
         description=" ".join((doc.description or "").split()),
+        canonical=info.canonical,
+        section=info.section,
     )
+
+
+def _text_length(el: lxml.html.HtmlElement) -> int:
+    return len(" ".join(el.text_content().split()))

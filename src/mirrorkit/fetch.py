@@ -80,31 +80,30 @@ those worth another run are marked ``retryable``.
 from __future__ import annotations
 
 import asyncio
-import calendar
 import errno
 import heapq
 import ipaddress
 import itertools
 import logging
+import multiprocessing
+import os
 import socket
 import sqlite3
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
-import feedparser
-import lxml.etree
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from mirrorkit import aio, extract
+from mirrorkit import aio, extract, images
 from mirrorkit.config import Config, FetchConfig, SourceConfig
 from mirrorkit.errors import (
     BlockedAddressError,
@@ -115,11 +114,21 @@ from mirrorkit.errors import (
 )
 from mirrorkit.models import Article, Media, article_id
 from mirrorkit.progress import Meter
+from mirrorkit.sources import (
+    Entry,
+    newest_first,
+    normalize_url,
+    parse_feed,
+    parse_listing,
+    parse_sitemap,
+    unpack,
+)
 from mirrorkit.store import Store, media_extension
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+_T = TypeVar("_T")
 
 MAX_REDIRECTS = 5
 RETRIES = 2
@@ -133,7 +142,15 @@ REVALIDATE_AFTER = timedelta(days=1)
 # ...and at most this many such articles per source per run, so that the cost of a run
 # does not grow with the size of a dateless sitemap.
 MAX_REVALIDATIONS = 20
+# Articles a run expects before extraction moves from a thread to a process pool.
+POOL_AFTER = 50
 MAX_ENTRIES = 50_000  # entries read from one feed or sitemap (the sitemap protocol's cap)
+# Sitemaps read under one sitemap index source per run, and levels of nesting followed.
+MAX_SITEMAPS = 50
+MAX_SITEMAP_DEPTH = 2
+# A child sitemap dated this much before the last complete pass is still read: the
+# origin's clock and ours differ, and a sitemap can change while a run reads it.
+_SITEMAP_SLACK = timedelta(hours=1)
 # Answers that say "not now": retried within the run, and only failed for now after that.
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -141,6 +158,7 @@ _PRIVATE_HINT = "set [fetch] allow_private_addresses = true for origins on priva
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/plain", ""})
 _CHUNK = 64 * 1024
 _FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5"
+_HTML_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 _LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 
@@ -530,125 +548,43 @@ def open_session(config: FetchConfig) -> aiohttp.ClientSession:
     )
 
 
-# -- source entries -----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Entry:
-    """One article named by a source, with what the source says about it."""
-
-    url: str
-    title: str = ""
-    authors: tuple[str, ...] = ()
-    published: datetime | None = None
-    updated: datetime | None = None
-    summary: str = ""
-    language: str | None = None
-
-
-def _struct_time(value: Any) -> datetime | None:
-    if not isinstance(value, time.struct_time):
-        return None
-    # feedparser normalizes to UTC.
-    return datetime.fromtimestamp(calendar.timegm(value), UTC)
-
-
-def parse_feed(data: bytes, url: str, content_type: str = "") -> list[_Entry]:
-    """Entries of an RSS or Atom feed, newest first; links resolved against ``url``."""
-    parsed = feedparser.parse(
-        data, response_headers={"content-type": content_type, "content-location": url}
-    )
-    language = parsed.feed.get("language") or None
-    entries = []
-    for item in parsed.entries:
-        link = _entry_url(url, item.get("link") or "")
-        if link is None:
-            continue
-        authors = tuple(a.get("name", "").strip() for a in item.get("authors", [])
-                        if a.get("name", "").strip())
-        if not authors and item.get("author"):
-            authors = (item["author"].strip(),)
-        entries.append(_Entry(
-            url=link,
-            title=" ".join((item.get("title") or "").split()),
-            authors=authors,
-            published=_struct_time(item.get("published_parsed")),
-            # dict.get: feedparser's own get() falls back from updated to published
-            # (with a DeprecationWarning), which would fake an update time.
-            updated=_struct_time(dict.get(item, "updated_parsed")),
-            summary=extract.plain_text(item.get("summary") or ""),
-            language=language,
-        ))
-    # feedparser recovers what it can from broken XML; that is accepted as long as it
-    # yields articles.  A feed that is empty *and* broken (or not a feed at all) fails.
-    if not entries and (parsed.bozo or not parsed.get("version")):
-        reason = parsed.get("bozo_exception") or "no RSS or Atom content"
-        raise SourceError(f"not a valid RSS or Atom feed: {reason}", where=url,
-                          hint="check the source URL")
-    return _newest_first(entries)
-
-
-def parse_sitemap(data: bytes, url: str) -> list[_Entry]:
-    """Pages of a sitemap ``urlset`` (``<loc>`` and ``<lastmod>``), newest first."""
-    # No entities, no network, no huge trees: sitemaps come from outside.
-    parser = lxml.etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
-    try:
-        root = lxml.etree.fromstring(data, parser)
-    except lxml.etree.XMLSyntaxError as e:
-        raise SourceError(f"not a valid sitemap: {e}", where=url) from e
-    if lxml.etree.QName(root).localname != "urlset":
-        raise SourceError(f"not a sitemap urlset (root element <{root.tag}>)", where=url,
-                          hint="sitemap index files are not supported yet; list each sitemap")
-    entries = []
-    for node in root:
-        if not isinstance(node.tag, str) or lxml.etree.QName(node).localname != "url":
-            continue
-        loc = lastmod = ""
-        for child in node:
-            if not isinstance(child.tag, str):
-                continue
-            name = lxml.etree.QName(child).localname
-            if name == "loc":
-                loc = (child.text or "").strip()
-            elif name == "lastmod":
-                lastmod = (child.text or "").strip()
-        page = _entry_url(url, loc)
-        if page is not None:
-            entries.append(_Entry(url=page, updated=extract.parse_datetime(lastmod)))
-    return _newest_first(entries)
-
-
-def _entry_url(base: str, link: str) -> str | None:
-    """``link`` made absolute, or None if it is empty or not an http(s) URL one can read.
-
-    One bad entry (``http://[oops/``, a port out of range) is skipped, not fatal to the
-    source: urljoin and urlsplit raise ValueError on it.
-    """
-    link = link.strip()
-    if not link:
-        return None
-    try:
-        url = urljoin(base, link)
-        parts = urlsplit(url)
-        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
-        usable = usable and (parts.port is None or parts.port > 0)
-    except ValueError:
-        usable = False
-    if not usable:
-        log.warning("%s: entry skipped, not a usable URL: %r", base, link)
-        return None
-    return url
-
-
-def _newest_first(entries: list[_Entry]) -> list[_Entry]:
-    # A stable sort: entries without dates keep the source's own order, after dated ones.
-    return sorted(entries, key=lambda e: e.updated or e.published or _LONG_AGO, reverse=True)
-
-
 # -- the run ------------------------------------------------------------------------------
+
+class _Cpu:
+    """Runs the CPU-bound steps (extraction, image re-encoding) beside the downloads.
+
+    In a thread while the run is small; once a run expects ``POOL_AFTER`` articles, in a
+    pool of one process per core, started then (from a forkserver that has imported the
+    extractor once): threads share one core under the GIL, and extraction of a large
+    batch costs more CPU than its downloads take time.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._expected = 0
+
+    def expect(self, articles: int) -> None:
+        self._expected += articles
+        cores = os.cpu_count() or 1
+        if self._pool is None and self._expected >= POOL_AFTER and cores > 1:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["mirrorkit.extract", "mirrorkit.images"])
+            self._pool = ProcessPoolExecutor(max_workers=cores, mp_context=context)
+
+    async def __call__(self, func: Callable[..., _T], *args: Any) -> _T:
+        if self._pool is None:
+            return await asyncio.to_thread(func, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
 
 # Why an entry's page is asked for: not stored, dated later than stored, or due a recheck.
 _Why = Literal["new", "redated", "revalidate"]
-_Job = tuple[_Entry, _Why]
+_Job = tuple[Entry, _Why]
 
 
 @dataclass
@@ -674,6 +610,7 @@ class _Run:
     full: StoreError | None = None
     saved: int = 0
     tasks: list[asyncio.Task[SourceResult]] = field(default_factory=list)
+    cpu: _Cpu = field(default_factory=lambda: _Cpu())
     _images: dict[str, asyncio.Task[Media | MirrorkitError]] = field(default_factory=dict)
 
     @property
@@ -716,36 +653,45 @@ class _Run:
         # Not a progress line: the caller reports the failed source once, from the report.
         return SourceResult(source=source.name, ok=False, error=error)
 
-    async def _source(self, source: SourceConfig) -> SourceResult:
-        if source.type == "listing":
-            raise SourceError("listing sources are not supported yet", where=source.url,
-                              hint="use a feed or sitemap source")
+    async def _read(self, url: str, *, conditional: bool = True,
+                    accept: str = _FEED_ACCEPT) -> _Response:
+        """A source document (feed, sitemap, listing page); its failures fail the source."""
         try:
-            response = await self.client.get(
-                source.url, limit=self.config.fetch.max_page_size,
-                accept=_FEED_ACCEPT,
-                validators=self.store.validators(source.url),
+            return await self.client.get(
+                url, limit=self.config.fetch.max_page_size, accept=accept,
+                validators=self.store.validators(url) if conditional else (None, None),
             )
         except FetchError as e:
             if isinstance(e, SourceError | BlockedAddressError):
                 raise
             raise SourceError(e.what, where=e.where, hint=e.hint) from e
+
+    async def _source(self, source: SourceConfig) -> SourceResult:
+        listing = source.type == "listing"
+        response = await self._read(source.url, accept=_HTML_ACCEPT if listing else _FEED_ACCEPT)
         if response.status == 304:
             self.progress(f"{source.type} {source.url}: not modified")
             return SourceResult(source=source.name, ok=True, error=None)
+        # Validators of the documents read besides the source's own (child sitemaps),
+        # saved with it after a complete pass.
+        read: list[_Response] = [response]
+        failed_parts = 0
         if source.type == "sitemap":
-            entries = parse_sitemap(response.body, response.url)
+            entries, failed_parts = await self._sitemap_entries(source, response, read)
+        elif listing:
+            entries = await self._listing_entries(source, response)
         else:
             entries = parse_feed(response.body, response.url, response.content_type)
         # A sitemap lists at most 50,000 URLs by protocol; a feed far fewer.
         entries = entries[:MAX_ENTRIES]
 
         fetch_now, revalidate, unchanged = self._plan(source, entries)
+        self.cpu.expect(len(fetch_now) + len(revalidate))
         # New and re-dated articles beyond the per-run cap wait for the next runs, newest
         # first: the source is read again (its validators are not saved) until all came.
         cap = self.config.fetch.max_articles_per_source
         capped = max(0, len(fetch_now) - cap)
-        tally = _Tally(unchanged=unchanged, deferred=capped)
+        tally = _Tally(unchanged=unchanged, deferred=capped, failed=failed_parts)
         fetch_now = fetch_now[:cap]
         # One wave after the other: revalidating old pages must never delay the news.
         for wave in (fetch_now, revalidate):
@@ -754,8 +700,9 @@ class _Run:
             # Saved last, and only after a complete pass: a run that died, ran out of
             # time or lost an article re-reads the source next time instead of trusting
             # a 304.
-            await asyncio.to_thread(self.store.set_validators, source.url, response.etag,
-                                    response.last_modified)
+            for document in read:
+                await asyncio.to_thread(self.store.set_validators, document.url,
+                                        document.etag, document.last_modified)
         self.progress(f"{source.type} {source.url}: {tally.new} new, {tally.changed} changed"
                       + (f", {tally.failed} failed" if tally.failed else "")
                       + (f", {tally.deferred} left for the next run ("
@@ -766,6 +713,76 @@ class _Run:
         return SourceResult(source=source.name, ok=True, error=None, entries=len(entries),
                             new=tally.new, changed=tally.changed, unchanged=tally.unchanged,
                             failed_articles=tally.failed, deferred=tally.deferred)
+
+    async def _sitemap_entries(self, source: SourceConfig, response: _Response,
+                               read: list[_Response]) -> tuple[list[Entry], int]:
+        """The pages of a sitemap, or of every sitemap under an index, and the sitemaps
+        that could not be read.
+
+        An index's children are read a level at a time, at most ``MAX_SITEMAPS`` in all
+        and ``MAX_SITEMAP_DEPTH`` levels down.  A child whose ``lastmod`` is older than the
+        last complete pass over the source (less an hour for clocks) is skipped without
+        a request, and every child is asked for conditionally: so a run with nothing
+        new reads the index alone.  Each read child is added to ``read``.
+        """
+        limit = self.config.fetch.max_page_size
+        checked = self.store.checked_at(source.url)
+        since = checked - _SITEMAP_SLACK if checked else None
+        entries: list[Entry] = []
+        seen = {response.url, source.url}
+        level, failed = [response], 0
+        for depth in range(MAX_SITEMAP_DEPTH + 1):
+            children: list[str] = []
+            for document in level:
+                sitemap = parse_sitemap(unpack(document.body, document.url, limit),
+                                        document.url)
+                entries += sitemap.entries
+                for child, lastmod in sitemap.children:
+                    if child in seen or (since and lastmod and lastmod < since):
+                        continue
+                    seen.add(child)
+                    children.append(child)
+            if not children:
+                break
+            room = MAX_SITEMAPS - (len(read) - 1)
+            if depth == MAX_SITEMAP_DEPTH or len(children) > room:
+                self.progress(f"  {source.url}: sitemap index nests deeper than"
+                              f" {MAX_SITEMAP_DEPTH} levels or names more than {MAX_SITEMAPS}"
+                              " sitemaps; the rest are left out")
+                children = [] if depth == MAX_SITEMAP_DEPTH else children[:room]
+            level = []
+            for child, got in zip(children, await asyncio.gather(
+                    *(self._read(c) for c in children), return_exceptions=True), strict=True):
+                if isinstance(got, MirrorkitError):
+                    self.progress(f"  {got}")
+                    failed += 1
+                elif isinstance(got, BaseException):
+                    raise got
+                elif got.status != 304:
+                    read.append(got)
+                    level.append(got)
+                else:
+                    log.debug("%s: not modified", child)
+        return newest_first(entries), failed
+
+    async def _listing_entries(self, source: SourceConfig, response: _Response) -> list[Entry]:
+        """The article links of a listing, following its next-page links.
+
+        Paging stops after ``max_pages`` pages, or at a page with no link not already
+        stored: what follows it is older, and was read before.
+        """
+        entries: list[Entry] = []
+        page, pages, seen = response, 1, {response.url, source.url}
+        while True:
+            found, following = parse_listing(page.body, page.url, page.charset,
+                                             source.links, source.next)
+            entries += found
+            fresh = any(self.store.article_times(e.url) is None for e in found)
+            if not fresh or following is None or following in seen or pages >= source.max_pages:
+                return entries
+            seen.add(following)
+            page = await self._read(following, conditional=False, accept=_HTML_ACCEPT)
+            pages += 1
 
     async def _work(self, source: SourceConfig, jobs: list[_Job], tally: _Tally) -> None:
         """Do ``jobs`` in order with a few workers, never all at once.
@@ -793,13 +810,13 @@ class _Run:
         await asyncio.gather(*(worker() for _ in range(min(self.workers, len(queue)))))
 
     def _plan(self, source: SourceConfig,
-              entries: list[_Entry]) -> tuple[list[_Job], list[_Job], int]:
+              entries: list[Entry]) -> tuple[list[_Job], list[_Job], int]:
         """Which entries to fetch now, which to revalidate after them, and how many to leave.
 
         See the module doc ("Articles") for the rules.
         """
         fetch_now: list[_Job] = []
-        due: list[tuple[datetime, _Entry]] = []
+        due: list[tuple[datetime, Entry]] = []
         left = 0
         checked_before = datetime.now(UTC) - REVALIDATE_AFTER
         for entry in entries:
@@ -824,7 +841,7 @@ class _Run:
         revalidate: list[_Job] = [(e, "revalidate") for _, e in due[:MAX_REVALIDATIONS]]
         return fetch_now, revalidate, left + len(due) - len(revalidate)
 
-    async def _article(self, source: SourceConfig, entry: _Entry, why: _Why) -> str:
+    async def _article(self, source: SourceConfig, entry: Entry, why: _Why) -> str:
         """Fetch one article; returns the name of its tally: new, changed, unchanged, failed."""
         try:
             return await self._fetch_article(source, entry, why)
@@ -842,15 +859,29 @@ class _Run:
         self.progress(f"  {error}")
         return "failed"
 
-    async def _fetch_article(self, source: SourceConfig, entry: _Entry, why: _Why) -> str:
+    def _article_url(self, url: str, canonical: str) -> str:
+        """The URL an article is stored under: the page's canonical URL, so that one
+        article reached by several URLs (sources, tracking tags) is stored once.
+
+        Only a canonical URL on the page's own host counts (a page cannot claim another
+        site's article, nor take over one stored under another URL), and an article
+        already stored under the entry's URL keeps it.
+        """
+        stored = self.store.stored_url(url)
+        if stored is not None:
+            return stored
+        canonical = normalize_url(canonical) if canonical else url
+        same_host = (urlsplit(canonical).hostname or "") == (urlsplit(url).hostname or "")
+        return canonical if same_host else url
+
+    async def _fetch_article(self, source: SourceConfig, entry: Entry, why: _Why) -> str:
         url = entry.url
         # Only a revalidation is conditional.  A re-dated entry is read whole: after a 304
         # the stored date would stay behind, and the entry would look re-dated every run.
         validators = self.store.validators(url) if why == "revalidate" else (None, None)
         response = await self.client.get(
             url, limit=self.config.fetch.max_page_size,
-            accept="text/html, application/xhtml+xml;q=0.9, */*;q=0.5",
-            validators=validators, want_type=lambda t: t in _HTML_TYPES,
+            accept=_HTML_ACCEPT, validators=validators, want_type=lambda t: t in _HTML_TYPES,
         )
         if response.status == 304:
             # Saved again to mark the URL checked: its next turn is REVALIDATE_AFTER away.
@@ -858,14 +889,15 @@ class _Run:
                                       response.last_modified or validators[1])
             self._succeeded(url)
             return "unchanged"
-        # Extraction is CPU work; a thread keeps the other downloads moving meanwhile.
-        page = await asyncio.to_thread(extract.extract_page, response.body, response.url,
-                                       response.charset)
+        # Extraction is CPU work: it runs beside the downloads (see _Run.extract).
+        page = await self.cpu(extract.extract_page, response.body, response.url,
+                              response.charset)
         if page is None:
             raise FetchError("no article text found in the page", where=url)
-        html, media, transient = await self._localize(page.html)
+        url = self._article_url(url, page.canonical)
+        html, media, transient = await self._localize(page.html, url)
         if transient:
-            self._image_failed_for_now(url, transient)
+            self._image_failed_for_now(entry.url, transient)
         # Every text field passes xml_safe here, the one place an Article is made: a
         # control character stored from a feed or page would break every later build.
         safe = extract.xml_safe
@@ -880,10 +912,10 @@ class _Run:
             summary=safe(entry.summary or page.description),
         )
         # Store writes commit to disk (fsync): a thread keeps the event loop moving.
-        saved = await asyncio.to_thread(self.store.save_article, article)
-        await asyncio.to_thread(self.store.set_validators, url, response.etag,
+        saved = await asyncio.to_thread(self.store.save_article, article, entry.url)
+        await asyncio.to_thread(self.store.set_validators, entry.url, response.etag,
                                 response.last_modified)
-        self._succeeded(url)
+        self._succeeded(entry.url)
         if not saved:
             return "unchanged"
         self.saved += 1
@@ -912,15 +944,37 @@ class _Run:
         if self.store.attempts(url):
             self.store.clear_attempts(url)
 
-    async def _localize(self, html: str,
+    async def _localize(self, html: str, url: str,
                         ) -> tuple[str, tuple[str, ...], list[MirrorkitError]]:
-        """The body with images stored, their names, and the images that failed for now."""
+        """The body with images stored, their names, and the images that failed for now.
+
+        Images past ``max_images_per_article`` are not downloaded; those past
+        ``max_image_bytes_per_article`` (stored sizes, in page order) are left out.
+        Either way their captions stay.
+        """
+        config = self.config.fetch
         urls = extract.image_sources(html)
+        if len(urls) > config.max_images_per_article:
+            self.progress(f"  {url}: {len(urls) - config.max_images_per_article} of"
+                          f" {len(urls)} images left out (max_images_per_article ="
+                          f" {config.max_images_per_article})")
+            urls = urls[:config.max_images_per_article]
         stored = await asyncio.gather(*(self._image(u) for u in urls))
-        names = {u: m.name for u, m in zip(urls, stored, strict=True) if isinstance(m, Media)}
+        kept: dict[str, Media] = {}
+        total = 0
+        for image_url, media in zip(urls, stored, strict=True):
+            if not isinstance(media, Media):
+                continue
+            total += media.size
+            if total > config.max_image_bytes_per_article:
+                self.progress(f"  {url}: images from {image_url} on left out"
+                              f" (max_image_bytes_per_article ="
+                              f" {config.max_image_bytes_per_article})")
+                break
+            kept[image_url] = media
         transient = [m for m in stored if isinstance(m, MirrorkitError) and m.retryable]
-        return (extract.localize_images(html, names), tuple(dict.fromkeys(names.values())),
-                transient)
+        return (extract.localize_images(html, kept),
+                tuple(dict.fromkeys(m.name for m in kept.values())), transient)
 
     def _image(self, url: str) -> asyncio.Task[Media | MirrorkitError]:
         # One task per URL: articles sharing an image wait for the same download.
@@ -940,14 +994,18 @@ class _Run:
             )
             # The bytes decide, not the Content-Type: an SVG with a script served as
             # image/png must not be stored, nor served back, as an image.
-            media_type = extract.sniff_image_type(response.body)
-            if media_type is None:
+            if extract.sniff_image_type(response.body) is None:
                 raise FetchError("not a PNG, JPEG, GIF, WebP or AVIF image (served as"
                                  f" {response.content_type!r})", where=url)
+            # Decoded and written again: proves it is an image, drops its metadata.
+            picture = await self.cpu(images.reencode, response.body, url,
+                                     self.config.fetch.image_max_width)
         except MirrorkitError as e:
             log.warning("image left out: %s", e)
             return e
-        return await asyncio.to_thread(self.store.put_media, response.body, media_type)
+        media = await asyncio.to_thread(self.store.put_media, picture.data,
+                                        picture.media_type)
+        return replace(media, width=picture.width, height=picture.height)
 
 
 def _disk_full(error: BaseException | None) -> bool:
@@ -972,7 +1030,7 @@ def _unexpected(where: str, e: Exception) -> str:
     return str(MirrorkitError(what, where=where, hint="run with -v for the traceback"))
 
 
-def _newer(entry: _Entry, stored: tuple[datetime | None, datetime | None]) -> bool:
+def _newer(entry: Entry, stored: tuple[datetime | None, datetime | None]) -> bool:
     """Whether the source dates the entry later than the stored article."""
     seen = entry.updated or entry.published
     known = stored[1] or stored[0]
@@ -996,7 +1054,10 @@ async def fetch_async(config: Config, store: Store, progress: Progress | None = 
             run.deadline = asyncio.get_running_loop().time() + budget
             run.client.deadline = run.deadline
         run.tasks = [asyncio.create_task(run.source(s)) for s in config.sources]
-        results = await asyncio.gather(*run.tasks, return_exceptions=True)
+        try:
+            results = await asyncio.gather(*run.tasks, return_exceptions=True)
+        finally:
+            run.cpu.close()
     if run.full is not None:
         full = run.full
         raise StoreError(f"out of disk space, fetching stopped after {run.saved} new or"

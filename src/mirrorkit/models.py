@@ -25,6 +25,9 @@ class Media:
     sha256: str
     size: int
     media_type: str
+    # Pixels, when known (set at fetch for the page's <img>; not kept in the store).
+    width: int = 0
+    height: int = 0
 
 
 @dataclass(frozen=True)

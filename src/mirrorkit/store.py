@@ -134,6 +134,15 @@ CREATE TABLE parts (
 );
 CREATE INDEX parts_sha ON parts (sha256);
 """,
+    # 3: deduplication by canonical URL.  An article is stored under its page's canonical
+    # URL; every other URL a source named it by is an alias of that one, so a source
+    # that names it so again finds it stored.
+    """
+CREATE TABLE aliases (
+    url TEXT PRIMARY KEY,
+    article_url TEXT NOT NULL
+);
+""",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -323,13 +332,26 @@ class Store:
         row = self._one("SELECT content_hash FROM articles WHERE url = ?", (url,))
         return row[0] if row else None
 
+    def stored_url(self, url: str) -> str | None:
+        """The URL the article named by ``url`` (itself or an alias) is stored under."""
+        row = self._one(
+            "SELECT url FROM articles WHERE url = COALESCE("
+            "(SELECT article_url FROM aliases WHERE url = ?), ?)", (url, url))
+        return str(row[0]) if row else None
+
     def article_times(self, url: str) -> tuple[datetime | None, datetime | None] | None:
-        """``(published, updated)`` of a stored article, or None if it is not stored."""
-        row = self._one("SELECT published, updated FROM articles WHERE url = ?", (url,))
+        """``(published, updated)`` of the article ``url`` names (itself or by an alias),
+        or None if it is not stored."""
+        row = self._one(
+            "SELECT published, updated FROM articles WHERE url = COALESCE("
+            "(SELECT article_url FROM aliases WHERE url = ?), ?)", (url, url))
         return (_dt(row[0]), _dt(row[1])) if row else None
 
-    def save_article(self, article: Article) -> bool:
+    def save_article(self, article: Article, alias: str | None = None) -> bool:
         """Insert or update; returns True if the article is new or its content changed.
+
+        ``alias``: another URL that names the article (the one a source gave, when the
+        page's canonical URL differs), recorded even if the content did not change.
 
         A new article gets its ``seq`` from the next build (:meth:`number_articles`); a
         changed one keeps its own.  Either way it takes the next ``rev``, which is how the
@@ -337,6 +359,9 @@ class Store:
         """
         digest = article.content_hash
         with self._mutex:
+            if alias is not None and alias != article.url:
+                self._q("INSERT INTO aliases (url, article_url) VALUES (?, ?) ON CONFLICT (url)"
+                        " DO UPDATE SET article_url = excluded.article_url", (alias, article.url))
             if self.content_hash(article.url) == digest:
                 return False
             now = _now()
