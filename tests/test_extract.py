@@ -289,3 +289,54 @@ def _avif(major: bytes, *compatible: bytes) -> bytes:
 ])
 def test_sniff_image_type(data: bytes, media_type: str | None) -> None:
     assert sniff_image_type(data) == media_type
+
+
+# -- structure, structured data and boilerplate --------------------------------------------
+
+def test_structured_data_goes_before_guesses() -> None:
+    ld = ('{"@context": "https://schema.org", "@graph": [{"@type": "WebSite", "name": "X"},'
+          ' {"@type": ["NewsArticle"], "headline": "Bridge to close for a year",'
+          ' "author": [{"@type": "Person", "name": "Ann Lee"}, {"name": "Bo Chan"}],'
+          ' "datePublished": "2026-10-30T08:15:00+02:00", "dateModified": "2026-10",'
+          ' "articleSection": "City", "image": {"url": "/img/lead.jpg"}}]}')
+    head = (f'<script type="application/ld+json">{ld}</script>'
+            '<meta name="author" content="Someone Else">'
+            '<link rel="canonical" href="/articles/bridge.html?utm_source=x">')
+    extracted = extract_page(page(f"<p>{LOREM * 2}</p><p>{LOREM}</p>", head).encode(), BASE)
+    assert extracted is not None
+    assert extracted.title == "Bridge to close for a year"
+    assert extracted.authors == ("Ann Lee", "Bo Chan")
+    assert extracted.published == datetime(2026, 10, 30, 6, 15, tzinfo=UTC)
+    assert extracted.updated == datetime(2026, 10, 1, tzinfo=UTC)
+    assert extracted.section == "City"
+    assert extracted.canonical == "https://news.example/articles/bridge.html?utm_source=x"
+    # No picture in the body: the lead image opens it.
+    assert image_sources(extracted.html) == ["https://news.example/img/lead.jpg"]
+
+
+def test_structure_is_kept_and_chrome_dropped() -> None:
+    body = (
+        '<div id="cookie-banner"><p>We use cookies to improve your experience.</p>'
+        "<button>OK</button></div>"
+        f"<p>{LOREM * 2}</p>"
+        '<div class="share-bar"><a href="https://fb.example/">Share on Facebook</a></div>'
+        "<h2>What happens next</h2><ul><li>The vote is in May.</li><li>Works start in June."
+        "</li></ul><blockquote><p>We had no choice, said the mayor.</p></blockquote>"
+        '<div class="media"><img src="/img/a.jpg" alt=""><div class="caption">The old '
+        'bridge at dawn. <span class="credit">Photo: Bo Chan</span></div></div>'
+        "<table><tr><th>Year</th><th>Cost</th></tr><tr><td>2026</td><td>4m</td></tr></table>"
+        '<div class="newsletter-signup"><p>Sign up for our newsletter</p><form>'
+        "<input type=email></form></div>"
+        f"<p>{LOREM}</p>"
+        '<div class="related-posts"><h3>Related</h3><ul><li><a href="/x">Other story</a></li>'
+        "</ul></div>"
+    )
+    extracted = extract_page(page(body).encode(), BASE)
+    assert extracted is not None
+    html = extracted.html
+    for kept in ("<h2>What happens next</h2>", "<li>The vote is in May.</li>", "<blockquote>",
+                 "<th>Cost</th>", "<figcaption>The old bridge at dawn. "
+                 "<small>Photo: Bo Chan</small></figcaption>"):
+        assert kept in html
+    for dropped in ("cookies", "Share on Facebook", "newsletter", "Other story"):
+        assert dropped not in html

@@ -894,7 +894,9 @@ class _Run:
                               response.charset)
         if page is None:
             raise FetchError("no article text found in the page", where=url)
-        url = self._article_url(url, page.canonical)
+        # Store reads wait for the store's lock, which a commit elsewhere may hold while it
+        # syncs to disk: never on the event loop.
+        url = await asyncio.to_thread(self._article_url, url, page.canonical)
         html, media, transient = await self._localize(page.html, url)
         if transient:
             self._image_failed_for_now(entry.url, transient)
@@ -912,14 +914,22 @@ class _Run:
             summary=safe(entry.summary or page.description),
         )
         # Store writes commit to disk (fsync): a thread keeps the event loop moving.
-        saved = await asyncio.to_thread(self.store.save_article, article, entry.url)
-        await asyncio.to_thread(self.store.set_validators, entry.url, response.etag,
-                                response.last_modified)
-        self._succeeded(entry.url)
+        saved = await asyncio.to_thread(self._save, article, entry.url, response)
         if not saved:
             return "unchanged"
         self.saved += 1
         return "new" if why == "new" else "changed"
+
+    def _save(self, article: Article, entry_url: str, response: _Response) -> bool:
+        """Store ``article`` (named ``entry_url`` by its source) and its page's validators.
+
+        One transaction: one sync to disk per article, not one per statement.
+        """
+        with self.store.transaction():
+            saved = self.store.save_article(article, entry_url)
+            self.store.set_validators(entry_url, response.etag, response.last_modified)
+            self._succeeded(entry_url)
+        return saved
 
     def _image_failed_for_now(self, url: str, transient: list[MirrorkitError]) -> None:
         """Fail the article at ``url`` for another run, or let it be saved without the images.

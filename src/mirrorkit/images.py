@@ -80,9 +80,11 @@ def _reencode(img: Image.Image, max_width: int) -> Picture:
         picture = picture.convert("RGB")
     elif codec == "PNG" and picture.mode not in ("RGB", "RGBA", "L", "LA", "P", "1"):
         picture = picture.convert("RGBA")
+    # Pillow writes back what it read into ``info`` (a JPEG comment, EXIF, ICC and XMP for
+    # some formats): keep only what the pixels need.
+    picture.info = {k: v for k, v in picture.info.items() if k == "transparency"}
     out = io.BytesIO()
     options: dict[str, object] = {"quality": JPEG_QUALITY} if codec in ("JPEG", "WEBP") else {}
-    # No exif=, icc_profile= or pnginfo=: Pillow writes none of the source's metadata.
     picture.save(out, codec, **options)
     return Picture(data=out.getvalue(), media_type=media_type, width=picture.width,
                    height=picture.height)
