@@ -143,7 +143,8 @@ def main() -> None:
     print("| work | seconds | mirrorkit / this | counts |")
     print("|---|---|---|---|")
     print(f"| mirrorkit fetch (extraction in a process pool) | {ours:.2f} | 1.00 |"
-          f" {requests} requests, {saved} articles saved, {report.sources[0].failed_articles} failed |")
+          f" {requests} requests, {saved} articles saved,"
+          f" {report.sources[0].failed_articles} failed |")
     print(f"| mirrorkit fetch, extraction in threads only | {threads_only:.2f} |"
           f" {ours / threads_only:.2f} | |")
     print(f"| network ideal (requests x latency / {args.per_host}) | {ideal:.2f} |"
