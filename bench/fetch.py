@@ -32,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +66,20 @@ class Counter:
         fetch_module._Client._handle = self._original  # type: ignore[method-assign]
 
 
-def start_outlet(articles: int, latency: float) -> tuple[subprocess.Popen[str], str]:
+@contextmanager
+def sample_outlet(articles: int, latency: float) -> Iterator[str]:
+    """The sample outlet in its own process with ``articles`` articles; yields its URL."""
     process = subprocess.Popen(
         [sys.executable, "-m", "mirrorkit.sample", "--port", "0", "--latency", str(latency),
          "--extra", str(max(0, articles - 30))], stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    return process, process.stdout.readline().split()[3]
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().split()[3]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def main() -> None:
@@ -79,8 +89,7 @@ def main() -> None:
     parser.add_argument("--per-host", type=int, default=8)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mirrorkit-fetch-bench-"))
-    process, base = start_outlet(args.articles, args.latency)
-    try:
+    with sample_outlet(args.articles, args.latency) as base:
         config = from_dict({
             "outlet": {"id": "bench", "name": "Bench", "origin": base},
             "signing": {"secret_key": "k.key", "public_key": "k.pub"},
@@ -120,11 +129,6 @@ def main() -> None:
                             str(work / "urls.txt"), "--directory-prefix", str(downloaded),
                             "--no-host-directories", "--force-directories"], check=False)
             theirs = time.perf_counter() - started
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        if process.stdout is not None:
-            process.stdout.close()
 
     pages = sorted(downloaded.glob("articles/*.html")) if downloaded.exists() else []
     cpu_start = time.process_time()

@@ -38,6 +38,7 @@ from urllib.parse import urljoin
 
 import boto3
 
+from fetch import sample_outlet
 from mirrorkit.build import Bundle, write_archive
 from mirrorkit.config import Config, from_dict
 from mirrorkit.manifest import (
@@ -526,12 +527,7 @@ def bench_fetch(runs: int, work: Path, endpoint: str) -> Row:
 def bench_big_fetch(work: Path, endpoint: str, articles: int, latency: float) -> Row:
     """One run over a large sitemap on a slow origin, beside the network's ideal: every
     response waits ``latency``, and the origin gets ``per_host`` requests at once."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mirrorkit.sample", "--port", "0", "--latency", str(latency),
-         "--extra", str(articles - 30)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        base = process.stdout.readline().split()[3]
+    with sample_outlet(articles, latency) as base:
         root = Path(tempfile.mkdtemp(prefix="bigfetch-", dir=work))
         config = make_config(root, endpoint, "unused", sources=[base + "sitemap.xml"])
         config = replace(config, sources=tuple(replace(s, type="sitemap")
@@ -542,11 +538,6 @@ def bench_big_fetch(work: Path, endpoint: str, articles: int, latency: float) ->
             report = run_fetch(config, store)
             saved = len(store.articles())
         took = time.perf_counter() - started
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        if process.stdout is not None:
-            process.stdout.close()
     # Pages only: the filler articles have no images.
     ideal = articles * latency / config.fetch.per_host
     return Row(f"fetch {articles} articles in one run, {latency * 1000:.0f} ms per response",
