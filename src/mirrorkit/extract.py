@@ -97,6 +97,10 @@ class PageContent:
     # The page's own URL for itself (rel=canonical, og:url), absolute; "" if none.
     canonical: str = ""
     section: str = ""
+    # Plain text of ``html`` and its images (:func:`html_to_text`, :func:`image_sources`),
+    # worked out where the page is extracted (a worker process in large runs).
+    text: str = ""
+    images: tuple[str, ...] = ()
 
 
 # -- decoding -----------------------------------------------------------------------------
@@ -374,7 +378,8 @@ def extract_page(data: bytes, url: str, header_charset: str | None = None) -> Pa
         body.insert(0, lead)
     html = _drop_title_heading(_serialize(body), title)
     clean = sanitize(html, url).strip()
-    if not html_to_text(clean):
+    plain = html_to_text(clean)
+    if not plain:
         return None
     return PageContent(
         title=title,
@@ -386,6 +391,8 @@ def extract_page(data: bytes, url: str, header_charset: str | None = None) -> Pa
         description=" ".join((doc.description or "").split()),
         canonical=info.canonical,
         section=info.section,
+        text=plain,
+        images=tuple(image_sources(clean)),
     )
 
 

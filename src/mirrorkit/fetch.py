@@ -889,7 +889,7 @@ class _Run:
                                       response.last_modified or validators[1])
             self._succeeded(url)
             return "unchanged"
-        # Extraction is CPU work: it runs beside the downloads (see _Run.extract).
+        # Extraction is CPU work: it runs beside the downloads (see _Cpu).
         page = await self.cpu(extract.extract_page, response.body, response.url,
                               response.charset)
         if page is None:
@@ -897,9 +897,22 @@ class _Run:
         # Store reads wait for the store's lock, which a commit elsewhere may hold while it
         # syncs to disk: never on the event loop.
         url = await asyncio.to_thread(self._article_url, url, page.canonical)
-        html, media, transient = await self._localize(page.html, url)
+        images, transient = await self._store_images(page.images, url)
         if transient:
             self._image_failed_for_now(entry.url, transient)
+        saved = await asyncio.to_thread(self._save, source, entry, page, url, images, response)
+        if not saved:
+            return "unchanged"
+        self.saved += 1
+        return "new" if why == "new" else "changed"
+
+    def _save(self, source: SourceConfig, entry: Entry, page: extract.PageContent, url: str,
+              images: dict[str, Media], response: _Response) -> bool:
+        """Make the article (under ``url``) and store it with its page's validators.
+
+        One transaction: one sync to disk per article, not one per statement.
+        """
+        html = extract.localize_images(page.html, images)
         # Every text field passes xml_safe here, the one place an Article is made: a
         # control character stored from a feed or page would break every later build.
         safe = extract.xml_safe
@@ -910,25 +923,15 @@ class _Run:
             published=entry.published or page.published,
             updated=entry.updated or page.updated,
             language=safe(page.language or entry.language or self.config.outlet.language),
-            text=safe(extract.html_to_text(html)), html=safe(html), media=media,
+            # The text of the body before its images were stored: the same words.
+            text=safe(page.text), html=safe(html),
+            media=tuple(dict.fromkeys(m.name for m in images.values())),
             summary=safe(entry.summary or page.description),
         )
-        # Store writes commit to disk (fsync): a thread keeps the event loop moving.
-        saved = await asyncio.to_thread(self._save, article, entry.url, response)
-        if not saved:
-            return "unchanged"
-        self.saved += 1
-        return "new" if why == "new" else "changed"
-
-    def _save(self, article: Article, entry_url: str, response: _Response) -> bool:
-        """Store ``article`` (named ``entry_url`` by its source) and its page's validators.
-
-        One transaction: one sync to disk per article, not one per statement.
-        """
         with self.store.transaction():
-            saved = self.store.save_article(article, entry_url)
-            self.store.set_validators(entry_url, response.etag, response.last_modified)
-            self._succeeded(entry_url)
+            saved = self.store.save_article(article, entry.url)
+            self.store.set_validators(entry.url, response.etag, response.last_modified)
+            self._succeeded(entry.url)
         return saved
 
     def _image_failed_for_now(self, url: str, transient: list[MirrorkitError]) -> None:
@@ -954,16 +957,16 @@ class _Run:
         if self.store.attempts(url):
             self.store.clear_attempts(url)
 
-    async def _localize(self, html: str, url: str,
-                        ) -> tuple[str, tuple[str, ...], list[MirrorkitError]]:
-        """The body with images stored, their names, and the images that failed for now.
+    async def _store_images(self, sources: tuple[str, ...], url: str,
+                        ) -> tuple[dict[str, Media], list[MirrorkitError]]:
+        """The images of an article stored, by URL, and those that failed for now.
 
         Images past ``max_images_per_article`` are not downloaded; those past
         ``max_image_bytes_per_article`` (stored sizes, in page order) are left out.
         Either way their captions stay.
         """
         config = self.config.fetch
-        urls = extract.image_sources(html)
+        urls = list(sources)
         if len(urls) > config.max_images_per_article:
             self.progress(f"  {url}: {len(urls) - config.max_images_per_article} of"
                           f" {len(urls)} images left out (max_images_per_article ="
@@ -983,8 +986,7 @@ class _Run:
                 break
             kept[image_url] = media
         transient = [m for m in stored if isinstance(m, MirrorkitError) and m.retryable]
-        return (extract.localize_images(html, kept),
-                tuple(dict.fromkeys(m.name for m in kept.values())), transient)
+        return kept, transient
 
     def _image(self, url: str) -> asyncio.Task[Media | MirrorkitError]:
         # One task per URL: articles sharing an image wait for the same download.
