@@ -1,15 +1,22 @@
 """The fetch stage: read the outlet's sources and bring new and changed articles into the store.
 
-For each source (an RSS/Atom feed or a sitemap) this module reads the entries, downloads
-the article pages that are new or may have changed, extracts and sanitizes them
-(:mod:`mirrorkit.extract`), stores their images once by content and saves the articles.
+For each source (an RSS/Atom feed, a sitemap or sitemap index, a listing page and the
+pages after it; read by :mod:`mirrorkit.sources`) this module reads the entries,
+downloads the article pages that are new or may have changed, extracts and sanitizes
+them (:mod:`mirrorkit.extract`), stores their images once by content
+(:mod:`mirrorkit.images`) and saves the articles, each under its page's canonical URL.
 
 Policies, each chosen to keep a re-run with nothing new down to about one request per
 source, and a run with news to about one request per new or changed entry:
 
 - **Sources** are requested with the ETag / Last-Modified saved from the last run; a 304
   ends that source.  The validators are saved only when every article of the source was
-  read, so articles that failed are tried again next run.
+  read, so articles that failed are tried again next run.  A sitemap index's children
+  are read only if dated after the last complete pass (and conditionally); a listing is
+  paged only while a page shows an article not yet stored.
+- **One article, one URL**: entry URLs lose tracking parameters; an article is stored
+  under its page's canonical URL (same host only), and the URL a source named it by is
+  kept as an alias, so a source naming it that way again finds it stored.
 - **Articles** are asked for in proportion to what the source says changed, never once
   per stored article (DESIGN.md invariant 9):
 
@@ -34,9 +41,12 @@ source, and a run with news to about one request per new or changed entry:
   started after it; the rest is reported ``deferred``), has saved the head of the list
   (but for the few articles under way), and the next run takes up the rest right after
   anything newer.
-- **Images** are downloaded once per run per URL and stored under the type their bytes
-  show; an image that cannot be stored (failed, too large, not JPEG/PNG/GIF/WebP/AVIF by
-  its magic bytes) is removed from the body, never left pointing at another host.  An
+- **Images** are downloaded once per run per URL, decoded and re-encoded (scaled to
+  ``image_max_width``; their width and height go into the page), at most
+  ``max_images_per_article`` and ``max_image_bytes_per_article`` per article; an image
+  that cannot be stored (failed, too large, not JPEG/PNG/GIF/WebP/AVIF by its magic
+  bytes, not decodable, a decompression bomb) is removed from the body, never left
+  pointing at another host; its caption stays.  An
   image that failed only for now (429, 500, 502, 503, 504 or a dropped or reset
   connection after the retries, a timeout, a temporary DNS failure) fails its article
   instead, so the next run tries the article again -- but only for
@@ -48,6 +58,9 @@ source, and a run with news to about one request per new or changed entry:
 - **Text** of every article field passes :func:`mirrorkit.extract.xml_safe` when the
   article is made: a control character from the origin would otherwise break the feeds.
 - An entry whose URL cannot be parsed is skipped; the rest of its source goes on.
+
+- **CPU**: extraction and image re-encoding run beside the downloads (:class:`_Cpu`),
+  in a process pool once a run expects ``POOL_AFTER`` articles.
 
 Safety and politeness:
 
