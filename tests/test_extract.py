@@ -340,3 +340,14 @@ def test_structure_is_kept_and_chrome_dropped() -> None:
         assert kept in html
     for dropped in ("cookies", "Share on Facebook", "newsletter", "Other story"):
         assert dropped not in html
+
+
+def test_a_paragraph_that_mentions_donations_is_news_not_chrome() -> None:
+    body = (f"<p>{LOREM * 2}</p><p>Residents can <a href=\"/hall\">donate</a> blankets and"
+            " food at the town hall until Friday.</p>"
+            '<div class="box"><p>Our reporting is free. Donate today!</p></div>'
+            f"<p>{LOREM}</p>")
+    extracted = extract_page(page(body).encode(), BASE)
+    assert extracted is not None
+    assert "blankets and food at the town hall" in extracted.html
+    assert "Donate today" not in extracted.html

@@ -56,7 +56,8 @@ _CHROME_PAIRS = re.compile(r"most-?read|read-?more|more-?stories|author-?bio|fur
 _CHROME_ROLES = frozenset({"navigation", "banner", "contentinfo", "complementary", "dialog"})
 _CHROME_TEXT = re.compile(
     r"\bsign up\b.{0,60}\bnewsletter|\bnewsletter\b.{0,60}\b(sign up|subscribe)"
-    r"|\bwe use cookies\b|\buses cookies\b|\bdonate\b|\bsupport (our|independent) journalism"
+    r"|\bwe use cookies\b|\buses cookies\b|\bdonate (now|today)\b|\bmake a donation\b"
+    r"|\bsupport (our|independent) journalism"
     r"|^\s*share( this( article| story)?)?\s*:|подпишитесь на|поддержите нас|файлы cookie",
     re.IGNORECASE,
 )
