@@ -21,7 +21,7 @@ from mirrorkit import images
 from mirrorkit.build.render import make_environment, render_article, render_feeds
 from mirrorkit.config import Config, from_dict
 from mirrorkit.extract import parse_datetime
-from mirrorkit.fetch import FetchReport, fetch
+from mirrorkit.fetch import FetchReport, fetch, probe_sources
 from mirrorkit.sources import normalize_url
 from mirrorkit.store import Store
 from test_fetch import PARAGRAPH, LoopbackServer, fixed
@@ -374,3 +374,14 @@ def test_decompression_bomb_is_left_out_with_its_caption_kept(tmp_path: Path,
     (stored,) = store.articles()
     assert stored.media == ()
     assert "<figure><figcaption>A very large map</figcaption></figure>" in stored.html
+
+
+def test_doctor_probe_reads_every_source_type(tmp_path: Path) -> None:
+    with Listing(4) as site:
+        site.routes["/index.xml.gz"] = fixed(gzip.compress(index(
+            (f"{site.url}a.xml", "2026-11"), (f"{site.url}b.xml", "2026-11"))),
+            "application/gzip")
+        config = config_for(tmp_path, site.source(),
+                            {"type": "sitemap", "url": site.url + "index.xml.gz"})
+        probed = probe_sources(config)
+    assert [found for _, found in probed] == [3, 2]

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import cssselect
-
 from mirrorkit.errors import ConfigError
 
 DEFAULT_CONFIG = "mirrorkit.toml"
@@ -467,6 +465,8 @@ def _source(raw: Any, i: int, path: Path) -> SourceConfig:
 
 def _css(value: Any) -> str:
     """A CSS selector lxml can run (cssselect's dialect)."""
+    import cssselect  # only configs with listing sources pay for it (start-up time)
+
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"must be a CSS selector, got {value!r}")
     try:

@@ -1122,10 +1122,20 @@ def probe_sources(config: Config) -> list[tuple[SourceConfig, int | MirrorkitErr
 
             async def one(source: SourceConfig) -> tuple[SourceConfig, int | MirrorkitError]:
                 try:
-                    response = await client.get(source.url, accept=_FEED_ACCEPT,
-                                                limit=config.fetch.max_page_size)
+                    limit = config.fetch.max_page_size
+                    listing = source.type == "listing"
+                    response = await client.get(
+                        source.url, accept=_HTML_ACCEPT if listing else _FEED_ACCEPT,
+                        limit=limit)
                     if source.type == "sitemap":
-                        return source, len(parse_sitemap(response.body, response.url))
+                        # Pages, or for a sitemap index the sitemaps it names.
+                        sitemap = parse_sitemap(unpack(response.body, response.url, limit),
+                                                response.url)
+                        return source, len(sitemap.entries) + len(sitemap.children)
+                    if listing:
+                        found, _ = parse_listing(response.body, response.url, response.charset,
+                                                 source.links, source.next)
+                        return source, len(found)
                     return source, len(parse_feed(response.body, response.url,
                                                   response.content_type))
                 except MirrorkitError as e:
