@@ -319,7 +319,7 @@ def _write_metrics(config: Config, outcomes: Sequence[MirrorOutcome],
 def archive_cmd(ctx: Context, name: str | None, out: Path | None) -> None:
     """Write the latest build as one zip that opens offline from file:// and that
     'mirrorkit verify ARCHIVE.zip' checks; print its path."""
-    from mirrorkit.build import latest_bundle, write_archive
+    from mirrorkit.build import latest_bundle, load_signer, write_archive
 
     with ctx.store(exclusive=False) as store:
         bundle = latest_bundle(store)
@@ -330,7 +330,7 @@ def archive_cmd(ctx: Context, name: str | None, out: Path | None) -> None:
             raise MirrorkitError(f"mirror {mirror} is not in build {bundle.version}",
                                  hint="run 'mirrorkit build' again")
         out = out or Path(f"{ctx.config.outlet.id}-v{bundle.version}.zip")
-        click.echo(str(write_archive(bundle, mirror, out)))
+        click.echo(str(write_archive(bundle, mirror, out, load_signer(ctx.config))))
 
 
 @cli.command("sync")
@@ -415,11 +415,10 @@ def verify_cmd(ctx: Context, target: str, key_path: Path | None, as_json: bool,
     trust = None if no_trust else TrustStore.load(trust_file or default_trust_file())
     try:
         opened = open_target(target)
-        # An archive is a copy taken at some time, older by nature: its version says how
-        # old it is, and is neither checked against nor recorded as a mirror's newest.
+        # An archive is a copy taken at some time, older by nature: verify_target reports
+        # its version and age, and records it as no mirror's newest.
         try:
-            report = verify_target(opened, key,
-                                   trust=None if isinstance(opened, ZipTarget) else trust)
+            report = verify_target(opened, key, trust=trust)
         finally:
             if isinstance(opened, ZipTarget):
                 opened.close()

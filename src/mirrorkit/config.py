@@ -129,6 +129,8 @@ class BuildConfig:
     home_articles: int = 50
     feed_items: int = 50
     archive_page_size: int = 100
+    # The offline zip of the whole site is made again at most this often.
+    offline_every: timedelta = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -396,6 +398,7 @@ def from_dict(raw: Mapping[str, Any], path: Path, *, credentials: bool = True) -
         feed_items=t.convert("feed_items", _positive, BuildConfig.feed_items),
         archive_page_size=t.convert("archive_page_size", _positive,
                                     BuildConfig.archive_page_size),
+        offline_every=t.convert("offline_every", _str_duration, BuildConfig.offline_every),
     )
 
     t = table("publish", required=False)

@@ -22,6 +22,10 @@ to; being listed, it is part of what the outlet signed.  ``previous_parts`` name
 parts of the previous root that this one replaced: they stay one more version, so a
 verifier that read the old root while this one went live still finds its parts.
 
+An *offline root* (``offline`` true) is the root inside an offline copy (a zip a mirror
+serves, see :mod:`mirrorkit.build.offline`): it names what the zip holds, and verifiers
+judge it by its age, since a copy passed on is older by nature.
+
 A *transition root* (``transition`` present) is a version's root signed at publish time
 while files change in place: each listed path may still hold one of the contents given
 there besides the one its part names (see :mod:`mirrorkit.publish.stage`).  Every root's
@@ -177,6 +181,9 @@ class Manifest:
     # A transition root: paths being replaced in place, each with the contents it may
     # still hold until the final root of this version replaces this one.
     transition: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = field(default=())
+    # An offline copy's root (the zip a mirror serves): a copy taken at some time, which
+    # verifiers judge by its age, never as a mirror's rollback.
+    offline: bool = False
 
     @property
     def bins(self) -> int:
@@ -203,6 +210,8 @@ class Manifest:
             "previous_parts": [{"sha256": p.sha256, "size": p.size}
                                for p in self.previous_parts],
         }
+        if self.offline:
+            doc["offline"] = True
         if self.transition:
             doc["transition"] = [
                 {"path": path, "from": [{"sha256": sha, "size": size} for sha, size in froms]}
@@ -240,6 +249,7 @@ class Manifest:
                     (check_path(str(t["path"])),
                      tuple((r.sha256, r.size) for r in map(_part_ref, t["from"])))
                     for t in doc.get("transition", [])),
+                offline=doc.get("offline", False) is True,
             )
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError,
                 RecursionError) as e:

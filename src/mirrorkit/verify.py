@@ -58,7 +58,7 @@ log = logging.getLogger("mirrorkit")
 @dataclass(frozen=True)
 class Finding:
     # signature, key, malformed, part, tampered, size, missing, extra, duplicate, expired,
-    # rollback, changed
+    # rollback, changed, copy (an offline copy's age; a note)
     kind: str
     path: str | None
     detail: str
@@ -140,6 +140,16 @@ def _rollback(version: int, seen: int, transition: bool = False) -> Finding:
                        "before: old contents replayed")
     return Finding("rollback", MANIFEST_NAME,
                    f"version {version} is older than version {seen} seen before")
+
+
+def _copy_note(manifest: Manifest, now: datetime, seen: int | None) -> Finding:
+    age = now - manifest.created
+    days, hours = age.days, age.seconds // 3600
+    since = f"; version {seen} was seen since" if seen is not None else ""
+    return Finding("copy", MANIFEST_NAME,
+                   f"a copy of version {manifest.version}, made "
+                   f"{manifest.created:%Y-%m-%d %H:%M}Z ({days} days {hours} hours ago){since}",
+                   fatal=False)
 
 
 def signed_root(target: Target, key: PublicKey, now: datetime,
@@ -465,7 +475,15 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
     if manifest is None:
         return Report(target.label, None, tuple(findings))
     seen = trust.seen(key, manifest, target.label) if trust else None
-    if seen is not None:
+    # A copy (a zip, or an unpacked offline copy) was taken at some time and is older by
+    # nature: its age is reported, never a rollback or expiry, and it is not recorded as
+    # any mirror's newest.  A mirror (a URL) serving an offline root is judged as a mirror.
+    copy = isinstance(target, ZipTarget) or (manifest.offline
+                                             and not isinstance(target, UrlTarget))
+    if copy:
+        findings = [f for f in findings if f.kind != "expired"]
+        findings.append(_copy_note(manifest, now, seen))
+    elif seen is not None:
         findings.append(_rollback(manifest.version, seen, bool(manifest.transition)))
     parts = target.read_many([(p.path, p.size) for p in manifest.parts])
     entries, problems = read_entries(manifest, parts)
@@ -506,7 +524,7 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
         named = set(entries) | manifest.part_paths() | {signature_path(manifest_bytes)}
         findings.extend(check_listing(named, listing))
     report = Report(target.label, manifest, tuple(findings), checked)
-    if trust and report.ok:
+    if trust and report.ok and not copy:
         trust.record(manifest, target.label)
     return report
 

@@ -29,7 +29,6 @@ import functools
 import hashlib
 import json
 import shutil
-import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -38,9 +37,10 @@ from pathlib import Path
 
 import jinja2
 
-from mirrorkit.build import sitemap
+from mirrorkit.build import offline, sitemap
 from mirrorkit.build.render import (
     ARCHIVE_INDEX,
+    VERIFY_PAGE,
     archive_path,
     article_path,
     make_environment,
@@ -51,9 +51,12 @@ from mirrorkit.build.render import (
     render_feeds,
     render_home,
     render_mirrors,
+    render_verify,
     stylesheet,
     stylesheet_path,
     theme_files,
+    verify_script,
+    verify_script_path,
 )
 from mirrorkit.bundle import Bundle
 from mirrorkit.config import Config, MirrorConfig
@@ -247,6 +250,9 @@ class _Build:
         css = stylesheet(self.env)
         style = stylesheet_path(css)
         self.put(SHARED, style, css, max_age=0, mutable=False)
+        js = verify_script(self.env)
+        script = verify_script_path(js)
+        self.put(SHARED, script, js, max_age=0, mutable=False)
 
         store.number_articles()
         size = config.build.archive_page_size
@@ -288,12 +294,22 @@ class _Build:
             public_key=public_text), front=True)
         self.render(SHARED, "mirrors.json", mirrors_json(config, built=self.created),
                     front=True)
+        self.render(SHARED, VERIFY_PAGE, render_verify(
+            self.env, config, stylesheet=style, script=script, public_key=public),
+            front=False)
+        # The zip made by an earlier build stays until it is due again.
+        self.written[SHARED].add(offline.OFFLINE_PATH)
         if self.full:
             self._retire_unwritten(SHARED)
 
         dirty_files = {sitemap.file_of(seq) for seq in dirty_seqs if seq > 0}
         for mirror in config.mirrors:
             self._mirror_files(mirror, newest[:config.build.feed_items], count, dirty_files)
+        mirrors = tuple(MirrorEntry(m.name, m.public_url) for m in config.mirrors)
+        kept = store.site_file(SHARED, offline.OFFLINE_PATH)
+        if (kept is None or kept.retired is not None or offline.due(
+                store.meta(offline.MADE_KEY), self.now, config.build.offline_every)):
+            self._offline_zip(mirrors, secret)
         for gone in set(store.built_mirrors()) - {m.name for m in config.mirrors}:
             store.drop_mirror(gone, self.now)
 
@@ -301,11 +317,25 @@ class _Build:
             self.stats.changed_paths[mirror_name].add(path)
 
         out.mkdir(parents=True)
-        mirrors = tuple(MirrorEntry(m.name, m.public_url) for m in config.mirrors)
         for mirror in config.mirrors:
             self._manifest(mirror, mirrors, public, secret, out / mirror.name)
         store.set_meta("pages", self.pages_key)
         store.set_meta("rev", str(self.rev))
+
+    def _offline_zip(self, mirrors: tuple[MirrorEntry, ...], secret: SecretKey) -> None:
+        """The offline copy of the first mirror's site as this build leaves it."""
+        config, store = self.config, self.store
+        first = config.mirrors[0].name
+        root = Manifest(outlet=config.outlet.id, version=self.version, created=self.created,
+                        expires=self.created + config.signing.expires_after,
+                        key_id=secret.public.key_id_hex, mirror=first, mirrors=mirrors,
+                        parts=())
+        data = offline.make_zip((f.entry() for f in _entries(store, first)),
+                                lambda e: store.read_blob(e.sha256, e.size), root,
+                                functools.partial(_sign_with, secret))
+        self.put(SHARED, offline.OFFLINE_PATH, data, max_age=self.page_age)
+        store.set_meta(offline.MADE_KEY, self.now.isoformat())
+        self.say(f"  offline copy made: {len(data) / 1e6:.1f} MB")
 
     def _article(self, article: Article, style: str) -> None:
         self.render(SHARED, article_path(article),
@@ -407,7 +437,8 @@ def sign_root(manifest: Manifest, secret: SecretKey) -> tuple[bytes, bytes]:
     comment = (f"timestamp:{int(manifest.created.timestamp())} outlet:{manifest.outlet} "
                f"version:{manifest.version} mirror:{manifest.mirror} "
                f"expires:{manifest.expires.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-               + (" transition:1" if manifest.transition else ""))
+               + (" transition:1" if manifest.transition else "")
+               + (" offline:1" if manifest.offline else ""))
     return data, sign(data, secret, comment).to_bytes()
 
 
@@ -433,33 +464,20 @@ def _previous_root(store: Store, mirror: str) -> bytes | None:
     return data
 
 
-def write_archive(bundle: Bundle, mirror: str, out: Path) -> Path:
-    """One zip of a mirror's whole site with its manifest, parts and signature, for readers
-    to pass on (USB stick, messenger) and open from ``file://``; ``mirrorkit verify``
-    checks it.  Entries are stored in path order with a fixed time, so the same version
-    gives the same bytes."""
+def write_archive(bundle: Bundle, mirror: str, out: Path, sign: offline.Signer) -> Path:
+    """The offline copy (:mod:`mirrorkit.build.offline`) of a mirror's site in the latest
+    build, signed with ``sign``, written to ``out``.  The same version gives the same
+    bytes."""
     source = bundle.source(mirror)
     root = Manifest.from_bytes(source.root())
-    files = sorted((f for f in _entries(bundle.store, mirror) if f.retired is None),
-                   key=lambda f: f.path)
+    data = offline.make_zip((f.entry() for f in _entries(bundle.store, mirror)), source.read,
+                            root, sign)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-            def add(name: str, data: bytes) -> None:
-                info = zipfile.ZipInfo(name, date_time=(2000, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                z.writestr(info, data)
-
-            for f in files:
-                add(f.path, source.read(f.entry()))
-            for ref in root.parts:
-                add(ref.path, source.read(ref.entry()))
-            add(MANIFEST_NAME, source.root())
-            add(SIGNATURE_NAME, source.signature())
+        tmp.write_bytes(data)
         tmp.replace(out)
-    except (OSError, StoreError):
+    except OSError:
         tmp.unlink(missing_ok=True)
         raise
     return out

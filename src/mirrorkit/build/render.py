@@ -35,6 +35,7 @@ from mirrorkit.config import Config, MirrorConfig
 from mirrorkit.errors import BuildError
 from mirrorkit.models import MEDIA_SCHEME, Article
 from mirrorkit.resources import theme_dir
+from mirrorkit.sign import PublicKey
 
 __all__ = [
     "ARCHIVE_INDEX",
@@ -50,10 +51,13 @@ __all__ = [
     "render_feeds",
     "render_home",
     "render_mirrors",
+    "render_verify",
     "stylesheet",
     "stylesheet_path",
     "summary_text",
     "theme_dir",
+    "verify_script",
+    "verify_script_path",
 ]
 
 _SLUG_MAX = 60
@@ -216,6 +220,7 @@ def archive_path(page: int) -> str:
 
 
 ARCHIVE_INDEX = "archive/index.html"
+VERIFY_PAGE = "verify.html"
 
 
 def render_article(env: jinja2.Environment, config: Config, article: Article,
@@ -276,6 +281,28 @@ def render_mirrors(env: jinja2.Environment, config: Config, *, version: int,
                     built=built, stylesheet=stylesheet)
     context.update(mirrors=config.mirrors, public_key=public_key)
     return _render(env, "mirrors.html", context)
+
+
+def render_verify(env: jinja2.Environment, config: Config, *, stylesheet: str, script: str,
+                  public_key: PublicKey) -> bytes:
+    """The "verify this copy" page: instructions for minisign and sha256sum, and, with
+    JavaScript on, ``script`` (the site's only script), which checks the copy in the
+    browser against ``public_key``, shipped in the page.  It shows no version, so it
+    changes only with the key or the theme."""
+    context = _page(config, lang=config.outlet.language, root="", stylesheet=stylesheet)
+    context.update(script=script, public_key=public_key.to_text(),
+                   key_line=public_key.to_text().splitlines()[1],
+                   key_id=public_key.key_id_hex)
+    return _render(env, "verify.html", context)
+
+
+def verify_script(env: jinja2.Environment) -> bytes:
+    return _raw(env, "verify.js")
+
+
+def verify_script_path(js: bytes) -> str:
+    """Named by its content, like the stylesheet, so it is cached for good."""
+    return f"verify.{hashlib.sha256(js).hexdigest()[:16]}.js"
 
 
 def theme_files(env: jinja2.Environment) -> dict[str, bytes]:
