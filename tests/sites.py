@@ -19,8 +19,11 @@ from mirrorkit.build.render import (
     render_article,
     render_home,
     render_mirrors,
+    render_verify,
     stylesheet,
     stylesheet_path,
+    verify_script,
+    verify_script_path,
 )
 from mirrorkit.bundle import Bundle
 from mirrorkit.config import Config
@@ -89,6 +92,10 @@ def write_site(tree: Path, version: int, files: Mapping[str, bytes], key: Secret
     return root
 
 
+# The key the verify page of a rendered site ships (a build uses the outlet's).
+PAGE_KEY = SecretKey(b"\1" * 8, b"\2" * 32).public
+
+
 def render_site(config: Config, articles: Sequence[Article], *, built: datetime,
                 version: int, public_key: str | None = None) -> dict[str, bytes]:
     """Every file the build renders that all mirrors share, by path, rendered at once with
@@ -117,6 +124,10 @@ def render_site(config: Config, articles: Sequence[Article], *, built: datetime,
     site["mirrors.html"] = render_mirrors(env, config, version=version, built=built,
                                           stylesheet=style, public_key=public_key)
     site["mirrors.json"] = mirrors_json(config, built=built)
+    js = verify_script(env)
+    site[verify_script_path(js)] = js
+    site["verify.html"] = render_verify(env, config, stylesheet=style,
+                                        script=verify_script_path(js), public_key=PAGE_KEY)
     return site
 
 

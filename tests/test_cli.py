@@ -235,9 +235,16 @@ def test_archive_is_one_zip_that_verifies_and_opens_offline(tmp_path: Path) -> N
     assert "mirror beta" in checked.stdout
     with zipfile.ZipFile(tmp_path / "copy.zip") as z:
         z.extractall(tmp_path / "unzipped")
-    home = (tmp_path / "unzipped" / "index.html").read_text()
+    # One folder, named for the outlet and version, not files strewn where it is unpacked.
+    assert [p.name for p in (tmp_path / "unzipped").iterdir()] == ["sample-courier-v1"]
+    copy = tmp_path / "unzipped" / "sample-courier-v1"
+    home = (copy / "index.html").read_text()
     first = re.search(r'href="(articles/[^"]+/index\.html)"', home)
-    assert first and (tmp_path / "unzipped" / first.group(1)).is_file()
+    assert first and (copy / first.group(1)).is_file()
+    assert "offline.zip" not in home and not (copy / "offline.zip").exists()
+    unpacked = _mirrorkit("verify", str(copy), "--key", str(tmp_path / "d/keys/outlet.pub"),
+                          cwd=tmp_path)
+    assert unpacked.returncode == 0, unpacked.stdout + unpacked.stderr
     again = _mirrorkit("--config", config, "archive", "--mirror", "beta", "--out", "again.zip",
                        cwd=tmp_path)
     assert again.returncode == 0

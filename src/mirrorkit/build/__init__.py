@@ -60,7 +60,7 @@ from mirrorkit.build.render import (
 )
 from mirrorkit.bundle import Bundle
 from mirrorkit.config import Config, MirrorConfig
-from mirrorkit.errors import BuildError, ConfigError, KeyFileError, MirrorkitError, StoreError
+from mirrorkit.errors import BuildError, ConfigError, KeyFileError, MirrorkitError
 from mirrorkit.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
