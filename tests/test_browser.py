@@ -9,7 +9,11 @@ JavaScript.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+import subprocess
+import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urldefrag, urlsplit
@@ -22,7 +26,7 @@ from conftest import MotoServer
 from mirrorkit.config import from_dict
 from mirrorkit.pipeline import sync
 from mirrorkit.sample import SampleOutlet
-from mirrorkit.sign import write_keypair
+from mirrorkit.sign import load_public_key, write_keypair
 from mirrorkit.store import Store
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -42,7 +46,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def mirrors(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -> dict[str, str]:
-    """The sample outlet synced to a local mirror and to an S3 bucket (under a prefix)."""
+    """The sample outlet synced to a local mirror and to an S3 bucket (under a prefix), and
+    the outlet's public key."""
     root = tmp_path_factory.mktemp("site")
     write_keypair(root / "outlet")
     bucket = moto_server.new_bucket()
@@ -63,7 +68,8 @@ def mirrors(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) -
         }, root / "mirrorkit.toml")
         with Store(config.state_dir) as store:
             assert sync(config, store).exit_code == 0
-    return {"file": (root / "offline").as_uri() + "/", "s3": s3_url}
+    return {"file": (root / "offline").as_uri() + "/", "s3": s3_url,
+            "key": str(root / "outlet.pub")}
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -93,9 +99,14 @@ def read_page(page: Page, url: str, base: str) -> tuple[list[str], list[str]]:
     broken = page.locator("img").evaluate_all(
         "els => els.filter(e => !e.complete || e.naturalWidth === 0).map(e => e.src)")
     problems += [f"{url}: image not shown: {u}" for u in broken]
-    scripts = page.locator("script, iframe, object, embed").count()
-    if scripts:
+    # The site's one script is the verify page's own file; no page has inline code.
+    scripts = page.locator("script:not([src^='verify.']), iframe, object, embed").count()
+    if scripts or (page.locator("script").count() and not url.endswith("/verify.html")):
         problems.append(f"{url}: {scripts} script/frame elements")
+    inline = page.locator("*").evaluate_all(
+        "els => els.flatMap(e => [...e.attributes].map(a => a.name + '=' + a.value))"
+        ".filter(a => a.startsWith('on') || a.toLowerCase().includes('javascript:'))")
+    problems += [f"{url}: inline script {a}" for a in inline]
     raw = page.locator("a[href], link[href]").evaluate_all(
         "els => els.map(e => [e.getAttribute('href'), e.href, !!e.closest('ul.mirrors')])")
     links = []
@@ -114,12 +125,9 @@ def read_page(page: Page, url: str, base: str) -> tuple[list[str], list[str]]:
     return links, problems
 
 
-@pytest.mark.parametrize("where", ["s3", "file"])
-def test_every_page_reads_from_any_base_with_nothing_from_other_hosts(
-    mirrors: dict[str, str], browser: Browser, where: str
-) -> None:
-    base = mirrors[where]
-    context = browser.new_context(java_script_enabled=False)
+def crawl(context: BrowserContext, base: str) -> tuple[set[str], int, list[str]]:
+    """Every page reached by links from the home page: the URLs seen, how many pages were
+    read, and every problem a reader would meet."""
     seen: set[str] = set()
     queue = [base + "index.html"]
     problems: list[str] = []
@@ -139,13 +147,24 @@ def test_every_page_reads_from_any_base_with_nothing_from_other_hosts(
         pages += 1
         problems += found
         queue += [link for link in links if link not in seen]
+    return seen, pages, problems
+
+
+@pytest.mark.parametrize("where", ["s3", "file"])
+def test_every_page_reads_from_any_base_with_nothing_from_other_hosts(
+    mirrors: dict[str, str], browser: Browser, where: str
+) -> None:
+    base = mirrors[where]
+    context = browser.new_context(java_script_enabled=False)
+    seen, pages, problems = crawl(context, base)
     context.close()
     assert problems == []
-    # home, mirrors page, the archive index and its one page, and every article of the
-    # sample outlet, all reached by links
-    assert pages == 4 + 30
+    # home, mirrors page, verify page, the archive index and its one page, and every
+    # article of the sample outlet, all reached by links
+    assert pages == 5 + 30
     assert base + "rss.xml" in seen
     assert base + "manifest.json" in seen
+    assert base + "offline.zip" in seen
 
 
 def test_article_text_and_images_show_without_javascript(
@@ -164,3 +183,152 @@ def test_article_text_and_images_show_without_javascript(
     assert image.evaluate("e => e.naturalWidth") == 320
     assert page.locator("article p").count() >= 3
     context.close()
+
+
+# -- The offline copy, downloaded from a mirror ---------------------------------------------
+
+def test_the_zip_from_a_mirrors_footer_unpacks_into_one_folder_opens_offline_and_verifies(
+    mirrors: dict[str, str], browser: Browser, tmp_path: Path
+) -> None:
+    context = browser.new_context(java_script_enabled=False, accept_downloads=True)
+    page = context.new_page()
+    page.goto(mirrors["s3"] + "archive/index.html")
+    with page.expect_download() as download:
+        page.locator("footer").get_by_role("link", name="Download the whole site").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == "sample.zip"
+    with zipfile.ZipFile(saved) as z:
+        z.extractall(tmp_path / "unpacked")
+    (folder,) = (tmp_path / "unpacked").iterdir()
+    assert folder.is_dir() and folder.name.startswith("sample-v")
+    seen, pages, problems = crawl(context, folder.as_uri() + "/")
+    context.close()
+    assert problems == []
+    assert pages == 5 + 30  # all of it, offline, with no link to a zip it does not hold
+    assert not any(url.endswith("offline.zip") for url in seen)
+    for target in (saved, folder):
+        done = subprocess.run([sys.executable, "-m", "mirrorkit", "verify", str(target),
+                               "--key", mirrors["key"]],
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "note: copy: manifest.json: a copy of version 1" in done.stdout
+
+
+# -- "Verify this copy", with JavaScript on ---------------------------------------------------
+
+def check_page(context: BrowserContext, base: str, *, every: bool = False) -> Page:
+    """The verify page of ``base`` after its check (of a sample, or ``every`` file)."""
+    page = context.new_page()
+    page.goto(base + "verify.html")
+    status = page.locator("#status:not([data-state='checking'])")
+    status.wait_for()
+    page.wait_for_function("!['checking', undefined].includes("
+                           "document.querySelector('#status').dataset.state)")
+    if every:
+        page.locator("#check-all").click()
+        page.wait_for_function("document.querySelector('#files').textContent"
+                               ".startsWith('Checked all')")
+    return page
+
+
+def copy_of(moto_server: MotoServer, s3_url: str) -> tuple[str, str]:
+    """A copy of the S3 mirror in a new bucket (to tamper with): its bucket and base URL."""
+    source = urlsplit(s3_url).path.split("/")[1]
+    bucket = moto_server.new_bucket()
+    client = moto_server.client()
+    for item in client.list_objects_v2(Bucket=source, Prefix="news/")["Contents"]:
+        client.copy_object(Bucket=bucket, Key=item["Key"],
+                           CopySource={"Bucket": source, "Key": item["Key"]})
+    return bucket, f"{moto_server.endpoint}/{bucket}/news/"
+
+
+def test_the_check_page_passes_a_genuine_mirror_and_remembers_its_key(
+    mirrors: dict[str, str], browser: Browser
+) -> None:
+    context = browser.new_context()
+    page = check_page(context, mirrors["s3"])
+    assert page.locator("#status").get_attribute("data-state") == "done"
+    assert page.locator("#status").inner_text().startswith("Genuine: the signature is valid")
+    key_id = load_public_key(Path(mirrors["key"])).key_id_hex
+    assert key_id in page.locator("#key").inner_text()
+    assert page.locator("#files").inner_text().startswith("Checked 24 of ")
+    page.locator("#check-all").click()
+    page.wait_for_function("document.querySelector('#files').textContent"
+                           ".startsWith('Checked all')")
+    assert page.locator("#status").get_attribute("data-state") == "done"
+    assert page.locator("#changed li").count() == 0
+    # The first key seen is remembered: another one later is a warning.
+    assert page.locator("#key-warning").is_hidden()
+    page.evaluate("localStorage.setItem('mirrorkit-key:sample', '0123456789ABCDEF')")
+    page.reload()
+    page.locator("#key-warning").wait_for()
+    assert "0123456789ABCDEF" in page.locator("#key-warning").inner_text()
+    context.close()
+
+
+def test_check_all_names_each_changed_file(
+    mirrors: dict[str, str], browser: Browser, moto_server: MotoServer
+) -> None:
+    bucket, base = copy_of(moto_server, mirrors["s3"])
+    client = moto_server.client()
+    client.put_object(Bucket=bucket, Key="news/archive/0001.html", Body=b"<p>changed</p>",
+                      ContentType="text/html")
+    client.delete_object(Bucket=bucket, Key="news/rss.xml")
+    context = browser.new_context()
+    page = check_page(context, base, every=True)
+    assert page.locator("#status").get_attribute("data-state") == "bad"
+    assert page.locator("#status").inner_text().startswith("NOT GENUINE: 2 files")
+    assert page.locator("#changed li").all_inner_texts() == [
+        "archive/0001.html: differs from what was signed", "rss.xml: missing"]
+    context.close()
+
+
+def test_the_check_page_flags_a_forged_root(
+    mirrors: dict[str, str], browser: Browser, moto_server: MotoServer
+) -> None:
+    bucket, base = copy_of(moto_server, mirrors["s3"])
+    client = moto_server.client()
+    root = client.get_object(Bucket=bucket, Key="news/manifest.json")["Body"].read()
+    forged = root.replace(b'"version":1', b'"version":9')
+    assert forged != root
+    client.put_object(Bucket=bucket, Key="news/manifest.json", Body=forged)
+    context = browser.new_context()
+    page = check_page(context, base)
+    assert page.locator("#status").get_attribute("data-state") == "bad"
+    assert "the signature does not match manifest.json" in page.locator("#status").inner_text()
+    context.close()
+
+
+def test_the_check_page_from_a_file_explains_minisign_and_sha256sum(
+    mirrors: dict[str, str], browser: Browser
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(mirrors["file"] + "verify.html")
+    page.wait_for_function("document.querySelector('#status').dataset.state === 'unavailable'")
+    assert "opened from a file" in page.locator("#status").inner_text()
+    assert "minisign -Vm manifest.json -p outlet.pub" in page.locator("main").inner_text()
+    assert "sha256sum -c" in page.locator("main").inner_text()
+    context.close()
+    # With JavaScript off the check section stays hidden and the instructions are there.
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(mirrors["s3"] + "verify.html")
+    assert page.locator("#check").is_hidden()
+    assert "sha256sum -c" in page.locator("main").inner_text()
+    context.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, 111, 127, 128, 129, 256, 1000])
+def test_the_check_pages_blake2b_is_blake2b_512(
+    mirrors: dict[str, str], browser: Browser, size: int
+) -> None:
+    data = bytes((i * 7 + 3) % 256 for i in range(size))
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(mirrors["s3"] + "verify.html")
+    got = page.evaluate("(bytes) => Array.from(window.mirrorkitBlake2b(new Uint8Array(bytes)),"
+                        " b => b.toString(16).padStart(2, '0')).join('')", list(data))
+    context.close()
+    assert got == hashlib.blake2b(data, digest_size=64).hexdigest()
