@@ -370,3 +370,30 @@ def test_body_html_rewrites_only_stored_media() -> None:
         f'<img src="../../media/{IMAGE}" srcset="../../media/{IMAGE} 2x">'
         '<a href="https://x.org/media/b.png">b</a>')
     assert f'src="https://m.example/media/{IMAGE}"' in body_html(article, "https://m.example/")
+
+
+def test_every_page_links_the_verify_page_and_the_offline_zip(site: dict[str, bytes]) -> None:
+    for page in pages(site):
+        root = "../" * page.count("/")
+        footer = parse(site[page]).xpath("//footer//a/@href")
+        assert root + "verify.html" in footer, page
+        assert root + "offline.zip" in footer, page
+        # Marked, so the offline copy cuts it out of its own pages.
+        assert re.search(rb"<!--offline-->[^!]*offline\.zip[^!]*<!--/offline-->", site[page])
+    mirrors = parse(site["mirrors.html"]).xpath("//main//a/@href")
+    assert "offline.zip" in mirrors and "verify.html" in mirrors
+
+
+def test_the_verify_page_ships_the_key_and_works_without_javascript(
+        site: dict[str, bytes]) -> None:
+    from sites import PAGE_KEY
+
+    doc = parse(site["verify.html"])
+    (check,) = doc.xpath("//section[@id='check']")
+    assert check.get("hidden") is not None  # shown by the script only
+    assert check.get("data-key") == PAGE_KEY.to_text().splitlines()[1]
+    assert check.get("data-key-id") == PAGE_KEY.key_id_hex
+    text = doc.text_content()
+    assert "minisign -Vm manifest.json -p outlet.pub" in text
+    assert "| sha256sum -c --quiet" in text
+    assert PAGE_KEY.to_text().strip() in text
