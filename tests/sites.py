@@ -39,10 +39,18 @@ from mirrorkit.manifest import (
     read_entries,
     sha256_hex,
 )
-from mirrorkit.models import Article
+from mirrorkit.models import Article, article_id
 from mirrorkit.sign import SecretKey, sign
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def article(n: int) -> Article:
+    """Story ``n`` of a plain test outlet, published ``n`` hours before T0."""
+    url = f"https://news.example/{n}"
+    return Article(id=article_id(url), url=url, source="feed", title=f"Story {n}",
+                   authors=("A. Writer",), published=T0 - timedelta(hours=n), updated=None,
+                   language="en", text=f"Body {n}", html=f"<p>Body {n}</p>")
 
 
 def entries_of(root: bytes, read: Callable[[str], bytes | None]) -> dict[str, FileEntry]:

@@ -19,21 +19,13 @@ from mirrorkit.config import Config, from_dict
 from mirrorkit.errors import KeyFileError, StoreError
 from mirrorkit.fetch import FetchReport
 from mirrorkit.manifest import Manifest, bin_of
-from mirrorkit.models import Article, article_id
 from mirrorkit.pipeline import needs_build
 from mirrorkit.sign import write_keypair
 from mirrorkit.store import SCHEMA_VERSION, Store
-from sites import bundle_entries
+from sites import article, bundle_entries
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 NOTHING = FetchReport((), 0, 0)  # a fetch that found nothing new
-
-
-def article(n: int) -> Article:
-    url = f"https://news.example/{n}"
-    return Article(id=article_id(url), url=url, source="feed", title=f"Story {n}",
-                   authors=("A. Writer",), published=T0 - timedelta(hours=n), updated=None,
-                   language="en", text=f"Body {n}", html=f"<p>Body {n}</p>")
 
 
 @pytest.fixture

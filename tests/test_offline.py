@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import zipfile
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,31 +20,26 @@ from mirrorkit.build import build, build_with_stats
 from mirrorkit.build.offline import OFFLINE_PATH, without_offline_link
 from mirrorkit.config import Config, from_dict
 from mirrorkit.manifest import MANIFEST_NAME, Manifest
-from mirrorkit.models import Article, article_id
 from mirrorkit.sign import load_public_key, write_keypair
 from mirrorkit.store import Store
 from mirrorkit.verify import DirectoryTarget, TrustStore, UrlTarget, ZipTarget, verify_target
-from sites import bundle_entries
-
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+from sites import T0, article, bundle_entries
 
 
-def article(n: int) -> Article:
-    url = f"https://news.example/{n}"
-    return Article(id=article_id(url), url=url, source="feed", title=f"Story {n}",
-                   authors=("A. Writer",), published=T0 - timedelta(hours=n), updated=None,
-                   language="en", text=f"Body {n}", html=f"<p>Body {n}</p>")
+def make_config(folder: Path) -> Config:
+    """An outlet with one mirror, its keys in ``folder``."""
+    return from_dict({
+        "outlet": {"id": "t", "name": "T", "origin": "https://news.example/"},
+        "signing": {"secret_key": "outlet.key", "public_key": "outlet.pub"},
+        "mirrors": [{"name": "m", "type": "local", "path": "m",
+                     "public_url": "https://m.example/"}],
+    }, folder / "mirrorkit.toml")
 
 
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[tuple[Config, Store]]:
     write_keypair(tmp_path / "outlet")
-    config = from_dict({
-        "outlet": {"id": "t", "name": "T", "origin": "https://news.example/"},
-        "signing": {"secret_key": "outlet.key", "public_key": "outlet.pub"},
-        "mirrors": [{"name": "m", "type": "local", "path": "m",
-                     "public_url": "https://m.example/"}],
-    }, tmp_path / "mirrorkit.toml")
+    config = make_config(tmp_path)
     store = Store(config.state_dir)
     for n in range(3):
         store.save_article(article(n))
@@ -140,12 +135,7 @@ def test_the_same_build_gives_the_same_zip(setup: tuple[Config, Store], tmp_path
     other.mkdir()
     for name in ("outlet.key", "outlet.pub"):
         shutil.copy(tmp_path / name, other / name)
-    config2 = from_dict({
-        "outlet": {"id": "t", "name": "T", "origin": "https://news.example/"},
-        "signing": {"secret_key": "outlet.key", "public_key": "outlet.pub"},
-        "mirrors": [{"name": "m", "type": "local", "path": "m",
-                     "public_url": "https://m.example/"}],
-    }, other / "mirrorkit.toml")
+    config2 = make_config(other)
     with Store(config2.state_dir) as store2:
         for n in range(3):
             store2.save_article(article(n))
