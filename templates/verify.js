@@ -19,6 +19,7 @@
   const $ = (id) => document.getElementById(id);
   const SAMPLE = 24;
   const PARALLEL = 6;
+  const outlet = box.dataset.name;
 
   function say(text, state) {
     const status = $("status");
@@ -189,17 +190,18 @@
     $("files").textContent = `Checked ${which}: ${checked.size - bad.length} genuine, ${bad.length} changed or missing.`;
     const version = `version ${doc.version} of ${doc.created.replace("T", " ").replace("Z", " UTC")}`;
     if (bad.length) {
-      say(`NOT GENUINE: ${bad.length} file${bad.length > 1 ? "s" : ""} of this copy differ from what ${doc.outlet} signed (${version}). Do not trust them; try another mirror.`, "bad");
+      const count = bad.length === 1 ? "1 file of this copy differs" : `${bad.length} files of this copy differ`;
+      say(`NOT GENUINE: ${count} from what ${outlet} signed (${version}). Do not trust them; try another mirror.`, "bad");
     } else if (expired) {
       say(`Genuine but stale: the signature is valid, but ${version} expired at ${doc.expires}. This mirror may be stuck on an old version; try another.`, "bad");
     } else {
-      say(`Genuine: the signature is valid and every file checked is exactly as ${doc.outlet} signed it (${version}, valid until ${doc.expires}).`, "done");
+      say(`Genuine: the signature is valid and every file checked is exactly as ${outlet} signed it (${version}, valid until ${doc.expires}).`, "done");
     }
   }
 
-  function showKey(keyId, outlet) {
+  function showKey(keyId, id) {
     $("key").textContent = `Signing key ID: ${keyId}. Compare it with the key ID ${outlet} publishes elsewhere.`;
-    const name = `mirrorkit-key:${outlet}`;
+    const name = `mirrorkit-key:${id}`;
     let first = null;
     try {
       first = localStorage.getItem(name);
@@ -249,7 +251,7 @@
       return;
     }
     const expired = Date.now() >= Date.parse(doc.expires);
-    say(`The signature is valid (${doc.outlet}, version ${doc.version}). Checking files…`, "checking");
+    say(`The signature is valid (${outlet}, version ${doc.version}). Checking files…`, "checking");
     const always = ["index.html", "verify.html", "mirrors.html"];
     const pool = files.filter((f) => !always.includes(f.path) && f.path !== "offline.zip");
     const sample = files.filter((f) => always.includes(f.path));
