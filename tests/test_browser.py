@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urldefrag, urlsplit
 from urllib.request import url2pathname
 
+import lxml.html
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
@@ -206,11 +207,27 @@ def test_the_zip_from_a_mirrors_footer_unpacks_into_one_folder_opens_offline_and
         z.extractall(tmp_path / "unpacked")
     (folder,) = (tmp_path / "unpacked").iterdir()
     assert folder.is_dir() and folder.name.startswith("sample-v")
-    seen, pages, problems = crawl(context, folder.as_uri() + "/")
+    # Opens offline: the front pages and an article, as a reader meets them...
+    base = folder.as_uri() + "/"
+    problems: list[str] = []
+    links: set[str] = set()
+    for name in ("index.html", "archive/index.html", "mirrors.html", "verify.html"):
+        page = context.new_page()
+        found, problems_here = read_page(page, base + name, base)
+        page.close()
+        links |= set(found)
+        problems += problems_here
+    article = next(link for link in links if "/articles/" in link)
+    problems += read_page(context.new_page(), article, base)[1]
     context.close()
     assert problems == []
-    assert pages == 5 + 30  # all of it, offline, with no link to a zip it does not hold
-    assert not any(url.endswith("offline.zip") for url in seen)
+    # ...and every link of every page it holds leads to a file it holds, never to a zip.
+    for page_path in folder.rglob("*.html"):
+        for _, _, link, _ in lxml.html.fromstring(page_path.read_bytes()).iterlinks():
+            if "://" not in link:
+                assert (page_path.parent / urldefrag(link).url).resolve().is_file(), link
+    assert not any(p.endswith("offline.zip") for p in links)
+    assert len(list(folder.glob("articles/*/index.html"))) == 30
     for target in (saved, folder):
         done = subprocess.run([sys.executable, "-m", "mirrorkit", "verify", str(target),
                                "--key", mirrors["key"]],
