@@ -11,7 +11,9 @@ What a build renders:
 - article pages of articles stored or changed since the last build (by the store's
   ``rev``), and archive pages of the groups they belong to, plus the newest two;
 - the pages that show the version or the newest articles (home, archive index, mirror
-  list) and each mirror's feeds and sitemap index, which are small;
+  list), the verify page, and each mirror's feeds and sitemap index, which are small;
+- the offline zip of the whole site (:mod:`mirrorkit.build.offline`), only when
+  ``[build] offline_every`` has passed since the last one: it reads the whole archive;
 - everything, when a template or a config value that shows on pages changed (the
   *inputs* fingerprint; :func:`inputs_fingerprint`), or with ``full``.
 
