@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -72,10 +73,11 @@ class Context:
                      "then run again")
         return config
 
-    def store(self, *, exclusive: bool = True) -> Store:
-        from mirrorkit.store import Store
+    def store(self, *, exclusive: bool = True) -> AbstractContextManager[Store]:
+        """The store, under the state's lease when it is kept in object storage."""
+        from mirrorkit.state import open_store
 
-        return Store(self.config.state_dir, exclusive=exclusive)
+        return open_store(self.config, exclusive=exclusive)
 
 
 EXAMPLE_ORIGIN = "https://www.example.com/"

@@ -44,8 +44,30 @@ class OutletConfig:
 
 
 @dataclass(frozen=True)
-class StateKeys:
+class StateConfig:
+    """Where the store lives: ``dir`` on this machine, and optionally ``url`` in object
+    storage (with a mirror's connection keys), so any machine can run the next sync."""
+
     dir: Path
+    url: str | None = None
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    provider: str = "generic"
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    lease: timedelta = timedelta(minutes=15)
+
+    def bucket(self) -> MirrorConfig | None:
+        """The state's bucket as the S3 backend takes it (None: the state stays on disk).
+        Named "state": the backend's messages then say which store failed."""
+        if self.url is None:
+            return None
+        parts = urlsplit(self.url)
+        return MirrorConfig(
+            name="state", type="s3", public_url="", bucket=parts.netloc,
+            prefix=parts.path.strip("/"), endpoint_url=self.endpoint_url,
+            region=self.region, provider=self.provider, access_key_id=self.access_key_id,
+            secret_access_key=self.secret_access_key)
 
 
 @dataclass(frozen=True)
@@ -165,6 +187,7 @@ class Config:
     sources: tuple[SourceConfig, ...]
     mirrors: tuple[MirrorConfig, ...]
     metrics: MetricsConfig = MetricsConfig()
+    state: StateConfig | None = None  # [state] as written; state_dir is its dir
 
     def mirror(self, name: str) -> MirrorConfig:
         for m in self.mirrors:
@@ -300,7 +323,7 @@ def _str_duration(value: Any) -> timedelta:
 
 # Each table's keys are its dataclass's fields: one list, which the docs test checks too.
 _TABLES: dict[str, Any] = {
-    "outlet": OutletConfig, "state": StateKeys, "signing": SigningConfig,
+    "outlet": OutletConfig, "state": StateConfig, "signing": SigningConfig,
     "fetch": FetchConfig, "build": BuildConfig, "publish": PublishConfig,
     "sources": SourceConfig, "mirrors": MirrorConfig, "metrics": MetricsConfig,
 }
@@ -337,7 +360,8 @@ def from_dict(raw: Mapping[str, Any], path: Path, *, credentials: bool = True) -
     def table(name: str, required: bool = True) -> _Table:
         if name not in root.data and required:
             raise ConfigError("required table is missing", where=f"{path.name}: [{name}]")
-        return _Table(root.data.get(name, {}), name, path, _keys(_TABLES[name]))
+        return _Table(root.data.get(name, {}), name, path, _keys(_TABLES[name]),
+                      credentials=credentials)
 
     def rel(p: str) -> Path:
         return (base / Path(p).expanduser()).resolve()
@@ -357,8 +381,8 @@ def from_dict(raw: Mapping[str, Any], path: Path, *, credentials: bool = True) -
     if not outlet.origin:
         raise ConfigError("required", where=f"{path.name}: outlet.origin")
 
-    t = table("state", required=False)
-    state_dir = rel(t.get("dir", str, "state") or "state")
+    state = _state(table("state", required=False), path, rel)
+    state_dir = state.dir
 
     t = table("signing")
     signing = SigningConfig(
@@ -437,7 +461,7 @@ def from_dict(raw: Mapping[str, Any], path: Path, *, credentials: bool = True) -
         places[place] = m.name
     return Config(path=path.resolve(), outlet=outlet, state_dir=state_dir, signing=signing,
                   fetch=fetch, build=build, publish=publish, sources=sources,
-                  mirrors=mirrors, metrics=metrics)
+                  mirrors=mirrors, metrics=metrics, state=state)
 
 
 def _array(root: _Table, key: str, path: Path) -> list[Any]:
@@ -502,30 +526,61 @@ def _mirror(raw: Any, i: int, path: Path, rel: Callable[[str], Path],
         raise t._error("public_url", "required: the URL readers use to reach this mirror")
     local_path = t.get("path", str)
     bucket = t.get("bucket", str)
-    endpoint = t.get("endpoint_url", str)
     prefix = (t.get("prefix", str, "") or "").strip("/")
     if kind == "local" and not local_path:
         raise t._error("path", 'required for type "local"')
     if kind == "s3" and not bucket:
         raise t._error("bucket", 'required for type "s3"')
+    return MirrorConfig(
+        name=name, type=kind, public_url=public_url,
+        path=rel(local_path) if local_path else None, bucket=bucket, prefix=prefix,
+        **_connection(t, s3=kind == "s3"),
+    )
+
+
+def _connection(t: _Table, *, s3: bool) -> dict[str, Any]:
+    """The keys that reach an S3-compatible store, as a mirror and [state] give them."""
+    endpoint = t.get("endpoint_url", str)
     if endpoint:
         try:
             _url(endpoint)
         except ValueError as e:
             raise t._error("endpoint_url", str(e)) from e
     provider = t.get("provider", str, "generic") or "generic"
-    if kind == "s3":
+    if s3:
         from mirrorkit.publish.providers import providers  # the publisher's data
 
         if provider not in providers():
             raise t._error("provider", f"unknown provider {provider!r}; known: "
                                        + ", ".join(sorted(providers())))
-    return MirrorConfig(
-        name=name, type=kind, public_url=public_url,
-        path=rel(local_path) if local_path else None,
-        bucket=bucket, prefix=prefix, endpoint_url=endpoint,
-        region=t.get("region", str, "us-east-1") or "us-east-1",
-        provider=provider,
-        access_key_id=t.get("access_key_id", str, secret=True),
-        secret_access_key=t.get("secret_access_key", str, secret=True),
-    )
+    return {
+        "endpoint_url": endpoint,
+        "region": t.get("region", str, "us-east-1") or "us-east-1",
+        "provider": provider,
+        "access_key_id": t.get("access_key_id", str, secret=True),
+        "secret_access_key": t.get("secret_access_key", str, secret=True),
+    }
+
+
+def _state(t: _Table, path: Path, rel: Callable[[str], Path]) -> StateConfig:
+    url = t.get("url", str) or None
+    if url is None:
+        extra = sorted(set(t.data) - {"dir"})
+        if extra:
+            raise t._error(extra[0], 'only with url = "s3://BUCKET/PREFIX"')
+        return StateConfig(dir=rel(t.get("dir", str, "state") or "state"))
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise t._error("url", f'must be "s3://BUCKET/PREFIX", got {url!r}')
+    connection = _connection(t, s3=True)
+    from mirrorkit.publish.providers import providers
+
+    if not providers()[connection["provider"]].conditional_writes:
+        raise t._error("provider", f"{connection['provider']!r} has no conditional writes, "
+                                   "which the state's lease needs; name the store's preset "
+                                   "(aws, r2, minio)")
+    lease = t.convert("lease", _str_duration, StateConfig.lease)
+    if lease.total_seconds() < 1:
+        raise t._error("lease", f"must be at least 1s, got {t.data['lease']!r}")
+    return StateConfig(dir=rel(t.get("dir", str, "state") or "state"), url=url, lease=lease,
+                       **connection)

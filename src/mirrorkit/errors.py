@@ -11,6 +11,8 @@
     │   ├── BlockedAddressError    a URL resolves to a private or link-local address
     │   └── SourceError            a feed or page that is broken or unreadable
     ├── StoreError                 the state directory or database is unusable
+    │   └── StateError             the state in object storage could not be read or written
+    │       └── LeaseError         another run holds the state's lease, or took it over
     ├── BuildError                 rendering or writing the bundle failed
     ├── PublishError               a mirror could not be brought to the new version
     │   └── PublishConflictError   another publisher changed the mirror meanwhile: it won
@@ -77,6 +79,15 @@ class SourceError(FetchError):
 
 class StoreError(MirrorkitError):
     pass
+
+
+class StateError(StoreError):
+    pass
+
+
+class LeaseError(StateError):
+    """Another run holds the lease on the state in object storage (or took it over from
+    this one): this run changes nothing there."""
 
 
 class BuildError(MirrorkitError):

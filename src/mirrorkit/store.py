@@ -28,7 +28,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from mirrorkit.errors import StoreError
 from mirrorkit.manifest import FileEntry, PartRef, path_key
@@ -197,6 +197,12 @@ class SiteFile:
                          self.retired)
 
 
+class BlobSource(Protocol):
+    """Where blobs missing from this disk can be had (the state in object storage)."""
+
+    def fetch_blob(self, sha256: str) -> bytes | None: ...
+
+
 class Store:
     """Articles, images and the built site of one outlet.
 
@@ -212,11 +218,16 @@ class Store:
         self._mutex = threading.RLock()
         self.blob_dir = state_dir / "blobs"
         self.builds_dir = state_dir / "builds"
+        # For a state kept in object storage (mirrorkit.state): blobs missing here are
+        # read from ``remote``; what this run stored and dropped travels back with it.
+        self.remote: BlobSource | None = None
+        self.stored_blobs: set[str] = set()
+        self.dropped_blobs: set[str] = set()
         try:
             self.blob_dir.mkdir(parents=True, exist_ok=True)
             self.builds_dir.mkdir(parents=True, exist_ok=True)
             if exclusive:
-                self._lock = _acquire(state_dir / "lock")
+                self._lock = lock_state_dir(state_dir)
             self._db = sqlite3.connect(state_dir / "mirrorkit.sqlite3", isolation_level=None,
                                        check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -481,15 +492,12 @@ class Store:
         """
         digest = hashlib.sha256(data).hexdigest()
         path = self.blob_path(digest)
+        with self._mutex:
+            self.stored_blobs.add(digest)
         # One that is there with another size was damaged (a power cut, a full disk):
         # written again.
         if not _has_size(path, len(data)):
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(path, data, durable=durable)
-            except OSError as e:
-                raise StoreError(f"cannot write a blob: {e.strerror or e}",
-                                 where=str(path)) from e
+            _write_blob(path, data, durable=durable)
         return digest
 
     def read_blob(self, sha256: str, size: int) -> bytes:
@@ -498,6 +506,15 @@ class Store:
         try:
             with path.open("rb") as f:
                 data = f.read(size + 1)
+        except FileNotFoundError as e:
+            fetched = self.remote.fetch_blob(sha256) if self.remote is not None else None
+            if fetched is None or len(fetched) != size or (
+                    hashlib.sha256(fetched).hexdigest() != sha256):
+                raise StoreError("a built file is missing", where=str(path),
+                                 hint="run 'mirrorkit build --full' to build every file "
+                                      "again") from e
+            _write_blob(path, fetched)
+            return fetched
         except OSError as e:
             raise StoreError(f"cannot read a built file: {e.strerror or e}", where=str(path),
                              hint="run 'mirrorkit build --full' to build every file again"
@@ -595,6 +612,8 @@ class Store:
             self._q("DELETE FROM garbage WHERE sha256 = ?", (sha,))
             if used is None:
                 self.blob_path(sha).unlink(missing_ok=True)
+                with self._mutex:
+                    self.dropped_blobs.add(sha)
                 removed += 1
         return removed
 
@@ -646,7 +665,9 @@ class Store:
 
     def build_path(self, version: int) -> Path | None:
         row = self._one("SELECT path FROM builds WHERE version = ?", (version,))
-        return Path(row[0]) if row else None
+        # By name under this store's builds folder: the store may have been brought here
+        # from another machine (mirrorkit.state), where the folder had another path.
+        return self.builds_dir / Path(row[0]).name if row else None
 
     def build_created(self, version: int) -> datetime | None:
         row = self._one("SELECT created FROM builds WHERE version = ?", (version,))
@@ -695,6 +716,14 @@ class StoreJournal:
             self.store.set_meta(self.prefix + key, value)
 
 
+def _write_blob(path: Path, data: bytes, *, durable: bool = False) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data, durable=durable)
+    except OSError as e:
+        raise StoreError(f"cannot write a blob: {e.strerror or e}", where=str(path)) from e
+
+
 def _has_size(path: Path, size: int) -> bool:
     try:
         return path.stat().st_size == size
@@ -720,7 +749,9 @@ def _store_error(e: sqlite3.Error, where: Path) -> StoreError:
                       hint="free disk space" if full else None)
 
 
-def _acquire(path: Path) -> IO[bytes]:
+def lock_state_dir(state_dir: Path) -> IO[bytes]:
+    """Hold the state directory for this process (until the handle is closed)."""
+    path = state_dir / "lock"
     handle = path.open("ab")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,0 +1,218 @@
+"""The state in object storage: runners with empty disks take turns on one outlet, never
+interleave, and a killed runner's lease ends (mirrorkit.state, against moto_server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import MOTO_KEY, MotoServer
+from mirrorkit.config import load
+from mirrorkit.errors import LeaseError
+from mirrorkit.sample import SampleOutlet
+from mirrorkit.sign import write_keypair
+from mirrorkit.state import open_store
+
+
+@dataclass
+class Rig:
+    root: Path
+    outlet: SampleOutlet
+    moto: MotoServer
+    mirror_bucket: str
+    state_bucket: str
+
+    def runner(self, name: str, *, lease: str = "15m") -> Path:
+        """A runner's config in a directory of its own (its disk), with the outlet's keys."""
+        home = self.root / name
+        home.mkdir(exist_ok=True)
+        for suffix in (".key", ".pub"):
+            shutil.copy(self.root / f"outlet{suffix}", home / f"outlet{suffix}")
+        config = home / "mirrorkit.toml"
+        config.write_text(f"""
+[outlet]
+id = "turns"
+name = "Turns"
+origin = "https://turns.example/"
+[state]
+dir = "state"
+url = "s3://{self.state_bucket}/outlets/turns"
+endpoint_url = "{self.moto.endpoint}"
+provider = "minio"
+access_key_id = "{MOTO_KEY}"
+secret_access_key = "{MOTO_KEY}"
+lease = "{lease}"
+[signing]
+secret_key = "outlet.key"
+public_key = "outlet.pub"
+[fetch]
+allow_private_addresses = true
+[[sources]]
+url = "{self.outlet.feed_url}"
+[[mirrors]]
+name = "disk"
+type = "local"
+path = "{self.root / 'disk'}"
+public_url = "http://127.0.0.1:9/"
+[[mirrors]]
+name = "s3"
+type = "s3"
+bucket = "{self.mirror_bucket}"
+endpoint_url = "{self.moto.endpoint}"
+access_key_id = "{MOTO_KEY}"
+secret_access_key = "{MOTO_KEY}"
+public_url = "{self.moto.endpoint}/{self.mirror_bucket}/"
+""")
+        return config
+
+    def object(self, key: str) -> bytes | None:
+        try:
+            body = self.moto.client().get_object(Bucket=self.state_bucket, Key=key)["Body"]
+        except self.moto.client().exceptions.NoSuchKey:
+            return None
+        with body:
+            data: bytes = body.read()
+        return data
+
+    def committed(self) -> dict[str, object]:
+        data = self.object("outlets/turns/state.json")
+        assert data is not None
+        parsed: dict[str, object] = json.loads(data)
+        return parsed
+
+    def wait_for_lease(self, proc: subprocess.Popen[str]) -> None:
+        for _ in range(300):
+            if self.object("outlets/turns/lease.json") is not None:
+                return
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        pytest.fail("no lease taken")
+
+    def verify(self, config: Path, version: int) -> None:
+        for target in (str(self.root / "disk"),
+                       f"{self.moto.endpoint}/{self.mirror_bucket}/"):
+            result = run(config, "verify", target, "--no-trust")
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert f"version {version}," in result.stdout
+
+
+def start(config: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "XDG_STATE_HOME": str(config.parent / "xdg")}
+    return subprocess.Popen([sys.executable, "-m", "mirrorkit", "--config", str(config), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=config.parent)
+
+
+def run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    proc = start(config, *args)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.fixture
+def rig(tmp_path: Path, moto_server: MotoServer) -> Iterator[Rig]:
+    write_keypair(tmp_path / "outlet")
+    state_bucket = moto_server.new_bucket()
+    moto_server.client().delete_bucket_policy(Bucket=state_bucket)  # the state is private
+    with SampleOutlet(latency=0.02) as outlet:
+        yield Rig(tmp_path, outlet, moto_server, moto_server.new_bucket(), state_bucket)
+
+
+def test_runners_with_empty_disks_take_turns(rig: Rig) -> None:
+    a, b = rig.runner("a"), rig.runner("b")
+    first = run(a, "sync")
+    assert first.returncode == 0, first.stderr
+    rig.verify(a, 1)
+    assert rig.committed()["generation"] == 1
+
+    rig.outlet.add_filler(3)
+    uploads_before = sum(1 for r in rig.moto.requests(rig.mirror_bucket) if r.startswith("PUT"))
+    rig.outlet.reset_requests()
+    second = run(b, "sync")  # b's disk is empty
+    assert second.returncode == 0, second.stderr
+    rig.verify(b, 2)  # the next version, not version 1 again: mirrors accept it
+    assert "fetched: 3 new, 0 changed" in second.stderr
+    article_gets = [r for r in rig.outlet.requests if "filler" in r.path]
+    assert len(article_gets) == 3  # only the new articles were fetched
+    uploads = sum(1 for r in rig.moto.requests(rig.mirror_bucket)
+                  if r.startswith("PUT")) - uploads_before
+    assert uploads < 25, uploads  # what changed, not the whole site again
+    assert rig.committed()["generation"] == 2
+
+    # a's disk holds generation 1: it brings generation 2 down before working.
+    rig.outlet.add_filler(5, prefix="more")
+    third = run(a, "sync")
+    assert third.returncode == 0, third.stderr
+    rig.verify(a, 3)
+    assert "fetched: 5 new, 0 changed" in third.stderr
+    assert rig.committed()["generation"] == 3
+
+    # b's disk kept the blobs it had, and reads the others (a's new pages) on demand.
+    archive = run(b, "archive", "--mirror", "disk", "--out", str(rig.root / "copy.zip"))
+    assert archive.returncode == 0, archive.stderr
+    checked = run(b, "verify", str(rig.root / "copy.zip"), "--no-trust")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_two_runners_at_once_one_works_one_exits_with_the_lease_message(rig: Rig) -> None:
+    rig.outlet.add_filler(40)  # a run long enough to meet the second
+    a, b = rig.runner("a"), rig.runner("b")
+    first = start(a, "sync")
+    rig.wait_for_lease(first)
+    began = time.monotonic()
+    second = run(b, "sync")
+    assert second.returncode == 1, second.stderr
+    assert time.monotonic() - began < 15  # at once, not after waiting for the other
+    assert first.poll() is None  # the other is still at work
+    error = second.stderr.strip().splitlines()[-1]
+    assert f":{first.pid}:" in error and "until" in error and "(lease)" in error, error
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    rig.verify(a, 1)
+    assert rig.committed()["generation"] == 1
+
+
+def test_a_killed_runner_is_replaced_when_its_lease_ends(rig: Rig) -> None:
+    rig.outlet.add_filler(40)
+    a, b = rig.runner("a", lease="3s"), rig.runner("b", lease="3s")
+    killed = start(a, "sync")
+    rig.wait_for_lease(killed)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.communicate()
+    blocked = run(b, "sync")
+    assert blocked.returncode == 1
+    assert f":{killed.pid}:" in blocked.stderr
+    time.sleep(3.5)  # the killed run renewed its lease at most 3 s ago
+    taken = run(b, "sync")
+    assert taken.returncode == 0, taken.stderr
+    assert "took over the lease" in taken.stderr
+    rig.verify(b, 1)
+    assert rig.committed()["generation"] == 1
+
+
+def test_a_run_whose_lease_was_taken_writes_nothing_back(rig: Rig) -> None:
+    config = load(rig.runner("a"))
+    first = run(config.path, "fetch")
+    assert first.returncode == 0, first.stderr
+    before = rig.object("outlets/turns/state.json")
+    with pytest.raises(LeaseError, match="lease lost"):  # noqa: PT012 - the whole run
+        with open_store(config) as store:
+            store.set_meta("work", "done")
+            # Another run takes the lease over (as after this one's had ended).
+            rig.moto.client().put_object(
+                Bucket=rig.state_bucket, Key="outlets/turns/lease.json",
+                Body=b'{"holder": "other", "taken": "2026-01-01T00:00:00+00:00", '
+                     b'"expires": "2099-01-01T00:00:00+00:00"}')
+    assert rig.object("outlets/turns/state.json") == before
+    again = run(config.path, "fetch")
+    assert again.returncode == 1 and "in use by other" in again.stderr
