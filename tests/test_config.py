@@ -50,7 +50,7 @@ def test_every_key_is_documented_in_the_example_config() -> None:
     doc = tomllib.loads(text)
     tables = {
         "outlet": cfg.OutletConfig, "signing": cfg.SigningConfig, "fetch": cfg.FetchConfig,
-        "build": cfg.BuildConfig, "publish": cfg.PublishConfig, "state": cfg.StateKeys,
+        "build": cfg.BuildConfig, "publish": cfg.PublishConfig, "state": cfg.StateConfig,
         "sources": cfg.SourceConfig, "mirrors": cfg.MirrorConfig, "metrics": cfg.MetricsConfig,
     }
     shown: dict[str, set[str]] = {}
@@ -125,6 +125,17 @@ def test_init_writes_a_config_that_loads_without_credentials(tmp_path: Path) -> 
                      id="missing-table"),
         pytest.param(('secret_access_key = "x"', 'secret_access_key = "${NO_SUCH_VAR_42}"'),
                      "environment variable NO_SUCH_VAR_42 is not set", id="missing-env"),
+        pytest.param(("[signing]", '[state]\nurl = "https://b/p"\n[signing]'),
+                     'state.url: must be "s3://BUCKET/PREFIX"', id="state-url-not-s3"),
+        pytest.param(("[signing]", '[state]\nurl = "s3://b/p"\n[signing]'),
+                     "state.provider: 'generic' has no conditional writes, which the state's "
+                     "lease needs", id="state-store-without-conditional-writes"),
+        pytest.param(("[signing]", '[state]\nlease = "5m"\n[signing]'),
+                     'state.lease: only with url = "s3://BUCKET/PREFIX"',
+                     id="state-lease-without-url"),
+        pytest.param(("[signing]", '[state]\nurl = "s3://b/p"\nprovider = "minio"\n'
+                                   'lease = "0s"\n[signing]'),
+                     "state.lease: must be at least 1s", id="state-lease-zero"),
     ],
 )
 def test_bad_config_is_one_line_naming_file_and_key(tmp_path: Path, change: tuple[str, str],
@@ -171,6 +182,7 @@ def test_secret_values_never_appear_in_errors(tmp_path: Path,
 def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     config = load_text(tmp_path, MINIMAL)
     assert config.state_dir == tmp_path / "state"
+    assert config.state is not None and config.state.url is None
     assert config.mirrors[0].path == tmp_path / "out"
     assert config.signing.secret_key == tmp_path / "k.key"
 
