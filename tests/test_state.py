@@ -20,8 +20,9 @@ from conftest import MOTO_KEY, MotoServer
 from mirrorkit.config import load
 from mirrorkit.errors import LeaseError
 from mirrorkit.sample import SampleOutlet
-from mirrorkit.sign import write_keypair
+from mirrorkit.sign import load_public_key, write_keypair
 from mirrorkit.state import open_store
+from mirrorkit.verify import DirectoryTarget, UrlTarget, verify_target
 
 
 @dataclass
@@ -98,12 +99,14 @@ public_url = "{self.moto.endpoint}/{self.mirror_bucket}/"
             time.sleep(0.05)
         pytest.fail("no lease taken")
 
-    def verify(self, config: Path, version: int) -> None:
-        for target in (str(self.root / "disk"),
-                       f"{self.moto.endpoint}/{self.mirror_bucket}/"):
-            result = run(config, "verify", target, "--no-trust")
-            assert result.returncode == 0, result.stdout + result.stderr
-            assert f"version {version}," in result.stdout
+    def verify(self, version: int) -> None:
+        """Every mirror verifies, at ``version``."""
+        key = load_public_key(self.root / "outlet.pub")
+        for target in (DirectoryTarget(self.root / "disk"),
+                       UrlTarget(f"{self.moto.endpoint}/{self.mirror_bucket}/")):
+            report = verify_target(target, key)
+            assert report.ok, [f.line() for f in report.findings]
+            assert report.manifest is not None and report.manifest.version == version
 
 
 def start(config: Path, *args: str) -> subprocess.Popen[str]:
@@ -132,7 +135,7 @@ def test_runners_with_empty_disks_take_turns(rig: Rig) -> None:
     a, b = rig.runner("a"), rig.runner("b")
     first = run(a, "sync")
     assert first.returncode == 0, first.stderr
-    rig.verify(a, 1)
+    rig.verify(1)
     assert rig.committed()["generation"] == 1
 
     rig.outlet.add_filler(3)
@@ -140,7 +143,7 @@ def test_runners_with_empty_disks_take_turns(rig: Rig) -> None:
     rig.outlet.reset_requests()
     second = run(b, "sync")  # b's disk is empty
     assert second.returncode == 0, second.stderr
-    rig.verify(b, 2)  # the next version, not version 1 again: mirrors accept it
+    rig.verify(2)  # the next version, not version 1 again: mirrors accept it
     assert "fetched: 3 new, 0 changed" in second.stderr
     article_gets = [r for r in rig.outlet.requests if "filler" in r.path]
     assert len(article_gets) == 3  # only the new articles were fetched
@@ -153,7 +156,7 @@ def test_runners_with_empty_disks_take_turns(rig: Rig) -> None:
     rig.outlet.add_filler(5, prefix="more")
     third = run(a, "sync")
     assert third.returncode == 0, third.stderr
-    rig.verify(a, 3)
+    rig.verify(3)
     assert "fetched: 5 new, 0 changed" in third.stderr
     assert rig.committed()["generation"] == 3
 
@@ -176,9 +179,9 @@ def test_two_runners_at_once_one_works_one_exits_with_the_lease_message(rig: Rig
     assert first.poll() is None  # the other is still at work
     error = second.stderr.strip().splitlines()[-1]
     assert f":{first.pid}:" in error and "until" in error and "(lease)" in error, error
-    out, err = first.communicate(timeout=120)
+    _out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
-    rig.verify(a, 1)
+    rig.verify(1)
     assert rig.committed()["generation"] == 1
 
 
@@ -196,7 +199,7 @@ def test_a_killed_runner_is_replaced_when_its_lease_ends(rig: Rig) -> None:
     taken = run(b, "sync")
     assert taken.returncode == 0, taken.stderr
     assert "took over the lease" in taken.stderr
-    rig.verify(b, 1)
+    rig.verify(1)
     assert rig.committed()["generation"] == 1
 
 
@@ -205,14 +208,13 @@ def test_a_run_whose_lease_was_taken_writes_nothing_back(rig: Rig) -> None:
     first = run(config.path, "fetch")
     assert first.returncode == 0, first.stderr
     before = rig.object("outlets/turns/state.json")
-    with pytest.raises(LeaseError, match="lease lost"):  # noqa: PT012 - the whole run
-        with open_store(config) as store:
-            store.set_meta("work", "done")
-            # Another run takes the lease over (as after this one's had ended).
-            rig.moto.client().put_object(
-                Bucket=rig.state_bucket, Key="outlets/turns/lease.json",
-                Body=b'{"holder": "other", "taken": "2026-01-01T00:00:00+00:00", '
-                     b'"expires": "2099-01-01T00:00:00+00:00"}')
+    with pytest.raises(LeaseError, match="lease lost"), open_store(config) as store:
+        store.set_meta("work", "done")
+        # Another run takes the lease over (as after this one's had ended).
+        rig.moto.client().put_object(
+            Bucket=rig.state_bucket, Key="outlets/turns/lease.json",
+            Body=b'{"holder": "other", "taken": "2026-01-01T00:00:00+00:00", '
+                 b'"expires": "2099-01-01T00:00:00+00:00"}')
     assert rig.object("outlets/turns/state.json") == before
     again = run(config.path, "fetch")
     assert again.returncode == 1 and "in use by other" in again.stderr

@@ -16,7 +16,7 @@ build, publish, sync) runs as::
             needs it, and only then.
     work    on the local copy, as without a url.
     push    renew the lease (If-Match: proof it is still this run's), upload the blobs
-            this run stored, the compressed database and the new roots, then state.json
+            this run stored, the database pages it changed and the new roots, then state.json
             with If-Match on the tag read at pull: the commit.  Then what the commit no
             longer names goes (blobs the store dropped, the replaced database), and the
             lease is released.
@@ -29,7 +29,7 @@ Layout under the prefix::
 
     lease.json              who holds the state, until when
     state.json              the committed state: generation, database object, roots
-    db/<sha256>.sqlite3.gz  database snapshots, by the hash of the raw database
+    db/<sha256>.gz          the database: a base in chunks and page deltas (mirrorkit.dbsync)
     roots/<sha256>          the signed roots of the kept builds
     blobs/<sha256>          the store's blobs, each uploaded once
 
@@ -39,14 +39,12 @@ small part of ``lease`` (NTP does).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
 import os
 import shutil
 import socket
-import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
@@ -55,7 +53,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mirrorkit import dbsync
 from mirrorkit.config import Config
+from mirrorkit.dbsync import DbRef
 from mirrorkit.errors import (
     LeaseError,
     MirrorkitError,
@@ -74,10 +74,10 @@ HEAD = "state.json"
 DB_NAME = "mirrorkit.sqlite3"
 # In the state dir: the state.json this copy was pushed as (absent while a run works on it).
 MARKER = "remote-state.json"
+PAGES = "remote-pages"  # the page digests of the database as last pushed or pulled
 _NO_CACHE = "no-store"
 _BLOB_CACHE = "private, max-age=31536000, immutable"
 _STATE_LIMIT = 1 << 20
-_CHUNK = 1 << 20
 
 
 def holder_name() -> str:
@@ -111,11 +111,12 @@ class Committed:
     """What state.json says: the state as the last successful run wrote it back."""
 
     generation: int = 0
-    db: str | None = None                          # the database snapshot's key
+    db: DbRef | None = None
     roots: dict[str, str] = field(default_factory=dict)  # builds/ path -> sha256
 
     def to_bytes(self, holder: str) -> bytes:
-        return json.dumps({"format": 1, "generation": self.generation, "db": self.db,
+        return json.dumps({"format": 1, "generation": self.generation,
+                           "db": self.db.to_json() if self.db else None,
                            "roots": self.roots, "by": holder,
                            "written": datetime.now(UTC).isoformat()},
                           sort_keys=True, indent=1).encode()
@@ -124,7 +125,7 @@ class Committed:
     def from_bytes(cls, data: bytes, where: str) -> Committed:
         try:
             raw = json.loads(data)
-            return cls(int(raw["generation"]), str(raw["db"]),
+            return cls(int(raw["generation"]), DbRef.from_json(raw["db"]),
                        {str(k): str(v) for k, v in dict(raw["roots"]).items()})
         except (ValueError, KeyError, TypeError) as e:
             raise StateError(f"state.json cannot be read: {e}", where=where,
@@ -151,6 +152,7 @@ class RemoteState:
         self._head_tag: str | None = None   # of state.json as pulled (None: none yet)
         self._head = Committed()
         self._lost: str | None = None
+        self._pages: bytes | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
@@ -245,6 +247,11 @@ class RemoteState:
         self._head_tag = md5_hex(data)
         self._head = Committed.from_bytes(data, f"state {self.url}")
         current = marker.is_file() and marker.read_bytes() == data
+        if current:
+            try:
+                self._pages = (self.dir / PAGES).read_bytes()
+            except OSError:
+                current = False
         if not reading:
             # From here the local copy changes: a run killed now must not trust it later.
             marker.unlink(missing_ok=True)
@@ -257,27 +264,33 @@ class RemoteState:
         except MirrorkitError as e:
             raise self._error(e) from e
         if reading:
-            write_atomic(marker, data)
+            self._mark(data)
         log.info("state %s: generation %d brought down", self.url, self._head.generation)
 
     def _download_db(self) -> None:
-        key = self._head.db
-        packed = self.backend.get(key) if key else None
-        if packed is None:
-            raise StateError(f"{key} is missing", where=f"state {self.url}")
-        raw = gzip.decompress(packed)
-        target = self.dir / DB_NAME
-        for suffix in ("-wal", "-shm"):  # a stale log would be replayed onto the new file
-            Path(f"{target}{suffix}").unlink(missing_ok=True)
-        write_atomic(target, raw)
+        if self._head.db is None:
+            raise StateError("state.json names no database", where=f"state {self.url}")
+        self._pages = dbsync.receive(self._head.db, self._get, self.dir / DB_NAME)
+
+    def _get(self, key: str) -> bytes:
+        data = self.backend.get(key)
+        if data is None:
+            raise StateError(f"{key} is missing", where=f"state {self.url}",
+                             hint="restore it, or remove state.json to start again "
+                                  "from a state dir")
+        return data
+
+    def _mark(self, head: bytes) -> None:
+        """This copy is the committed state ``head`` (for the next run on this disk)."""
+        if self._pages is not None:
+            write_atomic(self.dir / PAGES, self._pages, durable=False)
+            write_atomic(self.dir / MARKER, head)
 
     def _download_roots(self) -> None:
         builds = self.dir / "builds"
         shutil.rmtree(builds, ignore_errors=True)
         for path, sha in self._head.roots.items():
-            data = self.backend.get(f"roots/{sha}")
-            if data is None:
-                raise StateError(f"roots/{sha} is missing", where=f"state {self.url}")
+            data = self._get(f"roots/{sha}")
             target = builds / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
@@ -317,21 +330,20 @@ class RemoteState:
                 roots[path] = sha = _sha(data)
                 if sha not in self._head.roots.values():
                     self._put(f"roots/{sha}", data)
-            raw_sha, packed = _pack_db(self.dir / DB_NAME)
-            new = Committed(self._head.generation + 1, f"db/{raw_sha}.sqlite3.gz", roots)
-            if new.db != self._head.db:
-                self._put(f"db/{raw_sha}.sqlite3.gz", packed)
+            db, self._pages = dbsync.send(self.dir / DB_NAME, self._head.db, self._pages,
+                                          self._put)
+            new = Committed(self._head.generation + 1, db, roots)
             head = new.to_bytes(self.holder)
             self._commit(head)
         except MirrorkitError as e:
             raise self._error(e) from e
-        write_atomic(self.dir / MARKER, head)
+        self._mark(head)
         # What the committed state no longer names.
         gone = [f"blobs/{sha}" for sha in sorted(touched - here)]
         gone += [f"roots/{sha}" for sha in sorted(set(self._head.roots.values())
                                                    - set(roots.values()))]
-        if self._head.db not in (None, new.db):
-            gone.append(str(self._head.db))
+        if self._head.db is not None:
+            gone += sorted(set(self._head.db.objects) - set(db.objects))
         try:
             self.backend.delete(gone)
         except PublishError as e:
@@ -366,45 +378,6 @@ class RemoteState:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _pack_db(path: Path) -> tuple[str, bytes]:
-    """The database, whole and consistent (checkpointed, no writer meanwhile), gzipped;
-    returns the raw file's SHA-256 and the packed bytes."""
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        db.execute("BEGIN IMMEDIATE")  # no writer until the copy is taken
-        digest = hashlib.sha256()
-        out = _Buffer()
-        with path.open("rb") as f, gzip.GzipFile(fileobj=out, mode="wb", compresslevel=3,
-                                                 mtime=0) as z:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-                z.write(chunk)
-        db.execute("ROLLBACK")
-    except (OSError, sqlite3.Error) as e:
-        raise StateError(f"cannot read the database: {e}", where=str(path)) from e
-    finally:
-        db.close()
-    return digest.hexdigest(), out.getvalue()
-
-
-class _Buffer:
-    """A write-only byte sink for GzipFile (a BytesIO without its extra copy)."""
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self._parts.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def getvalue(self) -> bytes:
-        return b"".join(self._parts)
 
 
 @contextmanager
