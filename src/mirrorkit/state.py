@@ -198,9 +198,9 @@ class RemoteState:
         who = lease.holder if lease else "another run"
         until = f" until {lease.expires:%Y-%m-%d %H:%M:%S}Z" if lease else ""
         return LeaseError(
-            f"in use by {who}{until} (lease)", where=f"state {self.url}",
-            hint="another sync of this outlet is running; this run changed nothing. A "
-                 "run that was killed holds it until its lease ends")
+            f"the lease is held by {who}{until}", where=f"state {self.url}",
+            hint="another run of this outlet is at work; this one changed nothing. A run "
+                 "that was killed holds the lease until it ends")
 
     def _renew(self, expires: datetime) -> None:
         """Extend (or with ``expires`` now, release) the lease, if it is still ours."""
