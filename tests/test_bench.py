@@ -72,3 +72,20 @@ def test_startup_quick_prints_every_row() -> None:
         assert re.search(rf"^\| {re.escape(row)} \| \d+\.\d{{3}} \| \d+\.\d{{3}} \|",
                          done.stdout, re.M), (row, done.stdout)
     assert "slowest imports of `mirrorkit --version`" in done.stdout
+
+
+@pytest.mark.timeout(120)
+def test_state_bench_prints_every_run_and_sends_deltas() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "state.py"), "--sizes", "300"], cwd=ROOT,
+        capture_output=True, text=True, timeout=110, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = done.stdout
+    for run in ("first push", "+10 run", "no-op run", "fresh runner"):
+        assert f"| {run}" in out, out
+    # The +10 run sends the database's changed pages, not the whole database again.
+    whole = float(re.search(r"whole, gzipped: ([\d.]+) MB", out)[1])  # type: ignore[index]
+    plus = re.search(r"^\| \+10 run .*\bdb ([\d.]+) MB", out, re.MULTILINE)
+    assert plus and float(plus[1]) < whole, out
