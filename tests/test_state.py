@@ -19,7 +19,7 @@ import pytest
 
 from conftest import MOTO_KEY, MotoServer
 from mirrorkit.config import load
-from mirrorkit.errors import LeaseError
+from mirrorkit.errors import BuildError, LeaseError
 from mirrorkit.sample import SampleOutlet
 from mirrorkit.sign import load_public_key, write_keypair
 from mirrorkit.state import open_store
@@ -219,3 +219,14 @@ def test_a_run_whose_lease_was_taken_writes_nothing_back(rig: Rig) -> None:
     assert rig.object("outlets/turns/state.json") == before
     again = run(config.path, "fetch")
     assert again.returncode == 1 and "lease is held by other until 2099-01-01" in again.stderr
+
+
+def test_a_failed_run_still_writes_back_what_it_did(rig: Rig) -> None:
+    with pytest.raises(BuildError), open_store(load(rig.runner("a"))) as store:
+        store.set_meta("work", "done")  # e.g. articles fetched before the build failed
+        raise BuildError("the build failed")
+    assert rig.committed()["generation"] == 1
+    assert json.loads(rig.object("outlets/turns/lease.json") or b"")["holder"]
+    # Another disk reads it (a command that only reads takes no lease).
+    with open_store(load(rig.runner("b")), exclusive=False) as store:
+        assert store.meta("work") == "done"

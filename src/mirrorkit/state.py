@@ -418,7 +418,7 @@ def open_store(config: Config, *, exclusive: bool = True) -> Iterator[Store]:
                 store.remote = remote
                 try:
                     yield store
-                except Exception:
+                except (Exception, SystemExit):  # not on Ctrl-C: that stops at once
                     _push_after_error(remote, store)
                     raise
             remote.push(store.stored_blobs | store.dropped_blobs)
