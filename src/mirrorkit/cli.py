@@ -75,9 +75,13 @@ class Context:
 
     def store(self, *, exclusive: bool = True) -> AbstractContextManager[Store]:
         """The store, under the state's lease when it is kept in object storage."""
-        from mirrorkit.state import open_store
+        if self.config.state is not None and self.config.state.url:
+            from mirrorkit.state import open_store  # boto3: only for a state in a bucket
 
-        return open_store(self.config, exclusive=exclusive)
+            return open_store(self.config, exclusive=exclusive)
+        from mirrorkit.store import Store
+
+        return Store(self.config.state_dir, exclusive=exclusive)
 
 
 EXAMPLE_ORIGIN = "https://www.example.com/"
