@@ -9,8 +9,10 @@ from pathlib import Path
 
 from mirrorkit.build.render import (
     ARCHIVE_INDEX,
+    FAVICON,
     archive_path,
     article_path,
+    favicon,
     make_environment,
     mirrors_json,
     newest_first,
@@ -109,11 +111,11 @@ def render_site(config: Config, articles: Sequence[Article], *, built: datetime,
     """Every file the build renders that all mirrors share, by path, rendered at once with
     the build's own renderers (the build does the same, a changed part at a time).
     Articles without a ``seq`` are numbered in the order given."""
-    env = make_environment(config.build.templates)
+    env = make_environment(config.build.templates, config.outlet.language)
     css = stylesheet(env)
     style = stylesheet_path(css)
     numbered = [a if a.seq else replace(a, seq=i) for i, a in enumerate(articles, 1)]
-    site = {style: css}
+    site = {style: css, FAVICON: favicon(env)}
     for article in numbered:
         site[article_path(article)] = render_article(env, config, article, style)
     size = config.build.archive_page_size

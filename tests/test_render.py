@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from mirrorkit.build.render import (
     article_path,
     body_html,
+    legacy_article_path,
     make_environment,
     theme_dir,
 )
@@ -182,16 +184,97 @@ def test_pages_are_html5_with_charset_viewport_and_language(site: dict[str, byte
         assert doc.xpath("//head/meta[@charset='utf-8']"), page
         assert doc.xpath("//head/meta[@name='viewport']"), page
         assert doc.xpath("//head/title/text()"), page
-    assert parse(site[article_path(ENGLISH)]).get("lang") == "en"
-    assert parse(site[article_path(RUSSIAN)]).get("lang") == "ru"
-    assert parse(site["index.html"]).get("lang") == "en"
+    # Every page speaks the interface's language; an article carries its own.
+    for page in pages(site):
+        assert parse(site[page]).get("lang") == "en", page
+    russian = parse(site[article_path(RUSSIAN)]).xpath("//article")[0]
+    assert (russian.get("lang"), russian.get("dir")) == ("ru", "ltr")
 
 
-def test_right_to_left_languages_get_dir_rtl(tmp_path: Path) -> None:
+def test_right_to_left_articles_get_dir_rtl(tmp_path: Path) -> None:
     persian = make_article("https://www.example.com/fa/news-1", "خبر", language="fa")
     site = render_site(make_config(tmp_path), [persian], built=BUILT, version=1)
-    root = parse(site[article_path(persian)])
-    assert (root.get("lang"), root.get("dir")) == ("fa", "rtl")
+    doc = parse(site[article_path(persian)])
+    assert (doc.get("lang"), doc.get("dir")) == ("en", "ltr")
+    article = doc.xpath("//article")[0]
+    assert (article.get("lang"), article.get("dir")) == ("fa", "rtl")
+
+
+def localized(tmp_path: Path, language: str) -> dict[str, bytes]:
+    config = make_config(tmp_path)
+    config = replace(config, outlet=replace(config.outlet, language=language))
+    return render_site(config, ARTICLES, built=BUILT, version=3, public_key="KEY")
+
+
+@pytest.mark.parametrize(
+    ("language", "direction", "labels", "date"),
+    [
+        pytest.param("fa", "rtl", ["صفحهٔ اصلی", "بایگانی", "آینه‌ها", "اشتراک:"],
+                     "20 مارس 2024", id="persian"),
+        pytest.param("ru", "ltr", ["Главная", "Архив", "Зеркала", "Подписаться:"],
+                     "20 марта 2024\u202fг.", id="russian"),
+        pytest.param("uk", "ltr", ["Головна", "Архів", "Дзеркала", "Підписатися:"],
+                     "20 березня 2024\u202fр.", id="ukrainian"),
+        pytest.param("fa-IR", "rtl", ["صفحهٔ اصلی"], "20 مارس 2024", id="region-tag"),
+    ],
+)
+def test_outlet_language_picks_labels_direction_and_dates(
+        tmp_path: Path, language: str, direction: str, labels: list[str], date: str) -> None:
+    site = localized(tmp_path, language)
+    for page in pages(site):
+        doc = parse(site[page])
+        assert (doc.get("lang"), doc.get("dir")) == (language, direction), page
+        assert "Home" not in doc.xpath("string(//footer)"), page
+    home = parse(site["index.html"]).text_content()
+    assert all(label in home for label in labels)
+    assert date in parse(site["index.html"]).xpath("string(//footer//time)")
+    mirrors = parse(site["mirrors.html"]).text_content()
+    assert "Verify this copy" not in mirrors and "If one address" not in mirrors
+    english = parse(site[article_path(ENGLISH)]).xpath("//article")[0]
+    assert (english.get("lang"), english.get("dir")) == ("en", "ltr")
+
+
+def test_unknown_language_keeps_english_labels(tmp_path: Path) -> None:
+    site = localized(tmp_path, "sw")
+    doc = parse(site["index.html"])
+    assert doc.get("lang") == "sw" and "Subscribe:" in doc.text_content()
+
+
+def test_every_catalog_translates_every_label() -> None:
+    """The shipped catalogs are complete for what the templates say now (extracted with
+    Babel's own extractor, as ``pybabel extract -F babel.cfg`` does)."""
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.pofile import read_po
+
+    from mirrorkit.build import i18n
+
+    method_map = [("**.html", "jinja2.ext.babel_extract")]
+    options = {"**.html": {"extensions": "jinja2.ext.i18n", "trim_blocks": "True",
+                           "lstrip_blocks": "True"}}
+    labels = {m[2] for m in extract_from_dir(str(theme_dir()), method_map, options)}
+    assert len(labels) > 20
+    with (i18n.locale_dir() / "messages.pot").open("rb") as f:
+        assert {m.id for m in read_po(f) if m.id} == labels, "run pybabel extract"
+    assert i18n.shipped() == ["fa", "ru", "uk"]
+    for language in i18n.shipped():
+        path = i18n.catalog_path(language)
+        assert path is not None
+        with path.open("rb") as f:
+            catalog = read_po(f)
+        done = {m.id for m in catalog if m.id and m.string and not m.fuzzy}
+        assert done == labels, (language, labels - done)
+        for message in catalog:
+            if message.id:  # the same placeholders and tags
+                assert sorted(re.findall(r"%\(\w+\)s|<[^>]+>", message.id)) == sorted(
+                    re.findall(r"%\(\w+\)s|<[^>]+>", message.string)), message.id
+
+
+def test_stylesheet_has_no_physical_left_or_right() -> None:
+    css = (theme_dir() / "style.css").read_text()
+    assert not re.search(r"(margin|padding|border)-(left|right)|float|text-align: *(left|right)",
+                         css)
+    for name in ("article.html", "base.html", "index.html"):
+        assert "←" not in (theme_dir() / name).read_text()
 
 
 def test_article_page_shows_what_a_reader_needs(site: dict[str, bytes]) -> None:
@@ -199,7 +282,7 @@ def test_article_page_shows_what_a_reader_needs(site: dict[str, bytes]) -> None:
     assert doc.xpath("string(//h1)") == RUSSIAN.title
     assert "Иван Петров, Мария Смирнова" in doc.xpath("string(//*[@class='byline'])")
     assert doc.xpath("//time/@datetime") == ["2024-03-05T09:30:00Z"]
-    assert doc.xpath("string(//time)") == "2024-03-05 09:30 UTC"
+    assert doc.xpath("string(//time)") == "March 5, 2024 09:30 UTC"
     original = doc.xpath("//*[@class='original']")[0]
     assert original.text_content().startswith("Original: ")
     assert original.xpath(".//a/@href") == [RUSSIAN.url]
@@ -227,8 +310,8 @@ def test_home_shows_at_most_home_articles(tmp_path: Path) -> None:
 def test_pointers_carry_version_and_verify_hint(site: dict[str, bytes]) -> None:
     for page in ("index.html", "mirrors.html"):
         footer = parse(site[page]).xpath("string(//footer)")
-        assert "Version 7, built 2024-03-20 12:00 UTC." in footer
-        assert "Verify this copy: see mirrors.html" in footer
+        assert "Version 7, built March 20, 2024 12:00 UTC." in footer
+        assert "Other mirrors and how to verify this copy" in footer
 
 
 def test_mirrors_page_tells_how_to_verify(tmp_path: Path) -> None:
@@ -330,8 +413,11 @@ def test_template_mistake_is_a_one_line_build_error(tmp_path: Path) -> None:
                      "city-council-votes", id="extension-dropped"),
         pytest.param("https://x.org/news/Big_Story/", "big-story", id="trailing-slash"),
         pytest.param("https://x.org/caf%C3%A9-cr%C3%A8me", "cafe-creme", id="accents"),
-        pytest.param("https://x.org/%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8", "article",
-                     id="cyrillic-only"),
+        pytest.param("https://x.org/%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8", "novosti",
+                     id="cyrillic-transliterated"),
+        pytest.param("https://x.org/fa/%D8%B3%D9%84%D8%A7%D9%85.html", "slm", id="persian"),
+        pytest.param("https://x.org/news/%D0%B4%D0%B5%D0%BD%D1%8C-2-day", "2-day",
+                     id="latin-kept-as-before"),
         pytest.param("https://x.org/", "article", id="no-path"),
         pytest.param("https://x.org/article.php?id=42", "article", id="query-only"),
         pytest.param("https://x.org/" + "a" * 100, "a" * 60, id="long"),
@@ -397,3 +483,10 @@ def test_the_verify_page_ships_the_key_and_works_without_javascript(
     assert "minisign -Vm manifest.json -p outlet.pub" in text
     assert "| sha256sum -c --quiet" in text
     assert PAGE_KEY.to_text().strip() in text
+
+
+def test_legacy_path_is_renderer_2s_bare_id_for_non_latin_urls() -> None:
+    article = make_article("https://x.org/%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8", "t")
+    assert legacy_article_path(article) == f"articles/article-{article.id}/index.html"
+    assert article_path(article) == f"articles/novosti-{article.id}/index.html"
+    assert legacy_article_path(ENGLISH) == article_path(ENGLISH)

@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterator
 from email.message import Message
+from html import escape
 
 import aiohttp
 import feedparser
@@ -126,9 +127,29 @@ def test_article_page_is_a_realistic_hostile_page(outlet: SampleOutlet) -> None:
                  f"<h1>{article.title}</h1>", 'property="article:published_time"',
                  f'<meta name="author" content="{article.authors[0]}">'):
         assert part in page
+    up = "../" * article.path.count("/")  # images by relative URL from any depth
     for name in article.images:
-        assert f'src="../images/{name}.png"' in page
+        assert f'src="{up}images/{name}.png"' in page
     assert page.count("<figure>") == 2
+
+
+def test_articles_live_at_the_paths_real_outlets_use(outlet: SampleOutlet) -> None:
+    """Dated and extensionless, trailing slash, percent-encoded Cyrillic, and a query:
+    the paths mirrors must also serve (or report) for a swapped host to work."""
+    paths = {a.path for a in outlet.articles}
+    assert "2026/10/30/harwick-council-approves-tram-extension-a12345" in paths
+    assert "news/alder-valley-heavy-rain-warning/" in paths
+    assert "story.php?id=31" in paths
+    cyrillic = [p for p in paths if p.startswith("ru/%D")]
+    assert len(cyrillic) == 2 and any(p.endswith("/") for p in cyrillic)
+    assert sum(p.startswith("articles/") for p in paths) == len(paths) - 5
+    for article in outlet.articles:
+        if not article.path.startswith("articles/"):
+            status, _, body = fetch(article.url)
+            assert status == 200, article.url
+            assert escape(article.title) in body.decode(article.encoding)
+    assert fetch(outlet.url + "story.php?id=32")[0] == 404
+    assert fetch(outlet.url + "articles/school-meals-review.html")[0] == 404
 
 
 @pytest.mark.parametrize(

@@ -64,16 +64,19 @@ MAX_SIGNATURE_SIZE = 4096
 # Files per bin the bin count aims at: parts of about 20 KiB.
 BIN_TARGET = 128
 
-_SAFE_PATH = re.compile(r"^[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$")
+# Segments of letters and digits of any script (an outlet's own paths may be Cyrillic)
+# and ``._~-``; an object store's key may end in "/" (a page at an outlet's own path).
+_SAFE_PATH = re.compile(r"^[\w.~-]+(/[\w.~-]+)*/?$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def check_path(path: str) -> str:
     """A site path is relative, normalized, and never climbs out of the site root."""
+    body = path.removesuffix("/")
     if (
-        not _SAFE_PATH.match(path)
-        or posixpath.normpath(path) != path
-        or any(part in (".", "..") for part in path.split("/"))
+        not _SAFE_PATH.fullmatch(path)
+        or posixpath.normpath(body) != body
+        or any(part in (".", "..") for part in body.split("/"))
     ):
         raise ValueError(f"unsafe site path: {path!r}")
     return path
@@ -83,6 +86,8 @@ def media_type(path: str) -> str:
     if path.endswith(".minisig"):
         return "text/plain; charset=utf-8"
     kind, _ = mimetypes.guess_type(path)
+    if kind is None and "." not in path.rpartition("/")[2]:
+        kind = "text/html"  # an outlet's own path without extension: a page (build/aliases)
     kind = kind or "application/octet-stream"
     if kind.startswith("text/") or kind in ("application/json", "application/xml"):
         kind += "; charset=utf-8"

@@ -143,6 +143,16 @@ CREATE TABLE aliases (
     article_url TEXT NOT NULL
 );
 """,
+    # 4: the outlet's own paths on the mirrors (build/aliases.py): which article holds
+    # each, per style of mirror; '' when two articles claimed it (then neither does).
+    """
+CREATE TABLE origin_paths (
+    style TEXT NOT NULL,
+    path TEXT NOT NULL,
+    article TEXT NOT NULL,
+    PRIMARY KEY (style, path)
+);
+""",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -587,6 +597,16 @@ class Store:
             self._garbage(sha, now)
         self._q("DELETE FROM files WHERE mirror = ?", (mirror,))
         self.set_parts(mirror, [], now)
+
+    def origin_path_owner(self, style: str, path: str) -> str | None:
+        """The article id holding an origin path: None if free, '' if contested."""
+        row = self._one("SELECT article FROM origin_paths WHERE style = ? AND path = ?",
+                        (style, path))
+        return str(row[0]) if row else None
+
+    def set_origin_path_owner(self, style: str, path: str, article: str) -> None:
+        self._q("INSERT OR REPLACE INTO origin_paths (style, path, article)"
+                " VALUES (?, ?, ?)", (style, path, article))
 
     def built_mirrors(self) -> list[str]:
         return [r[0] for r in self._q("SELECT DISTINCT mirror FROM parts")]

@@ -39,12 +39,15 @@ from pathlib import Path
 
 import jinja2
 
-from mirrorkit.build import offline, sitemap
+from mirrorkit.build import aliases, i18n, offline, sitemap
 from mirrorkit.build.render import (
     ARCHIVE_INDEX,
+    FAVICON,
     VERIFY_PAGE,
     archive_path,
     article_path,
+    favicon,
+    legacy_article_path,
     make_environment,
     mirrors_json,
     render_archive_index,
@@ -93,7 +96,7 @@ __all__ = [
 KEEP_BUILDS = 3
 SHARED = ""  # the files table's mirror name for files every mirror serves
 # Bumped when the renderer itself changes what it writes: every page is rebuilt then.
-RENDERER = "2"
+RENDERER = "3"
 
 Progress = Callable[[str], None]
 
@@ -107,6 +110,8 @@ class BuildStats:
     parts: int = 0             # manifest parts re-encoded (all mirrors)
     full: bool = False
     changed_paths: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    # Articles rendered now that have no page at their origin path, and why.
+    not_swappable: dict[str, str] = field(default_factory=dict)  # url -> reason
 
 
 def latest_bundle(store: Store) -> Bundle | None:
@@ -122,7 +127,7 @@ def inputs_fingerprint(config: Config, env: jinja2.Environment | None = None) ->
     templates (the user's and the theme's), the config values pages show, and the
     mirrors.  A change rebuilds what depends on it, without a manual ``build``."""
     return hashlib.sha256(json.dumps({
-        "pages": _pages_fingerprint(config, env or make_environment(config.build.templates)),
+        "pages": _pages_fingerprint(config, env or make_environment(config.build.templates, config.outlet.language)),
         "build": [config.build.home_articles, config.build.feed_items],
         "cache": [config.publish.cache_front.total_seconds(),
                   config.publish.cache_pages.total_seconds()],
@@ -137,6 +142,8 @@ def _pages_fingerprint(config: Config, env: jinja2.Environment) -> str:
         h.update(f"\0{name}\0{len(data)}\0".encode())
         h.update(data)
     outlet = config.outlet
+    catalog = i18n.catalog_path(outlet.language)
+    h.update(catalog.read_bytes() if catalog else b"")
     h.update(json.dumps([outlet.id, outlet.name, outlet.origin, outlet.language,
                          outlet.description, config.build.archive_page_size]).encode())
     return h.hexdigest()
@@ -168,7 +175,7 @@ def build_with_stats(config: Config, store: Store, *, now: datetime | None = Non
     # Space first: what no version needs goes before anything new is written, so a
     # nearly full disk can still take the next build.
     _prune(store, store.last_version(), started - config.publish.grace)
-    env = make_environment(config.build.templates)
+    env = make_environment(config.build.templates, config.outlet.language)
     version = store.last_version() + 1
     final = store.builds_dir / f"{version:06d}"
     tmp = store.builds_dir / f".{version:06d}.tmp"
@@ -222,6 +229,9 @@ class _Build:
         self.page_age = int(config.publish.cache_pages.total_seconds())
         self.stats.full = self.full
         self._stubs: dict[int, list[Article]] = {}  # one sitemap file's articles at a time
+        # Directory style always: the offline copy every mirror serves is a directory.
+        self.styles = sorted({aliases.STYLES[m.type] for m in config.mirrors
+                              if m.type in aliases.STYLES} | {aliases.DIR})
 
     # -- recording files ----------------------------------------------------------------
 
@@ -255,6 +265,7 @@ class _Build:
         js = verify_script(self.env)
         script = verify_script_path(js)
         self.put(SHARED, script, js, max_age=0, mutable=False)
+        self.put(SHARED, FAVICON, favicon(self.env), max_age=self.page_age)
 
         store.number_articles()
         size = config.build.archive_page_size
@@ -271,10 +282,12 @@ class _Build:
         dirty_seqs: list[int] = []
         for n, article in enumerate(changed, 1):
             self._article(article, style)
+            self._aliases(article, style, self.styles)
             self.meter.advance()
             dirty_seqs.append(article.seq)
             if n % 5000 == 0:
                 self.say(f"  {n} article pages rendered")
+        self._alias_styles(style)
         dirty_pages |= {(seq - 1) // size + 1 for seq in dirty_seqs if seq > 0}
         if self.full:
             dirty_pages = set(range(1, pages + 1))
@@ -314,6 +327,8 @@ class _Build:
             self._offline_zip(mirrors, secret)
         for gone in set(store.built_mirrors()) - {m.name for m in config.mirrors}:
             store.drop_mirror(gone, self.now)
+        for mirror in config.mirrors:
+            store.set_meta(f"groups:{mirror.name}", json.dumps(_groups(mirror)))
 
         for mirror_name, path in store.expire_retired(self.now - config.publish.grace):
             self.stats.changed_paths[mirror_name].add(path)
@@ -332,7 +347,7 @@ class _Build:
                         expires=self.created + config.signing.expires_after,
                         key_id=secret.public.key_id_hex, mirror=first, mirrors=mirrors,
                         parts=())
-        data = offline.make_zip((f.entry() for f in _entries(store, first)),
+        data = offline.make_zip((f.entry() for f in _copy_entries(store, first)),
                                 lambda e: store.read_blob(e.sha256, e.size), root,
                                 functools.partial(_sign_with, secret))
         self.put(SHARED, offline.OFFLINE_PATH, data, max_age=self.page_age)
@@ -340,8 +355,14 @@ class _Build:
         self.say(f"  offline copy made: {len(data) / 1e6:.1f} MB")
 
     def _article(self, article: Article, style: str) -> None:
-        self.render(SHARED, article_path(article),
-                    render_article(self.env, self.config, article, style), front=False)
+        page = render_article(self.env, self.config, article, style)
+        self.render(SHARED, article_path(article), page, front=False)
+        legacy = legacy_article_path(article)
+        old = self.store.site_file(SHARED, legacy) if legacy != article_path(article) else None
+        if old is not None and old.retired is None:
+            # Published by renderer 2 under a bare id: links to it keep working.
+            self.render(SHARED, legacy, render_article(self.env, self.config, article, style,
+                                                       at=legacy), front=False)
         for name in article.media:
             if f"media/{name}" in self.written[SHARED]:
                 continue  # an image shared with an article already built
@@ -351,6 +372,67 @@ class _Build:
                                  where=f"{article.url}: {name}")
             self.record(SHARED, SiteFile(f"media/{name}", info.sha256, info.size,
                                          info.media_type, mutable=False, max_age=0))
+
+    def _aliases(self, article: Article, style: str, styles: Iterable[str]) -> None:
+        """The article's page at its origin path on each style of mirror, or a report."""
+        key = aliases.origin_key(article.url)
+        pages: dict[str, bytes] = {}  # by depth: the same page serves paths as deep
+        for kind in styles:
+            path = key if isinstance(key, aliases.NotSwappable) else aliases.site_path(key, kind)
+            problem = self._alias_problem(article, kind, path)
+            if problem is not None:
+                self.stats.not_swappable[problem.url] = problem.reason
+                continue
+            assert isinstance(path, str)
+            depth = path.count("/")
+            if depth not in pages:
+                pages[depth] = render_article(self.env, self.config, article, style, at=path)
+            data = pages[depth]
+            self.stats.rendered += 1
+            self.record(aliases.group(kind), SiteFile(
+                path, self.store.put_blob(data), len(data), aliases.HTML, True, self.page_age))
+
+    def _alias_problem(self, article: Article, kind: str,
+                       path: str | aliases.NotSwappable | None) -> aliases.NotSwappable | None:
+        if isinstance(path, aliases.NotSwappable):
+            return path
+        if path is None:
+            return aliases.NotSwappable(article.url, "its path has a folder named like a page")
+        if self.store.site_file(SHARED, path) is not None:
+            return aliases.NotSwappable(article.url, "its path clashes with the site's own files")
+        owner = self.store.origin_path_owner(kind, path)
+        if owner is None:
+            self.store.set_origin_path_owner(kind, path, article.id)
+        elif owner != article.id:
+            if owner:  # the first holder loses it too: a link could mean either article
+                self.store.set_origin_path_owner(kind, path, "")
+                self.store.retire_site_file(aliases.group(kind), path, self.now)
+                self.stats.changed_paths[aliases.group(kind)].add(path)
+            return aliases.NotSwappable(article.url, "another article has the same path"
+                                        " (with another query or host)")
+        return None
+
+    def _alias_styles(self, style: str) -> None:
+        """A style of mirror new to this store gets every article's alias; a style no
+        mirror has any more loses them; and what could not be placed is reported."""
+        store = self.store
+        for kind in self.styles:
+            if self.full or store.meta(f"aliases:{kind}") is None:
+                if not self.full:
+                    for article in store.iter_articles():
+                        self._aliases(article, style, [kind])
+                self._retire_unwritten(aliases.group(kind))
+                store.set_meta(f"aliases:{kind}", "1")
+        for kind in {aliases.KEY, aliases.DIR} - set(self.styles):
+            if store.meta(f"aliases:{kind}") is not None:
+                store.drop_mirror(aliases.group(kind), self.now)
+                store.drop_meta(f"aliases:{kind}")
+        refused = self.stats.not_swappable
+        for url, reason in list(refused.items())[:10]:
+            self.say(f"  not reachable at its own path: {url}: {reason}")
+        if len(refused) > 10:
+            self.say(f"  ... and {len(refused) - 10} more articles not reachable at their"
+                     " own paths")
 
     def _archive_page(self, page: int, pages: int, size: int, style: str) -> None:
         articles = self.store.articles_by_seq((page - 1) * size + 1, page * size)
@@ -400,17 +482,18 @@ class _Build:
         store, name = self.store, mirror.name
         old = store.parts(name)
         previous_root = _previous_root(store, name)
-        bins = choose_bins(store.site_file_count(SHARED) + store.site_file_count(name))
+        groups = _groups(mirror)
+        bins = choose_bins(sum(store.site_file_count(g) for g in groups))
         if len(old) == bins and previous_root is not None:
             parts: list[PartRef] = list(old)
-            changed = self.stats.changed_paths[SHARED] | self.stats.changed_paths[name]
+            changed = set().union(*(self.stats.changed_paths[g] for g in groups))
             dirty: Iterable[int] = sorted({bin_of(p, bins) for p in changed})
         else:
             parts = [PartRef("", 0)] * bins
             dirty = range(bins)
         for index in dirty:
             low, high = bin_range(index, bins)
-            files = store.site_files(SHARED, low, high) + store.site_files(name, low, high)
+            files = [f for g in groups for f in store.site_files(g, low, high)]
             raw = encode_part(f.entry() for f in files)
             parts[index] = PartRef(store.put_blob(raw), len(raw))
             self.stats.parts += 1
@@ -472,8 +555,8 @@ def write_archive(bundle: Bundle, mirror: str, out: Path, sign: offline.Signer) 
     bytes."""
     source = bundle.source(mirror)
     root = Manifest.from_bytes(source.root())
-    data = offline.make_zip((f.entry() for f in _entries(bundle.store, mirror)), source.read,
-                            root, sign)
+    data = offline.make_zip((f.entry() for f in _copy_entries(bundle.store, mirror)),
+                            source.read, root, sign)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
@@ -485,8 +568,17 @@ def write_archive(bundle: Bundle, mirror: str, out: Path, sign: offline.Signer) 
     return out
 
 
-def _entries(store: Store, mirror: str) -> list[SiteFile]:
-    return store.site_files(SHARED) + store.site_files(mirror)
+def _groups(mirror: MirrorConfig) -> list[str]:
+    """The files table's names for what ``mirror`` serves: shared files, the outlet's own
+    paths in its mirror's style, its own files."""
+    style = aliases.STYLES.get(mirror.type)
+    return [SHARED, *([aliases.group(style)] if style else []), mirror.name]
+
+
+def _copy_entries(store: Store, mirror: str) -> list[SiteFile]:
+    """What an offline copy of ``mirror`` holds: a directory's layout of its site (the
+    outlet's own paths as ``PATH/index.html``, never an object store's ``PATH/`` key)."""
+    return [f for g in (SHARED, aliases.group(aliases.DIR), mirror) for f in store.site_files(g)]
 
 
 def _prune(store: Store, version: int, before: datetime) -> None:

@@ -30,7 +30,9 @@ from urllib.parse import unquote, urlsplit
 
 import jinja2
 from markupsafe import Markup
+from slugify import slugify
 
+from mirrorkit.build import i18n
 from mirrorkit.config import Config, MirrorConfig
 from mirrorkit.errors import BuildError
 from mirrorkit.models import MEDIA_SCHEME, Article
@@ -39,9 +41,12 @@ from mirrorkit.sign import PublicKey
 
 __all__ = [
     "ARCHIVE_INDEX",
+    "FAVICON",
     "archive_path",
     "article_path",
     "body_html",
+    "favicon",
+    "legacy_article_path",
     "make_environment",
     "mirrors_json",
     "newest_first",
@@ -64,8 +69,6 @@ _SLUG_MAX = 60
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 # Extensions that say how the origin serves a page, not what it is about.
 _PAGE_EXTENSION = re.compile(r"\.(?:s?html?|php\d?|aspx?|jspx?|cgi)$")
-# Primary language subtags written right to left; pages in them get dir="rtl".
-_RTL = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "ps", "sd", "ug", "ur", "yi"})
 _SUMMARY_CHARS = 280
 
 
@@ -74,26 +77,41 @@ _SUMMARY_CHARS = 280
 def article_path(article: Article) -> str:
     """``articles/<slug>-<id>/index.html``: a readable, ASCII-only, collision-free path.
 
-    The slug comes from the last segment of the article's URL and is only for people;
-    the article id (as unique as the store's primary key) makes the path unique.  The
-    path depends on this article alone, so it never moves when other articles arrive.
+    The slug comes from the last segment of the article's URL (never from its title, so
+    an edited headline does not move the page) and is only for people; the article id
+    (as unique as the store's primary key) makes the path unique.  The path depends on
+    this article alone, so it never moves when other articles arrive.
     """
     return _article_path(article.url, article.id)
 
 
+def legacy_article_path(article: Article) -> str:
+    """The path renderer 2 gave: non-Latin segments became a bare ``article-<id>``.
+    Pages published there stay there too (see the build), so no shared link breaks."""
+    return _article_path(article.url, article.id, transliterate=False)
+
+
 @functools.lru_cache(maxsize=1 << 16)
-def _article_path(url: str, article_id: str) -> str:
+def _article_path(url: str, article_id: str, *, transliterate: bool = True) -> str:
     # Cached: home, archive pages, feeds and sitemaps all name the same articles.
     try:
-        segment = urlsplit(url).path.rstrip("/").rpartition("/")[2]
+        segment = unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2])
     except ValueError:  # a URL urlsplit cannot read still gets a path
         segment = ""
-    # NFKD splits accented letters into letter + mark, so "Café" keeps its "Cafe".
-    ascii_text = unicodedata.normalize("NFKD", unquote(segment)).encode("ascii", "ignore")
-    name = _PAGE_EXTENSION.sub("", ascii_text.decode("ascii").lower())
-    slug = _NOT_SLUG.sub("-", name).strip("-")[:_SLUG_MAX].strip("-") or "article"
+    slug = _ascii_slug(segment)
+    if not slug and transliterate:
+        # Only what has no Latin letters is transliterated: a Latin slug stays as
+        # renderer 2 made it, so upgrading moves none of those pages.
+        slug = _ascii_slug(slugify(_PAGE_EXTENSION.sub("", segment.lower())))
     tag = _NOT_SLUG.sub("", article_id.lower())
-    return f"articles/{slug}-{tag}/index.html"
+    return f"articles/{slug or 'article'}-{tag}/index.html"
+
+
+def _ascii_slug(segment: str) -> str:
+    # NFKD splits accented letters into letter + mark, so "Café" keeps its "Cafe".
+    ascii_text = unicodedata.normalize("NFKD", segment).encode("ascii", "ignore")
+    name = _PAGE_EXTENSION.sub("", ascii_text.decode("ascii").lower())
+    return _NOT_SLUG.sub("-", name).strip("-")[:_SLUG_MAX].strip("-")
 
 
 def body_html(article: Article, media_prefix: str) -> str:
@@ -133,15 +151,11 @@ def iso_time(value: datetime) -> str:
     return utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def human_time(value: datetime) -> str:
-    # Numeric and in UTC: readable in every language the theme does not translate into.
-    return utc(value).strftime("%Y-%m-%d %H:%M UTC")
-
-
 # -- templates ----------------------------------------------------------------------------
 
-def make_environment(user_templates: Path | None) -> jinja2.Environment:
-    """A Jinja environment over the user's templates (if any), then the packaged theme.
+def make_environment(user_templates: Path | None, language: str = "en") -> jinja2.Environment:
+    """A Jinja environment over the user's templates (if any), then the packaged theme,
+    speaking ``language`` (labels from its catalog, dates in its words).
 
     The packaged theme is :func:`mirrorkit.resources.theme_dir`: inside the wheel, or the
     repository's ``templates/`` in an editable install.
@@ -161,9 +175,21 @@ def make_environment(user_templates: Path | None) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
-    env.filters.update(iso=iso_time, human=human_time, summary=summary_text,
-                       day=lambda value: utc(value).strftime("%Y-%m-%d"))
+    env.install_gettext_translations(  # type: ignore[attr-defined]  # added by the extension
+        i18n.translations(language), newstyle=True)
+
+    def lang_attrs(article: Article) -> Markup:
+        """``lang``/``dir`` for an article listed on a page when it is in another language."""
+        if not article.language or article.language == language:
+            return Markup("")
+        return Markup(' lang="{}" dir="{}"').format(article.language,
+                                                    i18n.direction(article.language))
+
+    env.filters.update(iso=iso_time, summary=summary_text, lang_attrs=lang_attrs,
+                       human=functools.partial(i18n.human_time, language=language),
+                       day=functools.partial(i18n.day, language=language))
     env.globals["article_path"] = article_path
     return env
 
@@ -191,14 +217,16 @@ def _raw(env: jinja2.Environment, name: str) -> bytes:
     return source.encode("utf-8")
 
 
-def _page(config: Config, *, lang: str, root: str, stylesheet: str,
+def _page(config: Config, *, root: str, stylesheet: str,
           version: int | None = None, built: datetime | None = None) -> dict[str, Any]:
-    """What every page template gets; ``root`` leads from the page to the site root."""
+    """What every page template gets; ``root`` leads from the page to the site root.
+    Every page speaks the outlet's language (an article's own is on its element)."""
+    lang = config.outlet.language
     return {
         "stylesheet": stylesheet,
         "outlet": config.outlet,
         "lang": lang,
-        "dir": "rtl" if lang.split("-")[0].lower() in _RTL else "ltr",
+        "dir": i18n.direction(lang),
         "root": root,
         # None on article pages: they must not change with every build.
         "version": version,
@@ -224,13 +252,19 @@ VERIFY_PAGE = "verify.html"
 
 
 def render_article(env: jinja2.Environment, config: Config, article: Article,
-                   stylesheet: str) -> bytes:
-    path = article_path(article)
+                   stylesheet: str, *, at: str | None = None) -> bytes:
+    """The article's page at its canonical path, or ``at`` another site path (the
+    outlet's own, :mod:`mirrorkit.build.aliases`), whose links lead from there and which
+    names the canonical page."""
+    path = at or article_path(article)
     root = "../" * path.count("/")
-    context = _page(config, lang=article.language or config.outlet.language, root=root,
-                    stylesheet=stylesheet)
+    context = _page(config, root=root, stylesheet=stylesheet)
+    lang = article.language or config.outlet.language
     context.update(
         article=article,
+        article_lang=lang,
+        article_dir=i18n.direction(lang),
+        canonical=article_path(article) if at else None,
         date=article.published or article.updated,
         body=Markup(body_html(article, root)),  # noqa: S704 - sanitized at fetch
     )
@@ -242,7 +276,7 @@ def render_archive_page(env: jinja2.Environment, config: Config, page: int, page
     """Archive page ``page`` of ``pages``: its articles, newest first, and links to the
     pages beside it.  It changes only when one of its articles does, or when the page
     after it first appears."""
-    context = _page(config, lang=config.outlet.language, root="../", stylesheet=stylesheet)
+    context = _page(config, root="../", stylesheet=stylesheet)
     context.update(
         page=page, pages=pages, articles=newest_first(articles),
         older=archive_path(page - 1).removeprefix("archive/") if page > 1 else None,
@@ -255,7 +289,7 @@ def render_archive_index(env: jinja2.Environment, config: Config,
                          pages: Sequence[tuple[int, int, datetime | None, datetime | None]],
                          stylesheet: str) -> bytes:
     """Every archive page, newest first, with how many articles it holds and their dates."""
-    context = _page(config, lang=config.outlet.language, root="../", stylesheet=stylesheet)
+    context = _page(config, root="../", stylesheet=stylesheet)
     context["pages"] = [
         {"href": archive_path(n).removeprefix("archive/"), "number": n, "count": count,
          "first": first, "last": last}
@@ -266,7 +300,7 @@ def render_archive_index(env: jinja2.Environment, config: Config,
 
 def render_home(env: jinja2.Environment, config: Config, newest: Sequence[Article], *,
                 pages: int, version: int, built: datetime, stylesheet: str) -> bytes:
-    context = _page(config, lang=config.outlet.language, root="", version=version,
+    context = _page(config, root="", version=version,
                     built=built, stylesheet=stylesheet)
     context.update(articles=newest_first(newest),
                    newest_archive=archive_path(pages) if pages else None)
@@ -277,7 +311,7 @@ def render_mirrors(env: jinja2.Environment, config: Config, *, version: int,
                    built: datetime, stylesheet: str, public_key: str | None) -> bytes:
     """The mirrors page; ``public_key`` (the minisign public key's text) is shown beside
     the verify instructions."""
-    context = _page(config, lang=config.outlet.language, root="", version=version,
+    context = _page(config, root="", version=version,
                     built=built, stylesheet=stylesheet)
     context.update(mirrors=config.mirrors, public_key=public_key)
     return _render(env, "mirrors.html", context)
@@ -317,6 +351,14 @@ def theme_files(env: jinja2.Environment) -> dict[str, bytes]:
 
 def stylesheet(env: jinja2.Environment) -> bytes:
     return _raw(env, "style.css")
+
+
+FAVICON = "favicon.svg"
+
+
+def favicon(env: jinja2.Environment) -> bytes:
+    """The site's icon, linked from every page (so browsers ask for no /favicon.ico)."""
+    return _raw(env, FAVICON)
 
 
 def mirrors_json(config: Config, *, built: datetime) -> bytes:

@@ -70,6 +70,9 @@ class LocalBackend(Backend):
             check_path(path)
         except ValueError as e:
             raise PublishError(str(e), where=f"mirror {self.name}") from e
+        if path.endswith("/"):
+            raise PublishError(f"a directory cannot hold a file at {path!r}",
+                               where=f"mirror {self.name}")
         if path.split("/", 1)[0] in (TMP_DIR, LOCK_FILE):
             raise PublishError(f"reserved site path: {path!r}", where=f"mirror {self.name}")
         target = self.root / path

@@ -51,10 +51,15 @@ class SampleArticle:
     encoding: str = "utf-8"
     updated: datetime | None = None
     url: str = field(default="", compare=False)
+    # Where the outlet serves it, when not at ``articles/<slug>.html``: dated,
+    # extensionless, trailing-slash, percent-encoded Cyrillic and query paths, as real
+    # outlets have (mirrors serve every article at its outlet's path too).
+    route: str = ""
 
     @property
     def path(self) -> str:
-        return f"articles/{self.slug}.html"
+        """The URL path (relative to the outlet's root, percent-encoded, maybe a query)."""
+        return self.route or f"articles/{self.slug}.html"
 
     @property
     def modified(self) -> datetime:
@@ -102,6 +107,7 @@ def sample_articles() -> tuple[SampleArticle, ...]:
             paragraphs=tuple(entry["paragraphs"]),
             images=tuple(entry["images"]),
             encoding=entry["encoding"],
+            route=entry.get("path", ""),
         )
         for entry in _load()["articles"]
     ]

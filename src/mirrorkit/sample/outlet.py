@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 from email.utils import format_datetime
 from html import escape
 from types import TracebackType
+from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -102,6 +103,11 @@ class OutletState:
     def article(self, slug: str) -> SampleArticle | None:
         with self._lock:
             return self._articles.get(slug)
+
+    def article_at(self, path: str) -> SampleArticle | None:
+        """The article served at ``path`` (decoded, with its query if any)."""
+        with self._lock:
+            return next((a for a in self._articles.values() if unquote(a.path) == path), None)
 
     def update_article(
         self, slug: str, *, title: str | None = None, extra_paragraph: str | None = None
@@ -229,6 +235,7 @@ def make_app(
     app.router.add_get("/sitemap.xml", _sitemap)
     app.router.add_get("/articles/{slug}.html", _article)
     app.router.add_get("/images/{name}.png", _image)
+    app.router.add_get("/{path:.+}", _article_elsewhere)  # articles at their own paths
     return app
 
 
@@ -325,10 +332,23 @@ async def _sitemap(request: web.Request) -> web.Response:
 
 
 async def _article(request: web.Request) -> web.Response:
-    state = request.app[OUTLET_STATE]
-    article = state.article(request.match_info["slug"])
+    article = request.app[OUTLET_STATE].article(request.match_info["slug"])
+    if article is None or article.route:
+        raise web.HTTPNotFound
+    return _article_response(request, article)
+
+
+async def _article_elsewhere(request: web.Request) -> web.Response:
+    url = request.rel_url
+    path = url.path.removeprefix("/") + (f"?{url.query_string}" if url.query_string else "")
+    article = request.app[OUTLET_STATE].article_at(path)
     if article is None:
         raise web.HTTPNotFound
+    return _article_response(request, article)
+
+
+def _article_response(request: web.Request, article: SampleArticle) -> web.Response:
+    state = request.app[OUTLET_STATE]
     # Related links come from the fixed sample set, so that a page's bytes (and ETag)
     # change only when its own article does.
     related = [a for a in sample_articles()
@@ -485,7 +505,8 @@ def _article_page(
         f"<span class=\"author\" onclick=\"track('author')\">{escape(n)}</span>"
         for n in a.authors
     )
-    figures = [_figure(images[n], f"../{images[n].path}", ' onclick="zoom(this)"')
+    up = "../" * a.path.partition("?")[0].count("/")  # from this page to the site root
+    figures = [_figure(images[n], f"{up}{images[n].path}", ' onclick="zoom(this)"')
                for n in a.images]
     body = [f"<p>{escape(p)}</p>" for p in a.paragraphs]
     body.insert(min(2, len(body)), '<script>loadWidget("share-bar");</script>')
@@ -500,7 +521,7 @@ def _article_page(
     if a.updated:
         head_extra += f'<meta property="article:modified_time" content="{_iso(a.updated)}">\n'
     sidebar = "\n".join(
-        f'<li><a href="{r.slug}.html">{escape(r.title)}</a></li>' for r in related
+        f'<li><a href="{up}{escape(r.path)}">{escape(r.title)}</a></li>' for r in related
     )
     newline = "\n"
     return f"""<!DOCTYPE html>
@@ -516,18 +537,18 @@ def _article_page(
 <meta property="og:url" content="{base}{a.path}">
 <meta property="article:published_time" content="{_iso(a.published)}">
 {head_extra}<link rel="canonical" href="{base}{a.path}">
-<link rel="alternate" type="application/rss+xml" title="{SITE_NAME}" href="../rss.xml">
+<link rel="alternate" type="application/rss+xml" title="{SITE_NAME}" href="{up}rss.xml">
 <style>body {{ font-family: Georgia, serif; }} .ad-slot {{ background: #fee; }}</style>
 <script src="https://tracker.invalid/t.js" async></script>
 <script>window.dataLayer = window.dataLayer || []; dataLayer.push({{"page": "{a.slug}"}});</script>
 </head>
 <body>
 <header class="site-header">
-<a class="logo" href="../index.html">{SITE_NAME}</a>
+<a class="logo" href="{up}index.html">{SITE_NAME}</a>
 <nav class="site-nav"><ul>
-<li><a href="../index.html">{words['home']}</a></li>
-<li><a href="../index.html#news">{words['news']}</a></li>
-<li><a href="../rss.xml">RSS</a></li>
+<li><a href="{up}index.html">{words['home']}</a></li>
+<li><a href="{up}index.html#news">{words['news']}</a></li>
+<li><a href="{up}rss.xml">RSS</a></li>
 </ul></nav>
 </header>
 <div class="ad-slot" id="ad-top">Advertisement
@@ -550,7 +571,7 @@ def _article_page(
 </main>
 <footer class="site-footer">
 <p>© 2026 {SITE_NAME}. A fictional outlet made for testing mirrorkit.</p>
-<p><a href="../sitemap.xml">Sitemap</a></p>
+<p><a href="{up}sitemap.xml">Sitemap</a></p>
 </footer>
 <script>document.addEventListener("click", function () {{
   navigator.sendBeacon && navigator.sendBeacon("https://tracker.invalid/c"); }});</script>
