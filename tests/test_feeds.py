@@ -78,7 +78,7 @@ def test_feedparser_reads_feed_without_complaint(config: Config, name: str) -> N
     feed = parsed(config, 0, name)
     assert not feed.bozo, feed.get("bozo_exception")
     assert feed.version == ("rss20" if name == "rss.xml" else "atom10")
-    assert feed.feed.title == "Example Times"
+    assert feed.feed.title == "Example Times (pub-1234.r2.dev)"
     assert [e.title for e in feed.entries] == ["Новости дня 3", "Новости дня 2",
                                                "Новости дня 1"]  # newest first
 
@@ -199,3 +199,40 @@ def test_mirror_list_has_the_bypass_censorship_v2_shape(config: Config) -> None:
     # Sorted keys, stable bytes: the same list gives the same file.
     assert data == json.dumps(json.loads(data), sort_keys=True, indent=2).encode() + b"\n"
     assert render_site(config, [], built=BUILT, version=9)["mirrors.json"] == data
+
+
+# -- Issue 8: mirrors told apart, entry languages, lead images --------------------------------
+
+def test_each_mirrors_feed_title_names_that_mirror(config: Config) -> None:
+    for name in FEEDS:
+        titles = [parsed(config, m, name).feed.title for m in (0, 1)]
+        assert titles == ["Example Times (pub-1234.r2.dev)",
+                          "Example Times (127.0.0.1:8080/news)"]
+
+
+MIXED = [make_article(1), dataclasses.replace(make_article(2), language="en", title="News")]
+
+
+@pytest.mark.parametrize("name", FEEDS)
+def test_entries_carry_their_own_language(config: Config, name: str) -> None:
+    data = render_feeds(config, MIXED, config.mirrors[0], built=BUILT)[name]
+    feed = feedparser.parse(data)
+    assert not feed.bozo, feed.get("bozo_exception")
+    by_title = {e.title: e for e in feed.entries}
+    if name == "atom.xml":  # feedparser reads xml:lang (feed default: the outlet's)
+        assert by_title["News"].title_detail.language == "en"
+        assert by_title["Новости дня 1"].title_detail.language == "ru"
+    else:
+        assert (by_title["News"].language, by_title["Новости дня 1"].language) == ("en", "ru")
+
+
+@pytest.mark.parametrize("name", FEEDS)
+def test_lead_image_is_an_enclosure_on_that_mirror(config: Config, name: str) -> None:
+    def media(n: str) -> tuple[int, str] | None:
+        return (1234, "image/png") if n == IMAGE else None
+
+    for m, mirror in enumerate(config.mirrors):
+        data = render_feeds(config, ARTICLES, mirror, built=BUILT, media=media)[name]
+        entry = feedparser.parse(data).entries[0]
+        assert [(e.href, e.length, e.type) for e in entry.enclosures] == [
+            (f"{mirror.public_url}media/{IMAGE}", "1234", "image/png")], m

@@ -447,7 +447,8 @@ class _Build:
         """The files that link to this mirror with absolute URLs: feeds and sitemaps."""
         store, name = self.store, mirror.name
         base = mirror.public_url
-        for path, data in render_feeds(self.config, newest, mirror, built=self.created).items():
+        for path, data in render_feeds(self.config, newest, mirror, built=self.created,
+                                       media=self._media_info).items():
             self.render(name, path, data, front=True)
         files = (count + sitemap.URLS_PER_FILE - 1) // sitemap.URLS_PER_FILE
         # A new or moved mirror gets every sitemap file; otherwise only those that list a
@@ -462,6 +463,10 @@ class _Build:
         if full:
             self._retire_unwritten(name)
         store.set_meta(f"url:{name}", base)
+
+    def _media_info(self, name: str) -> tuple[int, str] | None:
+        info = self.store.media(name)
+        return (info.size, info.media_type) if info else None
 
     def _sitemap_articles(self, number: int) -> list[Article]:
         """The articles sitemap file ``number`` lists, read once for every mirror."""

@@ -6,6 +6,10 @@ relative reliably.  Item ids do not name a mirror or a version,
 ``urn:mirrorkit:<outlet>:<article id>``, so a reader who switches mirrors, or
 reads after a rebuild, sees no duplicates.
 
+Each feed's title names its mirror (``Example Times (pub-1234.r2.dev)``), so a reader
+subscribed to two mirrors tells them apart; each entry carries its article's language
+(``xml:lang`` in Atom, ``dc:language`` in RSS) and its lead image as an enclosure.
+
 The bytes depend only on the inputs: feedgen's own clock (lastBuildDate, updated) is
 replaced by the build time.
 
@@ -16,10 +20,12 @@ naming the article, not with a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
+import lxml.etree
 from feedgen.feed import FeedGenerator
 
 from mirrorkit.build.render import article_path, body_html, newest_first, summary_text, utc
@@ -29,6 +35,11 @@ from mirrorkit.models import Article
 
 RSS_NAME = "rss.xml"
 ATOM_NAME = "atom.xml"
+_ATOM_ENTRY = "{http://www.w3.org/2005/Atom}entry"
+_ATOM_LINK = "{http://www.w3.org/2005/Atom}link"
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+# A stored image's (size, media type), for enclosures; None when unknown.
+MediaInfo = Callable[[str], "tuple[int, str] | None"]
 
 
 def item_id(outlet_id: str, article: Article) -> str:
@@ -37,15 +48,38 @@ def item_id(outlet_id: str, article: Article) -> str:
 
 
 def render_feeds(config: Config, articles: Sequence[Article], mirror: MirrorConfig, *,
-                 built: datetime) -> dict[str, bytes]:
+                 built: datetime, media: MediaInfo | None = None) -> dict[str, bytes]:
     """``{"rss.xml": ..., "atom.xml": ...}`` for ``mirror``."""
     items = newest_first(articles)[: config.build.feed_items]
-    rss = _feed(config, items, mirror, built, RSS_NAME, "application/rss+xml")
-    atom = _feed(config, items, mirror, built, ATOM_NAME, "application/atom+xml")
+    rss = _feed(config, items, mirror, built, RSS_NAME, "application/rss+xml", media)
+    atom = _feed(config, items, mirror, built, ATOM_NAME, "application/atom+xml", media)
     return {
         RSS_NAME: _serialize(rss, items, RSS_NAME),
-        ATOM_NAME: _serialize(atom, items, ATOM_NAME),
+        ATOM_NAME: _atom_extras(_serialize(atom, items, ATOM_NAME), items,
+                                config.outlet.language, mirror.public_url, media),
     }
+
+
+def feed_title(outlet_name: str, mirror: MirrorConfig) -> str:
+    where = urlsplit(mirror.public_url)
+    return f"{outlet_name} ({where.netloc}{where.path.rstrip('/')})"
+
+
+def _atom_extras(atom: bytes, items: Sequence[Article], default: str, base: str,
+                 media: MediaInfo | None) -> bytes:
+    """What feedgen cannot write in Atom: ``xml:lang`` on each entry in another language
+    than the feed, and the enclosure link (feedgen drops its ``rel``)."""
+    root = lxml.etree.fromstring(atom)
+    for entry, article in zip(root.iter(_ATOM_ENTRY), items, strict=True):
+        if article.language and article.language != default:
+            entry.set(_XML_LANG, article.language)
+        lead = media(article.media[0]) if media and article.media else None
+        if lead is not None:
+            lxml.etree.SubElement(entry, _ATOM_LINK, {
+                "rel": "enclosure", "href": f"{base}media/{article.media[0]}",
+                "type": lead[1], "length": str(lead[0])})
+    return bytes(lxml.etree.tostring(root, xml_declaration=True, encoding="UTF-8",
+                                     pretty_print=True))
 
 
 def _serialize(fg: Any, items: Sequence[Article], name: str) -> bytes:
@@ -69,14 +103,14 @@ def _error(name: str, url: str, e: ValueError) -> BuildError:
 
 
 def _feed(config: Config, items: Sequence[Article], mirror: MirrorConfig, built: datetime,
-          self_name: str, self_type: str) -> Any:
+          self_name: str, self_type: str, media: MediaInfo | None) -> Any:
     outlet = config.outlet
     base = mirror.public_url
     fg = FeedGenerator()
     # RSS <author> must be an e-mail address; dc:creator carries plain names.
     fg.load_extension("dc", atom=False, rss=True)
     fg.id(f"urn:mirrorkit:{outlet.id}")
-    fg.title(outlet.name)
+    fg.title(feed_title(outlet.name, mirror))
     fg.description(outlet.description or outlet.name)
     fg.language(outlet.language)
     # Atom needs an author on the feed unless every entry has one.
@@ -88,14 +122,15 @@ def _feed(config: Config, items: Sequence[Article], mirror: MirrorConfig, built:
     fg.updated(utc(built))  # also RSS lastBuildDate, which feedgen would set to now
     for article in items:
         try:
-            _add_entry(fg, outlet.id, article, base, built)
+            _add_entry(fg, outlet.id, article, base, built,
+                       media if self_name == RSS_NAME else None)
         except ValueError as e:
             raise _error(self_name, article.url, e) from e
     return fg
 
 
 def _add_entry(fg: Any, outlet_id: str, article: Article, base: str,
-               built: datetime) -> None:
+               built: datetime, media: MediaInfo | None) -> None:
     entry = fg.add_entry(order="append")  # feedgen prepends by default
     entry.id(item_id(outlet_id, article))  # also the RSS guid, isPermaLink="false"
     entry.title(article.title)
@@ -103,6 +138,12 @@ def _add_entry(fg: Any, outlet_id: str, article: Article, base: str,
     if article.authors:
         entry.author([{"name": name} for name in article.authors])
         entry.dc.dc_creator(list(article.authors))
+    if article.language:
+        entry.dc.dc_language(article.language)
+    lead = media(article.media[0]) if media and article.media else None
+    if lead is not None:
+        size, kind = lead
+        entry.enclosure(f"{base}media/{article.media[0]}", str(size), kind)
     # summary() before content(): RSS then gets <description> plus <content:encoded>.
     entry.summary(summary_text(article))
     entry.content(body_html(article, base), type="html")

@@ -22,7 +22,7 @@ import json
 import re
 import textwrap
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -387,9 +387,11 @@ def mirrors_json(config: Config, *, built: datetime) -> bytes:
 
 
 def render_feeds(config: Config, articles: Sequence[Article], mirror: MirrorConfig, *,
-                 built: datetime) -> dict[str, bytes]:
+                 built: datetime,
+                 media: Callable[[str], tuple[int, str] | None] | None = None,
+                 ) -> dict[str, bytes]:
     """``rss.xml`` and ``atom.xml`` for one mirror; see :mod:`mirrorkit.build.feeds`."""
     # Imported here because the feeds build on this module's helpers.
     from mirrorkit.build import feeds
 
-    return feeds.render_feeds(config, articles, mirror, built=built)
+    return feeds.render_feeds(config, articles, mirror, built=built, media=media)
