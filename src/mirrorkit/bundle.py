@@ -10,6 +10,8 @@ manifest and parts (a copy, a test fixture).
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,8 +99,11 @@ class StoreSource:
             if self.store.has_blob(sha):
                 return self.store.blob_path(sha).read_bytes()
             return None
-        found = (self.store.site_file(self.mirror, path)
-                 or self.store.site_file("", path))
+        # The files table's groups this mirror serves (build: shared, its style's
+        # outlet paths, its own), recorded by the build.
+        groups = json.loads(self.store.meta(f"groups:{self.mirror}") or "null")
+        found = next(filter(None, (self.store.site_file(g, path)
+                                   for g in reversed(groups or ["", self.mirror]))), None)
         if found is None or found.retired is not None:
             return None
         return self.store.read_blob(found.sha256, found.size)

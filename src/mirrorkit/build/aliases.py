@@ -62,6 +62,8 @@ def origin_key(url: str) -> str | NotSwappable:
         key = unquote(parts.path, errors="strict").removeprefix("/")
     except (ValueError, UnicodeDecodeError):
         return NotSwappable(url, "its path is not valid UTF-8")
+    if "%2f" in parts.path.lower():  # a slash inside a name: servers disagree on it
+        return NotSwappable(url, "its path has characters or segments a mirror cannot hold")
     if any(not _TRACKING.match(name) for name, _ in query):
         return NotSwappable(url, "identified by its query string, which a mirror's path"
                                  " cannot carry")

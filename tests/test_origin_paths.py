@@ -1,0 +1,169 @@
+"""The outlet's own paths on the mirrors (build/aliases.py): a host-swapped origin link
+opens the article.  Object stores hold the exact key, directory mirrors ``PATH/index.html``;
+what cannot be placed is reported and keeps its canonical page only.  (The reader's view
+in a browser, from moto's S3 endpoint and file://, is in tests/test_browser.py.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import lxml.html
+import pytest
+
+from mirrorkit.build import build_with_stats
+from mirrorkit.build.aliases import DIR, KEY, NotSwappable, origin_key, site_path
+from mirrorkit.build.render import article_path, legacy_article_path
+from mirrorkit.config import Config, from_dict
+from mirrorkit.errors import PublishError
+from mirrorkit.models import Article, article_id
+from mirrorkit.publish.local import LocalBackend
+from mirrorkit.sign import write_keypair
+from mirrorkit.store import SiteFile, Store
+from sites import bundle_entries
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+CYRILLIC = "https://news.example/ru/%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8/"
+
+
+@pytest.mark.parametrize(
+    ("url", "key"),
+    [
+        pytest.param("https://o.example/2026/11/28/some-story-a12345",
+                     "2026/11/28/some-story-a12345", id="dated-extensionless"),
+        pytest.param("https://o.example/news/story/", "news/story/", id="trailing-slash"),
+        pytest.param(CYRILLIC, "ru/новости/", id="percent-encoded-cyrillic"),
+        pytest.param("https://o.example/a/story.html?utm_source=x&fbclid=1#top",
+                     "a/story.html", id="tracking-query-dropped"),
+        pytest.param("https://o.example/a_b/Story~1.HTML", "a_b/Story~1.HTML", id="kept-as-is"),
+    ],
+)
+def test_origin_key(url: str, key: str) -> None:
+    assert origin_key(url) == key
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        pytest.param("https://o.example/story.php?id=31", "query", id="query-identified"),
+        pytest.param("https://o.example/", "no path", id="home"),
+        pytest.param("https://o.example/articles/x.html", "clashes", id="own-folder"),
+        pytest.param("https://o.example/rss.xml", "clashes", id="own-file"),
+        pytest.param("https://o.example/index.html", "clashes", id="own-home"),
+        pytest.param("https://o.example/.well-known/x", "clashes", id="hidden"),
+        pytest.param("https://o.example/a%20b", "characters", id="space"),
+        pytest.param("https://o.example/a/../b", "characters", id="dot-dot"),
+        pytest.param("https://o.example/a%2Fb", "characters", id="encoded-slash-is-a-name"),
+        pytest.param("https://o.example/%FF", "UTF-8", id="not-utf-8"),
+    ],
+)
+def test_not_host_swappable(url: str, reason: str) -> None:
+    found = origin_key(url)
+    assert isinstance(found, NotSwappable) and reason in found.reason, found
+
+
+@pytest.mark.parametrize(
+    ("key", "on_s3", "on_dir"),
+    [
+        ("2026/11/28/story", "2026/11/28/story", "2026/11/28/story/index.html"),
+        ("news/story/", "news/story/", "news/story/index.html"),
+        ("a/story.html", "a/story.html", "a/story.html"),
+        ("a/story.php", "a/story.php", "a/story.php/index.html"),
+        ("a.html/b", "a.html/b", None),
+    ],
+)
+def test_site_path_per_style(key: str, on_s3: str, on_dir: str | None) -> None:
+    assert (site_path(key, KEY), site_path(key, DIR)) == (on_s3, on_dir)
+
+
+def test_a_directory_mirror_refuses_a_path_ending_in_slash(tmp_path: Path) -> None:
+    with pytest.raises(PublishError, match="cannot hold"):
+        LocalBackend("d", tmp_path).put("news/story/", b"x", "text/html", cache="")
+
+
+# -- in the build ---------------------------------------------------------------------------
+
+def story(url: str, title: str = "Story") -> Article:
+    return Article(id=article_id(url), url=url, source="feed", title=title, authors=(),
+                   published=T0 - timedelta(hours=1), updated=None, language="en",
+                   text="Body", html="<p>Body</p>")
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[Config, Store]]:
+    write_keypair(tmp_path / "outlet")
+    config = from_dict({
+        "outlet": {"id": "t", "name": "T", "origin": "https://news.example/"},
+        "signing": {"secret_key": "outlet.key", "public_key": "outlet.pub"},
+        "publish": {"grace": "1h"},
+        "mirrors": [
+            {"name": "usb", "type": "local", "path": "usb", "public_url": "https://u.example/"},
+            {"name": "s3", "type": "s3", "bucket": "b", "public_url": "https://s.example/b/"},
+        ],
+    }, tmp_path / "mirrorkit.toml")
+    with Store(config.state_dir) as store:
+        yield config, store
+
+
+def test_every_mirror_lists_the_article_at_its_origin_path(setup: tuple[Config, Store]) -> None:
+    config, store = setup
+    dated, slash = story("https://news.example/2026/10/30/a-story"), story(CYRILLIC)
+    query = story("https://news.example/story.php?id=31")
+    for a in (dated, slash, query):
+        store.save_article(a)
+    bundle, stats = build_with_stats(config, store, now=T0)
+    s3, usb = bundle_entries(bundle, "s3"), bundle_entries(bundle, "usb")
+    assert {"2026/10/30/a-story", "ru/новости/"} <= set(s3)
+    assert {"2026/10/30/a-story/index.html", "ru/новости/index.html"} <= set(usb)
+    assert "ru/новости/index.html" not in s3 and "ru/новости/" not in usb
+    assert s3["ru/новости/"].type == "text/html; charset=utf-8"
+    assert not any(p.startswith("story.php") for p in (*s3, *usb))
+    assert set(stats.not_swappable) == {query.url}
+    # The copy's links lead from where it is, and it names the canonical page.
+    page = lxml.html.document_fromstring(bundle.source("s3").lookup("ru/новости/") or b"")
+    assert page.xpath("//link[@rel='canonical']/@href") == ["../../" + article_path(slash)]
+    assert "../../index.html" in page.xpath("//a/@href")
+    deep = bundle.source("s3").lookup("2026/10/30/a-story") or b""
+    assert b'href="../../../index.html"' in deep
+
+
+def test_a_path_two_articles_claim_goes_to_neither(setup: tuple[Config, Store]) -> None:
+    config, store = setup
+    first = story("https://news.example/news/story")
+    store.save_article(first)
+    bundle, _ = build_with_stats(config, store, now=T0)
+    assert "news/story/index.html" in bundle_entries(bundle, "usb")
+    # On a directory mirror "/news/story/" lands where "/news/story" does.
+    second = story("https://news.example/news/story/")
+    store.save_article(second)
+    bundle, stats = build_with_stats(config, store, now=T0 + timedelta(minutes=5))
+    assert "another article" in stats.not_swappable[second.url]
+    assert "news/story/index.html" in stats.changed_paths["~dir"]
+    later = T0 + timedelta(hours=2)  # past the grace: the contested page is gone
+    bundle, _ = build_with_stats(config, store, now=later)
+    assert "news/story/index.html" not in bundle_entries(bundle, "usb")
+    # An object store tells the two apart, so both keep their pages there.
+    assert {"news/story", "news/story/"} <= set(bundle_entries(bundle, "s3"))
+    bundle, _ = build_with_stats(config, store, now=later, full=True)  # and stays so
+    assert "news/story/index.html" not in bundle_entries(bundle, "usb")
+
+
+def test_pages_published_under_a_bare_id_stay_there(setup: tuple[Config, Store]) -> None:
+    """An outlet upgrading from renderer 2: its non-Latin articles were published at
+    ``articles/article-<id>/``; they move to a transliterated slug and keep the old page,
+    so links shared before the upgrade still open them.  New articles get only the new."""
+    config, store = setup
+    old, new = story(CYRILLIC), story("https://news.example/%D0%B4%D0%B0")
+    store.save_article(old)
+    legacy = legacy_article_path(old)
+    store.put_site_file("", SiteFile(legacy, store.put_blob(b"old page"), 8, "text/html",
+                                     True, 60), T0)
+    store.save_article(new)
+    bundle, _ = build_with_stats(config, store, now=T0, full=True)
+    entries = bundle_entries(bundle, "usb")
+    assert {article_path(old), legacy, article_path(new)} <= set(entries)
+    assert article_path(old) == f"articles/novosti-{old.id}/index.html"
+    assert legacy_article_path(new) not in entries
+    page = bundle.source("usb").lookup(legacy) or b""
+    assert b"Story" in page and b'rel="canonical"' in page
