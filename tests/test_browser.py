@@ -9,6 +9,7 @@ JavaScript.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urldefrag, urlsplit
+from urllib.parse import quote, unquote, urldefrag, urljoin, urlsplit
 from urllib.request import url2pathname
 
 import lxml.html
@@ -25,9 +26,10 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from conftest import MotoServer
+from mirrorkit.build.aliases import DIR, site_path
 from mirrorkit.config import from_dict
 from mirrorkit.pipeline import sync
-from mirrorkit.sample import SampleOutlet
+from mirrorkit.sample import SampleArticle, SampleOutlet, sample_articles
 from mirrorkit.sign import load_public_key, write_keypair
 from mirrorkit.store import Store
 
@@ -355,3 +357,141 @@ def test_the_check_pages_blake2b_is_blake2b_512(
                         " b => b.toString(16).padStart(2, '0')).join('')", list(data))
     context.close()
     assert got == hashlib.blake2b(data, digest_size=64).hexdigest()
+
+
+# -- Issue 8: the outlet's own paths, languages, small screens --------------------------------
+
+def _swappable(outlet_articles: list[SampleArticle]) -> list[SampleArticle]:
+    return [a for a in outlet_articles if not a.path.startswith("articles/") and "?" not in a.path]
+
+
+def test_an_origin_link_with_its_host_swapped_opens_the_article(
+    mirrors: dict[str, str], browser: Browser
+) -> None:
+    """A reader replaces https://sample.example/ with a mirror's address: on the S3
+    endpoint the exact key answers; in a directory copy, PATH/index.html (file:// shows
+    folders as listings, where a web server would serve that index)."""
+    context = browser.new_context(java_script_enabled=False)
+    problems: list[str] = []
+    articles = _swappable(list(sample_articles()))
+    assert len(articles) == 4  # dated, trailing slash, two Cyrillic (percent-encoded)
+    for article in articles:
+        key = unquote(article.path)
+        for where, url in (("s3", mirrors["s3"] + article.path),
+                           ("file", mirrors["file"] + quote(site_path(key, DIR) or ""))):
+            page = context.new_page()
+            _, found = read_page(page, url, mirrors[where])
+            problems += found
+            assert page.locator("article h1").inner_text() == article.title, url
+            assert page.locator("article img").count() == len(article.images), url
+            assert page.locator("footer").evaluate(  # the stylesheet applies
+                "e => getComputedStyle(e).borderTopStyle") == "solid", url
+            home = page.locator("main a", has_text="Sample").get_attribute("href") or ""
+            page.goto(urljoin(page.url, home))
+            assert page.locator("ol.articles li").count() > 0, url
+            page.close()
+    query_only = next(a for a in sample_articles() if "?" in a.path)
+    assert context.request.get(mirrors["s3"] + query_only.path).status == 404
+    context.close()
+    assert problems == []
+
+
+@pytest.fixture(scope="module")
+def localized(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The sample outlet synced with a Persian and with a Russian interface (directory
+    mirrors, opened from file://)."""
+    bases = {}
+    with SampleOutlet() as outlet:
+        for language in ("fa", "ru"):
+            root = tmp_path_factory.mktemp(f"site-{language}")
+            write_keypair(root / "outlet")
+            config = from_dict({
+                "outlet": {"id": "sample", "name": "Sample", "language": language,
+                           "origin": "https://sample.example/"},
+                "signing": {"secret_key": "outlet.key", "public_key": "outlet.pub"},
+                "fetch": {"allow_private_addresses": True},
+                "sources": [{"url": outlet.feed_url}],
+                "mirrors": [{"name": "offline", "type": "local", "path": "offline",
+                             "public_url": "http://127.0.0.1:9/"}],
+            }, root / "mirrorkit.toml")
+            with Store(config.state_dir) as store:
+                assert sync(config, store).exit_code == 0
+            bases[language] = (root / "offline").as_uri() + "/"
+    return bases
+
+
+@pytest.mark.parametrize(
+    ("language", "direction", "home", "mirrors_heading"),
+    [
+        pytest.param("fa", "rtl", "صفحهٔ اصلی", "آینه‌های Sample", id="persian"),
+        pytest.param("ru", "ltr", "Главная", "Зеркала Sample", id="russian"),
+    ],
+)
+def test_interface_speaks_the_outlets_language_and_direction(
+    localized: dict[str, str], browser: Browser, language: str, direction: str, home: str,
+    mirrors_heading: str,
+) -> None:
+    base = localized[language]
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(base + "index.html")
+    assert page.evaluate("[document.documentElement.lang, document.dir]") == [language,
+                                                                              direction]
+    assert page.locator("footer nav a").first.inner_text() == home
+    # Right to left really lays out so: the header's text sits at the right edge.
+    box = page.locator("header.site a").bounding_box()
+    body = page.locator("body").bounding_box()
+    assert box is not None and body is not None
+    right_aligned = body["x"] + body["width"] - (box["x"] + box["width"]) < 40
+    assert right_aligned == (direction == "rtl")
+    page.goto(base + "mirrors.html")
+    assert page.locator("h1").inner_text() == mirrors_heading
+    english = next(a for a in sample_articles() if a.language == "en")
+    page.goto(base + "archive/0001.html")
+    page.get_by_role("link", name=english.title).click()
+    article = page.locator("article")
+    assert article.evaluate("e => [e.lang, getComputedStyle(e).direction]") == ["en", "ltr"]
+    assert page.evaluate("getComputedStyle(document.body).direction") == direction
+    context.close()
+
+
+@pytest.mark.parametrize("where", ["s3", "file"])
+def test_a_375_px_screen_never_scrolls_sideways(
+    mirrors: dict[str, str], browser: Browser, where: str
+) -> None:
+    """Long keys, addresses and code wrap (the mirrors page shows the public key and the
+    long S3 addresses)."""
+    context = browser.new_context(java_script_enabled=False,
+                                  viewport={"width": 375, "height": 800})
+    page = context.new_page()
+    pages = ["index.html", "mirrors.html", "archive/index.html", "archive/0001.html"]
+    pages += [urljoin("index.html", href) for href in page_links(page, mirrors[where])]
+    for path in pages:
+        page.goto(mirrors[where] + path)
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], (path, width)
+        assert page.evaluate(SCROLLS_SIDEWAYS) == [], path  # nor a box inside (a <pre>)
+    context.close()
+
+
+SCROLLS_SIDEWAYS = """[...document.querySelectorAll('body *')]
+    .filter(e => getComputedStyle(e).display !== 'inline' && e.scrollWidth > e.clientWidth + 1)
+    .map(e => `${e.tagName}: ${e.scrollWidth} > ${e.clientWidth}`)"""
+
+
+def page_links(page: Page, base: str) -> list[str]:
+    page.goto(base + "index.html")
+    return page.locator("ol.articles h2 a").evaluate_all(
+        "els => els.map(e => e.getAttribute('href'))")
+
+
+def test_heaviest_article_page_with_its_stylesheet_stays_under_14_kib_gzip(
+    mirrors: dict[str, str],
+) -> None:
+    """14 KiB: what the first round trip of a new TCP connection carries."""
+    tree = Path(url2pathname(urlsplit(mirrors["file"]).path))
+    css = next(tree.glob("style.*.css")).read_bytes()
+    sizes = {p.relative_to(tree).as_posix(): len(gzip.compress(p.read_bytes() + css, 9))
+             for p in tree.glob("articles/*/index.html")}
+    assert len(sizes) == 30
+    assert max(sizes.values()) <= 14 * 1024, max(sizes.items(), key=lambda kv: kv[1])
