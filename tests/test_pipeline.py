@@ -8,6 +8,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import feedparser
 import pytest
@@ -112,7 +113,7 @@ def test_sync_to_two_buckets_then_verify_over_http(
         listed.add(signature_path(root))
         assert set(keys) == listed | {"manifest.json", "manifest.json.minisig"}
         for key in keys:  # every object, read back anonymously over plain HTTP
-            assert http_get(base + key), key
+            assert http_get(base + quote(key)), key
         assert len([k for k in keys if k.startswith("articles/")]) == len(outlet.articles)
         assert manifest["mirror"] == f"s3-{i}"
 

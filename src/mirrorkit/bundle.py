@@ -11,7 +11,6 @@ manifest and parts (a copy, a test fixture).
 from __future__ import annotations
 
 import json
-
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path

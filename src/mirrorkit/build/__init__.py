@@ -127,7 +127,8 @@ def inputs_fingerprint(config: Config, env: jinja2.Environment | None = None) ->
     templates (the user's and the theme's), the config values pages show, and the
     mirrors.  A change rebuilds what depends on it, without a manual ``build``."""
     return hashlib.sha256(json.dumps({
-        "pages": _pages_fingerprint(config, env or make_environment(config.build.templates, config.outlet.language)),
+        "pages": _pages_fingerprint(config, env or make_environment(
+            config.build.templates, config.outlet.language)),
         "build": [config.build.home_articles, config.build.feed_items],
         "cache": [config.publish.cache_front.total_seconds(),
                   config.publish.cache_pages.total_seconds()],
@@ -376,7 +377,7 @@ class _Build:
     def _aliases(self, article: Article, style: str, styles: Iterable[str]) -> None:
         """The article's page at its origin path on each style of mirror, or a report."""
         key = aliases.origin_key(article.url)
-        pages: dict[str, bytes] = {}  # by depth: the same page serves paths as deep
+        pages: dict[int, bytes] = {}  # by depth: the same page serves paths as deep
         for kind in styles:
             path = key if isinstance(key, aliases.NotSwappable) else aliases.site_path(key, kind)
             problem = self._alias_problem(article, kind, path)
