@@ -5,6 +5,9 @@ in a browser, from moto's S3 endpoint and file://, is in tests/test_browser.py.)
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +15,7 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from mirrorkit.build import build_with_stats
+from mirrorkit.build import build_with_stats, load_signer, write_archive
 from mirrorkit.build.aliases import DIR, KEY, NotSwappable, origin_key, site_path
 from mirrorkit.build.render import article_path, legacy_article_path
 from mirrorkit.config import Config, from_dict
@@ -167,3 +170,19 @@ def test_pages_published_under_a_bare_id_stay_there(setup: tuple[Config, Store])
     assert legacy_article_path(new) not in entries
     page = bundle.source("usb").lookup(legacy) or b""
     assert b"Story" in page and b'rel="canonical"' in page
+
+
+def test_an_offline_copy_holds_the_directory_layout_and_verifies(
+        setup: tuple[Config, Store], tmp_path: Path) -> None:
+    """A zip cannot hold an object store's ``PATH/`` key (a name ending in "/" is a
+    folder), so every offline copy, an S3 mirror's too, has the directory layout."""
+    config, store = setup
+    store.save_article(story(CYRILLIC))
+    bundle, _ = build_with_stats(config, store, now=datetime.now(UTC))
+    out = write_archive(bundle, "s3", tmp_path / "s3.zip", load_signer(config))
+    with zipfile.ZipFile(out) as z:
+        names = {n.partition("/")[2] for n in z.namelist()}
+    assert "ru/новости/index.html" in names and "ru/новости/" not in names
+    checked = subprocess.run([sys.executable, "-m", "mirrorkit", "verify", str(out), "--key",
+                              str(config.signing.public_key)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -490,3 +490,17 @@ def test_legacy_path_is_renderer_2s_bare_id_for_non_latin_urls() -> None:
     assert legacy_article_path(article) == f"articles/article-{article.id}/index.html"
     assert article_path(article) == f"articles/novosti-{article.id}/index.html"
     assert legacy_article_path(ENGLISH) == article_path(ENGLISH)
+
+
+def test_home_names_the_outlet_once_as_its_heading(site: dict[str, bytes]) -> None:
+    doc = parse(site["index.html"])
+    assert [h.text_content() for h in doc.xpath("//h1")] == ["Example Times"]
+    assert doc.xpath("string(//body)").count("Example Times") == 1
+
+
+def test_every_page_links_the_favicon_in_the_tree(site: dict[str, bytes]) -> None:
+    assert site["favicon.svg"].startswith(b"<svg")
+    for page in pages(site):
+        icon = parse(site[page]).xpath("//head/link[@rel='icon']/@href")
+        assert [posixpath.normpath(posixpath.join(posixpath.dirname(page), h))
+                for h in icon] == ["favicon.svg"], page
