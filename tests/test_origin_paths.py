@@ -40,6 +40,10 @@ CYRILLIC = "https://news.example/ru/%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8/"
         pytest.param("https://o.example/a/story.html?utm_source=x&fbclid=1#top",
                      "a/story.html", id="tracking-query-dropped"),
         pytest.param("https://o.example/a_b/Story~1.HTML", "a_b/Story~1.HTML", id="kept-as-is"),
+        pytest.param("https://o.example/articles/story.html", "articles/story.html",
+                     id="outlets-articles-folder"),
+        pytest.param("https://o.example/archive/2024/story", "archive/2024/story",
+                     id="outlets-archive-folder"),
     ],
 )
 def test_origin_key(url: str, key: str) -> None:
@@ -51,7 +55,11 @@ def test_origin_key(url: str, key: str) -> None:
     [
         pytest.param("https://o.example/story.php?id=31", "query", id="query-identified"),
         pytest.param("https://o.example/", "no path", id="home"),
-        pytest.param("https://o.example/articles/x.html", "clashes", id="own-folder"),
+        pytest.param("https://o.example/articles/x-0123456789abcdef/", "clashes",
+                     id="own-article-folder"),
+        pytest.param("https://o.example/archive/0001.html", "clashes", id="own-archive-page"),
+        pytest.param("https://o.example/media/" + "a" * 64 + ".png", "clashes", id="own-media"),
+        pytest.param("https://o.example/parts/x.json", "clashes", id="own-folder"),
         pytest.param("https://o.example/rss.xml", "clashes", id="own-file"),
         pytest.param("https://o.example/index.html", "clashes", id="own-home"),
         pytest.param("https://o.example/.well-known/x", "clashes", id="hidden"),

@@ -8,7 +8,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import feedparser
 import pytest
@@ -114,7 +114,10 @@ def test_sync_to_two_buckets_then_verify_over_http(
         assert set(keys) == listed | {"manifest.json", "manifest.json.minisig"}
         for key in keys:  # every object, read back anonymously over plain HTTP
             assert http_get(base + quote(key)), key
-        assert len([k for k in keys if k.startswith("articles/")]) == len(outlet.articles)
+        pages = [k for k in keys if k.startswith("articles/") and k.endswith("/index.html")]
+        assert len(pages) == len(outlet.articles)
+        # ... and each also at the outlet's own path, but the one identified by its query.
+        assert sum(unquote(a.path) in keys for a in outlet.articles) == len(outlet.articles) - 1
         assert manifest["mirror"] == f"s3-{i}"
 
         verified = run(config, "verify", base, "--key", pub)

@@ -31,8 +31,13 @@ DIR = "dir"
 STYLES = {"s3": KEY, "local": DIR}
 HTML = "text/html; charset=utf-8"
 
-# The site's own top-level folders and files: an origin path there would replace them.
-_OWN_FOLDERS = frozenset({"articles", "archive", "media", "parts", "signatures"})
+# The site's own files, by the names it gives them: an origin path there would replace
+# one.  Folders only the site uses are reserved whole; in ``articles/``, ``archive/`` and
+# ``media/``, which outlets use too, only the site's own kind of name.
+_OWN_FOLDERS = frozenset({"parts", "signatures", "sitemaps"})
+_OWN_NAME = re.compile(
+    r"^(?:articles/[a-z0-9-]*[0-9a-f]{16}(?:/.*)?|archive/(?:index|\d{4,})\.html"
+    r"|media/[0-9a-f]{64}\..*)$")
 _OWN_FILE = re.compile(r"^(?:index\.html?|mirrors\..*|manifest\.json.*|rss\.xml|atom\.xml"
                        r"|sitemap.*\.xml|style\..*\.css|favicon\..*|robots\.txt|offline.*|"
                        r"verify.*)$", re.IGNORECASE)
@@ -74,7 +79,7 @@ def origin_key(url: str) -> str | NotSwappable:
     except ValueError:
         return NotSwappable(url, "its path has characters or segments a mirror cannot hold")
     first = key.split("/", 1)[0]
-    if (first in _OWN_FOLDERS or first.startswith(".")
+    if (first in _OWN_FOLDERS or first.startswith(".") or _OWN_NAME.match(key)
             or ("/" not in key.removesuffix("/") and _OWN_FILE.match(first))):
         return NotSwappable(url, "its path clashes with the site's own files")
     return key
