@@ -323,7 +323,7 @@ def render_verify(env: jinja2.Environment, config: Config, *, stylesheet: str, s
     JavaScript on, ``script`` (the site's only script), which checks the copy in the
     browser against ``public_key``, shipped in the page.  It shows no version, so it
     changes only with the key or the theme."""
-    context = _page(config, lang=config.outlet.language, root="", stylesheet=stylesheet)
+    context = _page(config, root="", stylesheet=stylesheet)
     context.update(script=script, public_key=public_key.to_text(),
                    key_line=public_key.to_text().splitlines()[1],
                    key_id=public_key.key_id_hex)
