@@ -7,13 +7,14 @@ or for verify, target unreachable or unreadable.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
@@ -49,6 +50,7 @@ class Context:
         self.config_path = config_path
         self._config: Config | None = None
         self.credentials = True
+        self.quiet = False
 
     @property
     def config(self) -> Config:
@@ -77,6 +79,12 @@ class Context:
         """The store, under the state's lease when it is kept in object storage."""
         if self.config.state is not None and self.config.state.url:
             from mirrorkit.state import open_store  # boto3: only for a state in a bucket
+
+            if not self.credentials:
+                # Mirrors stay closed, but the state's bucket is opened: an unset
+                # credential of [state] is named, as for any command that opens a store.
+                self._config = load(Path(self.config_path or DEFAULT_CONFIG),
+                                    credentials=False, state_credentials=True)
 
             return open_store(self.config, exclusive=exclusive)
         from mirrorkit.store import Store
@@ -135,6 +143,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool, quiet: bool,
         raise click.UsageError("-v and -q exclude each other")
     logs.setup(1 if verbose else -1 if quiet else 0, log_format)
     ctx.obj = Context(config_path)
+    ctx.obj.quiet = quiet
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -251,7 +260,8 @@ def publish_cmd(ctx: Context, names: tuple[str, ...], dry_run: bool, as_json: bo
 
     config = ctx.publishing_config()
     started = time.monotonic()
-    with ctx.store() as store:
+    with _stopped_run(config, as_json, {"dry_run": dry_run, "durations": {}},
+                      metrics=not dry_run), ctx.store() as store:
         outcomes = pipeline.run_publish(config, store, names, dry_run=dry_run)
     code = pipeline.exit_for(sum(1 for o in outcomes if not o.ok), len(outcomes))
     durations = {"publish": round(time.monotonic() - started, 3)}
@@ -262,9 +272,10 @@ def publish_cmd(ctx: Context, names: tuple[str, ...], dry_run: bool, as_json: bo
                                "mirrors": [_mirror_json(o) for o in outcomes],
                                "durations": durations}, sort_keys=True))
         sys.exit(code)
-    for o in outcomes:
-        click.echo(_mirror_line(o, dry_run=dry_run))
-    click.echo(_summary("publish", outcomes, durations))
+    if not (ctx.quiet and code == 0):
+        for o in outcomes:
+            click.echo(_mirror_line(o, dry_run=dry_run))
+        click.echo(_summary("publish", outcomes, durations))
     sys.exit(code)
 
 
@@ -304,6 +315,26 @@ def _summary(command: str, outcomes: Sequence[MirrorOutcome], durations: dict[st
                      + (f", {plural(failed, 'source')} failed" if failed else ""))
     parts.append(f"{ok} of {plural(len(outcomes), 'mirror')} ok")
     return f"{command}: " + "; ".join(parts) + f" ({sum(durations.values()):.1f} s)"
+
+
+@contextlib.contextmanager
+def _stopped_run(config: Config, as_json: bool, empty: dict[str, Any], *,
+                 metrics: bool = True) -> Iterator[None]:
+    """A run stopped by an error (the lease is held, the key or the state bucket is
+    missing) still leaves what unattended callers read: the metrics file records its exit
+    code, and --json prints its one object.  The error line itself is handle_errors'."""
+    try:
+        yield
+    except MirrorkitError as e:
+        if metrics:
+            try:
+                _write_metrics(config, [], {}, None, e.exit_code)
+            except OSError as failed:  # the run's own error is the one to report
+                log.warning("cannot write the metrics file: %s", failed)
+        if as_json:
+            click.echo(json.dumps({**empty, "exit_code": e.exit_code, "error": str(e),
+                                   "mirrors": []}, sort_keys=True))
+        raise
 
 
 def _write_metrics(config: Config, outcomes: Sequence[MirrorOutcome],
@@ -352,15 +383,18 @@ def sync_cmd(ctx: Context, as_json: bool) -> None:
     from mirrorkit import pipeline
 
     config = ctx.publishing_config()
-    with ctx.store() as store:
+    with _stopped_run(config, as_json, {"fetch": None, "built": False, "version": None,
+                                        "durations": {}}), ctx.store() as store:
         result = pipeline.sync(config, store)
     _write_metrics(config, result.mirrors, result.durations, result.fetch, result.exit_code)
     if as_json:
         click.echo(json.dumps(_sync_json(result), sort_keys=True))
         sys.exit(result.exit_code)
-    for o in result.mirrors:
-        click.echo(_mirror_line(o))
-    click.echo(_summary("sync", result.mirrors, result.durations, result.fetch))
+    # -q (cron mails whatever a job prints): the results only when something failed.
+    if not (ctx.quiet and result.exit_code == 0):
+        for o in result.mirrors:
+            click.echo(_mirror_line(o))
+        click.echo(_summary("sync", result.mirrors, result.durations, result.fetch))
     sys.exit(result.exit_code)
 
 

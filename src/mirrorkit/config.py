@@ -333,11 +333,14 @@ def _keys(kind: Any) -> list[str]:
     return [f.name for f in fields(kind)]
 
 
-def load(path: Path, *, credentials: bool = True) -> Config:
+def load(path: Path, *, credentials: bool = True, state_credentials: bool | None = None,
+         ) -> Config:
     """Read and validate ``path``; raises :class:`ConfigError` naming file, key and reason.
 
     With ``credentials=False`` (for commands that open no mirror: ``status``, ``export``)
-    a storage credential whose environment variable is not set is left out, not an error.
+    a storage credential whose environment variable is not set is left out, not an error;
+    ``state_credentials`` (default: the same) says it for ``[state]`` alone, which
+    ``export`` opens when the state is kept in a bucket.
     """
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -350,18 +353,21 @@ def load(path: Path, *, credentials: bool = True) -> Config:
         raise ConfigError(f"cannot read config: {e}", where=str(path)) from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"not valid TOML: {e}", where=str(path)) from e
-    return from_dict(raw, path, credentials=credentials)
+    return from_dict(raw, path, credentials=credentials, state_credentials=state_credentials)
 
 
-def from_dict(raw: Mapping[str, Any], path: Path, *, credentials: bool = True) -> Config:
+def from_dict(raw: Mapping[str, Any], path: Path, *, credentials: bool = True,
+              state_credentials: bool | None = None) -> Config:
     base = path.resolve().parent
     root = _Table(dict(raw), "", path, _TABLES)
 
     def table(name: str, required: bool = True) -> _Table:
         if name not in root.data and required:
             raise ConfigError("required table is missing", where=f"{path.name}: [{name}]")
+        strict = credentials if name != "state" or state_credentials is None else (
+            state_credentials)
         return _Table(root.data.get(name, {}), name, path, _keys(_TABLES[name]),
-                      credentials=credentials)
+                      credentials=strict)
 
     def rel(p: str) -> Path:
         return (base / Path(p).expanduser()).resolve()

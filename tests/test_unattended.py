@@ -1,0 +1,100 @@
+"""What a scheduler sees of a run: cron mails whatever a job prints, so ``-q`` prints
+nothing when all went well; a run stopped by an error still gives ``--json`` readers their
+one object and the metrics file its exit code; a command that opens the state's bucket
+names the state credential that is not set.  Buckets on the moto server; the origin is
+the sample outlet on loopback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import MOTO_KEY, MotoServer, free_port
+from mirrorkit.cli import cli
+from mirrorkit.sample import SampleOutlet
+from test_pipeline import write_config
+
+
+@pytest.fixture
+def outlet() -> Iterator[SampleOutlet]:
+    with SampleOutlet() as running:
+        yield running
+
+
+def run(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["--config", str(config), *args])
+
+
+def metrics(path: Path) -> dict[str, float]:
+    return {s.name: s.value for f in text_string_to_metric_families(path.read_text())
+            for s in f.samples if not s.labels}
+
+
+def test_quiet_sync_prints_nothing_when_all_went_well_and_the_results_when_not(
+        tmp_path: Path, outlet: SampleOutlet, moto_server: MotoServer) -> None:
+    good = write_config(tmp_path / "good", outlet.feed_url, moto_server,
+                        [moto_server.new_bucket()])
+    quiet = run(good, "-q", "sync")
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stdout == "" and quiet.stderr == ""  # cron mails nothing
+    assert run(good, "-q", "publish").stdout == ""
+    assert run(good, "sync").stdout.startswith("s3-0: ok, version 1, ")  # without -q: all
+
+    bad = write_config(tmp_path / "bad", outlet.feed_url, moto_server,
+                       [moto_server.new_bucket(), f"missing-{free_port()}"])
+    failed = run(bad, "-q", "sync")
+    assert failed.exit_code == 3
+    assert "s3-1: FAILED" in failed.stdout.splitlines()
+    assert "1 of 2 mirrors ok" in failed.stdout
+    assert "error: mirror s3-1: " in failed.stderr
+
+
+def test_a_run_stopped_by_an_error_prints_its_json_and_writes_its_exit_code(
+        tmp_path: Path, outlet: SampleOutlet, moto_server: MotoServer) -> None:
+    prom = tmp_path / "mirrorkit.prom"
+    config = write_config(tmp_path, outlet.feed_url, moto_server, [moto_server.new_bucket()],
+                          extra=f'\n[metrics]\ntextfile = "{prom}"\n')
+    assert run(config, "sync").exit_code == 0
+    assert metrics(prom)["mirrorkit_run_exit_code"] == 0
+    (tmp_path / "keys" / "outlet.key").unlink()  # a Secret that was not mounted
+
+    stopped = run(config, "sync", "--json")
+    assert stopped.exit_code == 2, stopped.output
+    summary = json.loads(stopped.stdout)  # still one object on stdout
+    assert summary["exit_code"] == 2 and summary["mirrors"] == []
+    assert "outlet.key" in summary["error"]
+    assert stopped.stderr.count("outlet.key") == 1  # the error line, once
+    assert metrics(prom)["mirrorkit_run_exit_code"] == 2  # not the last good run's 0
+    # What the mirrors did before is carried over, for the last-success alert.
+    assert any(s.name == "mirrorkit_mirror_live_version" and s.value == 1
+               for f in text_string_to_metric_families(prom.read_text()) for s in f.samples)
+
+
+def test_export_with_the_state_in_a_bucket_names_an_unset_state_credential(
+        tmp_path: Path, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = moto_server.new_bucket()
+    config = write_config(tmp_path, "http://127.0.0.1:9/rss.xml", moto_server, [bucket],
+                          credentials=("${MK_MIRROR_ID}", "${MK_MIRROR_SECRET}"),
+                          extra=f"""
+[state]
+url = "s3://{bucket}/state"
+endpoint_url = "{moto_server.endpoint}"
+provider = "minio"
+access_key_id = "${{MK_STATE_ID}}"
+secret_access_key = "${{MK_STATE_SECRET}}"
+""")
+    monkeypatch.setenv("MK_STATE_SECRET", MOTO_KEY)  # the other one forgotten
+    exported = run(config, "export")
+    assert exported.exit_code == 2, exported.output
+    assert exported.exception is None or isinstance(exported.exception, SystemExit)
+    assert "state.access_key_id: environment variable MK_STATE_ID is not set" in (
+        exported.stderr)
+    # status opens no bucket of the state's: it still runs without its credentials.
+    status = run(config, "status")
+    assert "MK_STATE_ID" not in status.output and "MK_MIRROR_ID" not in status.output
+    assert status.exit_code == 3  # nothing published yet: down
