@@ -139,3 +139,56 @@ def test_the_readme_points_to_every_deployment_example() -> None:
     for path in sorted(DEPLOY.rglob("*")):
         if path.is_file():
             assert str(path.relative_to(ROOT)) in section, path
+
+
+# Relative paths in a config are relative to the config file, which these examples keep in
+# a read-only /etc: each must say which state dir to set, and put keys where the config's
+# relative key paths point.
+
+def test_the_service_install_steps_give_a_config_the_service_can_run() -> None:
+    from mirrorkit.cli import init_config_text
+    from mirrorkit.resources import example_config
+
+    service = (DEPLOY / "mirrorkit.service").read_text()
+    comments = "\n".join(line[1:] for line in service.splitlines() if line.startswith("#"))
+    found = re.search(r'\[state\] dir = "([^"]+)"', comments)
+    assert found, "the install steps must say which [state] dir to set"
+    state_directory = re.search(r"^StateDirectory=(\S+)$", service, flags=re.M)
+    assert state_directory
+    writable = [Path("/var/lib") / state_directory[1]] + [
+        Path(p.lstrip("-")) for p in re.findall(r"^ReadWritePaths=(.+)$", service, flags=re.M)]
+    config_path = re.search(r"--config (\S+)", service)
+    assert config_path
+    text = init_config_text().replace('dir = "state"', f'dir = "{found[1]}"', 1)
+    text = text.replace("https://www.example.com/", "https://news.example.org/")
+    config = from_dict(tomllib.loads(text), Path(config_path[1]), credentials=False)
+    assert any(config.state_dir.is_relative_to(w) for w in writable), config.state_dir
+    # The key is installed where the config's relative secret_key points.
+    destinations = {Path(d) for d in re.findall(r"install .* (/\S+/)$", comments, flags=re.M)}
+    assert config.signing.secret_key.parent in destinations
+    assert config.signing.public_key.parent in destinations
+    # The metrics file the example config suggests can be written.
+    textfile = re.search(r'^# textfile = "([^"]+)"', example_config(), flags=re.M)
+    assert textfile and any(Path(textfile[1]).is_relative_to(w) for w in writable)
+
+
+def test_the_cron_line_exports_the_credentials_it_reads(tmp_path: Path) -> None:
+    (line,) = [line for line in (DEPLOY / "crontab").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    command = line.split(None, 5)[5]
+    env = tmp_path / "env"
+    env.write_text("MK_CRON_SECRET=s3cr3t\n")
+    # cron runs the command with /bin/sh; mirrorkit is stood in for by printenv.
+    command = command.replace("/etc/mirrorkit/env", str(env))
+    command = re.sub(r"mirrorkit --config .*$", "printenv MK_CRON_SECRET", command)
+    done = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"}, timeout=10, check=False)
+    assert done.stdout == "s3cr3t\n", done.stderr
+
+
+def test_the_containerfile_says_to_keep_the_state_in_its_working_directory() -> None:
+    text = (DEPLOY / "Containerfile").read_text()
+    (workdir,) = {line.split()[1] for line in text.splitlines() if line.startswith("WORKDIR ")
+                  and "/src" not in line}
+    found = re.search(r'\[state\] dir = "([^"]+)"', text)
+    assert found and Path(found[1]).is_relative_to(workdir)
