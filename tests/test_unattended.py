@@ -98,3 +98,40 @@ secret_access_key = "${{MK_STATE_SECRET}}"
     status = run(config, "status")
     assert "MK_STATE_ID" not in status.output and "MK_MIRROR_ID" not in status.output
     assert status.exit_code == 3  # nothing published yet: down
+
+
+def test_doctor_checks_the_state_bucket_leaving_nothing_behind(
+        tmp_path: Path, outlet: SampleOutlet, moto_server: MotoServer) -> None:
+    def config_for(state_bucket: str) -> Path:
+        return write_config(tmp_path, outlet.feed_url, moto_server, [mirror], extra=f"""
+[state]
+url = "s3://{state_bucket}/outlets/sample"
+endpoint_url = "{moto_server.endpoint}"
+provider = "minio"
+access_key_id = "{MOTO_KEY}"
+secret_access_key = "{MOTO_KEY}"
+""")
+
+    mirror, state = moto_server.new_bucket(), moto_server.new_bucket()
+    missing = run(config_for(f"missing-{free_port()}"), "doctor")
+    assert missing.exit_code == 1  # every sync would fail: doctor says so, and where
+    [line] = [line for line in missing.stdout.splitlines() if line.startswith("FAIL")]
+    assert line.startswith("FAIL  state s3://missing-") and "NoSuchBucket" in line
+    assert "fix: check [state] url (the bucket must exist)" in line
+
+    config = config_for(state)
+    empty = run(config, "doctor")
+    assert empty.exit_code == 0, empty.output
+    assert "state s3://" in empty.stdout and "empty: the first run starts it" in empty.stdout
+    assert moto_server.client().list_objects_v2(Bucket=state).get("KeyCount") == 0
+
+    assert run(config, "sync").exit_code == 0
+    listed = moto_server.client().list_objects_v2(Bucket=state)["Contents"]
+    before = {o["Key"]: o["ETag"] for o in listed}
+    synced = run(config, "doctor")
+    assert synced.exit_code == 0, synced.output
+    assert "holds a committed state" in synced.stdout
+    assert "writable: a conditional write was refused with 412" in synced.stdout
+    assert "lease: free" in synced.stdout
+    listed = moto_server.client().list_objects_v2(Bucket=state)["Contents"]
+    assert {o["Key"]: o["ETag"] for o in listed} == before  # nothing changed

@@ -530,9 +530,10 @@ def _duration(value: str | None) -> timedelta | None:
 @handle_errors
 def doctor_cmd(ctx: Context) -> None:
     """Check the setup, one line per check with the fix when it fails: the config, that
-    the key pair matches, that each mirror is writable (leaving nothing behind) and
-    publicly readable and that its public_url serves this mirror, and that the sources
-    answer.
+    the key pair matches, that a state kept in a bucket ([state] url) is readable and
+    writable and who holds its lease, that each mirror is writable (leaving nothing
+    behind) and publicly readable and that its public_url serves this mirror, and that
+    the sources answer.
 
     Exit 0 all passed; 1 any failed; 2 the config is wrong."""
     from mirrorkit import doctor

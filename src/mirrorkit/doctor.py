@@ -1,7 +1,8 @@
 """``mirrorkit doctor``: check a setup before the first sync, or when something is wrong.
 
 One :class:`Check` per thing that can be misconfigured, each with the fix when it fails:
-the config (loading it is the first check), the key pair, and for every mirror that it is
+the config (loading it is the first check), the key pair, a state kept in a bucket (that
+it is readable and writable, and who holds its lease), and for every mirror that it is
 writable, publicly readable, and that its ``public_url`` serves this mirror, not another;
 then whether the sources answer.  Nothing is left behind: write access is shown by a
 conditional write that the store must refuse (HTTP 412), or, where a store has no
@@ -45,6 +46,7 @@ def run(config: Config) -> list[Check]:
     checks = [Check("config", PASS, f"{config.path} loads (sources: {len(config.sources)}, "
                                     f"mirrors: {len(config.mirrors)})")]
     checks.append(check_keys(config))
+    checks += check_state(config)
     for mirror in config.mirrors:
         checks += check_mirror(mirror)
     checks += check_sources(config)
@@ -67,6 +69,63 @@ def check_keys(config: Config) -> Check:
     return Check("keys", PASS, f"secret and public key are a pair (key id {public.key_id_hex})")
 
 
+# -- the state in a bucket --------------------------------------------------------------
+
+def check_state(config: Config) -> list[Check]:
+    """With ``[state] url``: every run reads and writes there first, so a missing bucket
+    or a credential without write access stops every sync.  Shown as for a mirror, by a
+    conditional write the store must refuse (or a probe object deleted at once)."""
+    if config.state is None or config.state.url is None:
+        return []
+    from datetime import UTC, datetime
+
+    from mirrorkit.state import HEAD, LEASE, Lease, RemoteState
+
+    name = f"state {config.state.url}"
+    fix = ("check [state] url (the bucket must exist), endpoint_url, region and the "
+           "credentials (they need to read, write and delete objects under the prefix)")
+    try:
+        remote = RemoteState(config)
+    except MirrorkitError as e:
+        return [Check(name, FAIL, str(e), fix)]
+    step = "readable"
+    try:
+        head = remote.backend.get(HEAD, limit=1 << 20)
+        lease_data = remote.backend.get(LEASE, limit=1 << 20)
+        step = "writable"
+        if head is not None:
+            write = _refused_write(f"{name}: writable", remote.backend, head, HEAD)
+        else:
+            probe = f"mirrorkit-doctor-{secrets.token_hex(8)}.txt"
+            remote.backend.put(probe, b"mirrorkit doctor probe\n", "text/plain",
+                               cache="no-store")
+            remote.backend.delete([probe])
+            write = Check(f"{name}: writable", PASS, "a probe object was written and deleted")
+    except MirrorkitError as e:
+        return [Check(f"{name}: {step}", FAIL, e.what, fix)]
+    finally:
+        remote.close()
+    if write.result != PASS:
+        return [Check(write.name, FAIL, write.detail, "the lease needs a store with "
+                      "conditional writes: AWS S3, R2 or MinIO")]
+    kept = ("empty: the first run starts it from [state] dir" if head is None
+            else "holds a committed state")
+    checks = [Check(f"{name}: readable", PASS, kept), write]
+    lease = Lease.from_bytes(lease_data) if lease_data is not None else None
+    now = datetime.now(UTC)
+    if lease is not None and lease.expires > now:
+        checks.append(Check(f"{name}: lease", PASS, f"held by {lease.holder} until "
+                            f"{lease.expires:%Y-%m-%d %H:%M:%S}Z: a run is at work, and "
+                            "another started before then exits 1"))
+    elif lease is not None and lease.expires > lease.taken:
+        ended = f"{lease.expires:%Y-%m-%d %H:%M:%S}Z"
+        checks.append(Check(f"{name}: lease", PASS, f"ended {ended} without a release "
+                            "(a run was killed); the next run takes it over"))
+    else:
+        checks.append(Check(f"{name}: lease", PASS, "free"))
+    return checks
+
+
 # -- mirrors ------------------------------------------------------------------------------
 
 def check_mirror(mirror: MirrorConfig) -> list[Check]:
@@ -81,7 +140,8 @@ def check_mirror(mirror: MirrorConfig) -> list[Check]:
         try:
             root = backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE)
             if root is not None and CONDITIONAL_WRITE in backend.capabilities:
-                return [_refused_write(name, backend, root), *_serves(mirror, root)]
+                return [_refused_write(f"{name}: writable", backend, root, MANIFEST_NAME),
+                        *_serves(mirror, root)]
             return _probe(mirror, backend, root)
         except MirrorkitError as e:
             return [Check(f"{name}: writable", FAIL, str(e), _write_fix(mirror))]
@@ -95,16 +155,15 @@ def _new_directory(name: str, path: Path) -> Check:
                  "make the directory, writable by this user")
 
 
-def _refused_write(name: str, backend: Backend, root: bytes) -> Check:
-    """Write access shown by a write the store must refuse: the live root again, only if
-    there is none (there is one).  Nothing changes either way."""
+def _refused_write(name: str, backend: Backend, root: bytes, path: str) -> Check:
+    """Write access shown by a write the store must refuse: ``root``, the object at
+    ``path``, again, only if there is none (there is one).  Nothing changes either way."""
     try:
-        backend.put(MANIFEST_NAME, root, "application/json; charset=utf-8",
+        backend.put(path, root, "application/json; charset=utf-8",
                     cache=cache_control(0), if_absent=True)
     except PublishConflictError:
-        return Check(f"{name}: writable", PASS,
-                     "a conditional write was refused with 412, as it must be")
-    return Check(f"{name}: writable", FAIL, "the store ignored a conditional write "
+        return Check(name, PASS, "a conditional write was refused with 412, as it must be")
+    return Check(name, FAIL, "the store ignored a conditional write "
                  "(If-None-Match): it would not stop two publishers",
                  "choose the provider preset with conditional_writes = false")
 
