@@ -135,3 +135,19 @@ secret_access_key = "{MOTO_KEY}"
     assert "lease: free" in synced.stdout
     listed = moto_server.client().list_objects_v2(Bucket=state)["Contents"]
     assert {o["Key"]: o["ETag"] for o in listed} == before  # nothing changed
+
+
+def test_sync_to_a_private_bucket_says_it_is_not_public_once_and_sends_nothing_again(
+        tmp_path: Path, outlet: SampleOutlet, moto_server: MotoServer) -> None:
+    public, private = moto_server.new_bucket(), f"private-{free_port()}"
+    moto_server.client().create_bucket(Bucket=private)  # no policy: anonymous reads get 403
+    config = write_config(tmp_path, outlet.feed_url, moto_server, [public, private])
+    synced = run(config, "sync", "--json")
+    assert synced.exit_code == 3, synced.output
+    ok, failed = json.loads(synced.stdout)["mirrors"]
+    assert ok["ok"] and not failed["ok"]
+    assert "not publicly readable" in failed["error"]
+    assert "'mirrorkit doctor' tells which" in failed["error"]
+    assert synced.stderr.count("not publicly readable") == 1
+    assert "sending them again" not in synced.stderr  # not misread as damage to mend
+    assert "missing: manifest.json" not in synced.stderr

@@ -271,6 +271,17 @@ def _check_all(config: Config, key: PublicKey, bundle: Bundle | None,
         try:
             result = check_published(mirror, key, bundle, outcome.published,
                                      config.publish.check_sample)
+            if _root_not_served(result):
+                # This run has just written the root: its public_url does not serve it.
+                # Sending files again cannot help; what ops must fix is named once.
+                error = (f"published, but its public_url does not serve {MANIFEST_NAME} "
+                         f"({mirror.public_url}): the bucket is not publicly readable, or "
+                         "public_url points elsewhere ('mirrorkit doctor' tells which)")
+                log.error("mirror %s: %s", mirror.name, error,
+                          extra=fields("mirror_unreadable", mirror=mirror.name, error=error))
+                checked.append(MirrorOutcome(mirror.name, outcome.published,
+                                             check_error=error))
+                continue
             damaged = _damaged(result)
             if damaged:
                 # What the check found wrong (a lost race, a flaky store) is sent again
@@ -291,6 +302,11 @@ def _check_all(config: Config, key: PublicKey, bundle: Bundle | None,
                 extra=fields("mirror_finding", mirror=mirror.name, error=finding.line()))
         checked.append(MirrorOutcome(mirror.name, outcome.published, check=result))
     return checked
+
+
+def _root_not_served(report: Report) -> bool:
+    return any(f.fatal and f.kind == "missing" and f.path == MANIFEST_NAME
+               for f in report.findings)
 
 
 def _damaged(report: Report) -> list[str]:
