@@ -7,6 +7,7 @@ the sample outlet on loopback."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,3 +152,26 @@ def test_sync_to_a_private_bucket_says_it_is_not_public_once_and_sends_nothing_a
     assert synced.stderr.count("not publicly readable") == 1
     assert "sending them again" not in synced.stderr  # not misread as damage to mend
     assert "missing: manifest.json" not in synced.stderr
+
+
+def test_export_of_a_state_in_a_bucket_into_a_pipe_prints_only_articles(
+        tmp_path: Path, outlet: SampleOutlet, moto_server: MotoServer) -> None:
+    bucket = moto_server.new_bucket()
+    config = write_config(tmp_path, outlet.feed_url, moto_server, [bucket], extra=f"""
+[state]
+url = "s3://{bucket}/state"
+endpoint_url = "{moto_server.endpoint}"
+provider = "minio"
+access_key_id = "{MOTO_KEY}"
+secret_access_key = "{MOTO_KEY}"
+""")
+    assert run(config, "fetch").exit_code == 0
+    for leftover in (tmp_path / "state").iterdir():  # another machine: an empty disk
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
+    exported = run(config, "export", "--json")
+    assert exported.exit_code == 0, exported.output
+    assert len(exported.stdout.splitlines()) == 30
+    assert exported.stderr == ""  # 'export --json | jq' shows no state chatter

@@ -244,7 +244,8 @@ class RemoteState:
         marker = self.dir / MARKER
         if data is None:
             self._head_tag, self._head = None, Committed()
-            log.info("state %s: empty; starting from the state dir", self.url)
+            (log.debug if reading else log.info)(
+                "state %s: empty; starting from the state dir", self.url)
             marker.unlink(missing_ok=True)
             return
         self._head_tag = md5_hex(data)
@@ -268,7 +269,9 @@ class RemoteState:
             raise self._error(e) from e
         if reading:
             self._mark(data)
-        log.info("state %s: generation %d brought down", self.url, self._head.generation)
+        # A command that only reads (export into a pipe) says it only when asked (-v).
+        (log.debug if reading else log.info)(
+            "state %s: generation %d brought down", self.url, self._head.generation)
 
     def _download_db(self) -> None:
         if self._head.db is None:
