@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import copy
+import email.utils
 import html as html_lib
 import re
 from collections.abc import Mapping
@@ -265,28 +266,62 @@ _DATEPARSER = {
     "RETURN_AS_TIMEZONE_AWARE": True, "TIMEZONE": "UTC", "TO_TIMEZONE": "UTC",
     # W3C-DTF's reduced forms: "2024" is 2024-01-01, "2024-05" is 2024-05-01.
     "PREFER_DAY_OF_MONTH": "first", "PREFER_MONTH_OF_YEAR": "first", "DATE_ORDER": "YMD",
+    # No "relative-time" ("2 hours ago", "yesterday"): a date that moves with the clock
+    # would make an entry look changed at every run.
+    "PARSERS": ["timestamp", "custom-formats", "absolute-time"],
 }
+_REDUCED_W3C = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
 
 
-def parse_datetime(value: str | None) -> datetime | None:
+def parse_datetime(value: str | None, *, slow: bool = True) -> datetime | None:
     """A date or date-time as aware UTC (naive values are taken as UTC), or None.
 
     Every W3C datetime form (``2024``, ``2024-05``, ``2024-05-06``, with a time to
     minutes, seconds or fractions, ``Z`` or an offset), ISO 8601 and RFC 822 dates:
-    ``fromisoformat`` for the common forms, dateparser for the rest.
+    ``fromisoformat`` and the standard library for those, dateparser (a few milliseconds
+    a value) for the rest unless ``slow`` is False.  Relative dates ("2 hours ago") are
+    refused: they would date an entry anew at every run.  A date that cannot be put in
+    UTC (year 1 with a +14:00 offset) is None, never an error: one hostile value must
+    not fail a whole sitemap or page.
     """
     value = (value or "").strip()
     if not value or len(value) > 64:
         return None
-    try:
-        parsed: datetime | None = datetime.fromisoformat(value)
-    except ValueError:
-        parsed = dateparser.parse(value, languages=["en"], settings=_DATEPARSER)
+    parsed = _fast_datetime(value)
+    if parsed is None and slow:
+        try:
+            parsed = dateparser.parse(value, languages=["en"], settings=_DATEPARSER)
+        except (ValueError, OverflowError):
+            parsed = None
     if parsed is None:
         return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _fast_datetime(value: str) -> datetime | None:
+    """``value`` in the forms sitemaps and pages mostly use, without dateparser."""
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        pass
+    reduced = _REDUCED_W3C.match(value)
+    if reduced:
+        year, month = reduced.groups()
+        try:
+            return datetime(int(year), int(month or 1), 1)
+        except ValueError:
+            return None
+    if value[:1].isalpha() or value[:1].isdigit():
+        try:
+            return email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            pass
+    return None
 
 
 def _meta(tree: lxml.html.HtmlElement, *names: str) -> str | None:

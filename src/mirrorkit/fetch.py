@@ -129,6 +129,7 @@ from mirrorkit.models import Article, Media, article_id
 from mirrorkit.progress import Meter
 from mirrorkit.sources import (
     Entry,
+    Sitemap,
     newest_first,
     normalize_url,
     parse_feed,
@@ -747,9 +748,12 @@ class _Run:
         for depth in range(MAX_SITEMAP_DEPTH + 1):
             children: list[str] = []
             for document in level:
-                sitemap = parse_sitemap(unpack(document.body, document.url, limit),
-                                        document.url)
+                # Off the event loop: a large sitemap takes a second or more to read.
+                sitemap = await asyncio.to_thread(_read_sitemap, document, limit)
                 entries += sitemap.entries
+                if len(entries) > MAX_ENTRIES:
+                    # Memory stays bounded across 50 sitemaps of 50,000 URLs: the newest.
+                    entries = newest_first(entries)[:MAX_ENTRIES]
                 for child, lastmod in sitemap.children:
                     if child in seen or (since and lastmod and lastmod < since):
                         continue
@@ -872,20 +876,36 @@ class _Run:
         self.progress(f"  {error}")
         return "failed"
 
-    def _article_url(self, url: str, canonical: str) -> str:
-        """The URL an article is stored under: the page's canonical URL, so that one
-        article reached by several URLs (sources, tracking tags) is stored once.
+    def _article_url(self, url: str, canonical: str) -> tuple[str, bool]:
+        """The URL an article is stored under, and whether this page may write it.
 
-        Only a canonical URL on the page's own host counts (a page cannot claim another
-        site's article, nor take over one stored under another URL), and an article
-        already stored under the entry's URL keeps it.
+        The page's canonical URL, so that one article reached by several URLs (sources,
+        tracking tags) is stored once.  Only a canonical URL on the page's own host
+        counts (a page cannot claim another site's article), and an article already
+        stored under the entry's URL keeps it.
+
+        A page never overwrites an article stored before under another URL: a new URL
+        whose page names a stored article as canonical only becomes its alias, and an
+        alias may update its article only while that article's own URL is not read as
+        an entry (which then is what updates it).  So a page cannot take over another
+        article by naming it as canonical, neither at once nor when re-dated later.
         """
         stored = self.store.stored_url(url)
         if stored is not None:
-            return stored
+            return stored, stored == url or self.store.checked_at(stored) is None
         canonical = normalize_url(canonical) if canonical else url
         same_host = (urlsplit(canonical).hostname or "") == (urlsplit(url).hostname or "")
-        return canonical if same_host else url
+        if not same_host or canonical == url:
+            return url, True
+        claimed = self.store.stored_url(canonical)
+        return (canonical, True) if claimed is None else (claimed, False)
+
+    def _alias_only(self, entry: Entry, url: str, response: _Response) -> None:
+        """Record ``entry`` as another name of the stored article ``url``, unchanged."""
+        with self.store.transaction():
+            self.store.add_alias(entry.url, url)
+            self.store.set_validators(entry.url, response.etag, response.last_modified)
+            self._succeeded(entry.url)
 
     async def _fetch_article(self, source: SourceConfig, entry: Entry, why: _Why) -> str:
         url = entry.url
@@ -909,7 +929,12 @@ class _Run:
             raise FetchError("no article text found in the page", where=url)
         # Store reads wait for the store's lock, which a commit elsewhere may hold while it
         # syncs to disk: never on the event loop.
-        url = await asyncio.to_thread(self._article_url, url, page.canonical)
+        url, writable = await asyncio.to_thread(self._article_url, url, page.canonical)
+        if not writable:
+            log.info("%s: names %s as its canonical URL, stored before under that URL:"
+                     " kept as another name of it, not saved over it", entry.url, url)
+            await asyncio.to_thread(self._alias_only, entry, url, response)
+            return "unchanged"
         images, transient = await self._store_images(page.images, url)
         if transient:
             self._image_failed_for_now(entry.url, transient)
@@ -1031,6 +1056,10 @@ class _Run:
         media = await asyncio.to_thread(self.store.put_media, picture.data,
                                         picture.media_type)
         return replace(media, width=picture.width, height=picture.height)
+
+
+def _read_sitemap(document: _Response, limit: int) -> Sitemap:
+    return parse_sitemap(unpack(document.body, document.url, limit), document.url)
 
 
 def _disk_full(error: BaseException | None) -> bool:

@@ -126,11 +126,13 @@ def _article_ld(tree: lxml.html.HtmlElement) -> dict[str, Any]:
         raw = (script.text or "")[:_MAX_LD]
         try:
             data = json.loads(raw)
-        except ValueError:
+            found = next((obj for obj in _walk_ld(data) if _is_article(obj)), None)
+        except (ValueError, RecursionError):
+            # Broken or nested past Python's recursion limit ("[[[[..."): read as
+            # no structured data, as a page without any would be.
             continue
-        for obj in _walk_ld(data):
-            if _is_article(obj):
-                return obj
+        if found is not None:
+            return found
     return {}
 
 

@@ -45,6 +45,12 @@ _TRACKING = frozenset({
     "at_campaign", "guccounter", "share", "smid", "sr_share",
 })
 _NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
+# The sitemap protocol's cap on the URLs (or sitemaps) one file may name: a file naming
+# more is read up to it, so that memory and time stay bounded whatever the origin sends.
+MAX_SITEMAP_URLS = 50_000
+# Dates of one sitemap read with dateparser (milliseconds each) when they are in no
+# standard form; past that they count as absent.  Common forms cost microseconds.
+MAX_SLOW_DATES = 100
 
 
 @dataclass(frozen=True)
@@ -206,20 +212,34 @@ def parse_sitemap(data: bytes, url: str) -> Sitemap:
     child_tag = "url" if kind == "urlset" else "sitemap"
     entries: list[Entry] = []
     children: list[tuple[str, datetime | None]] = []
+    slow_left = MAX_SLOW_DATES
+
+    def date(value: str | None) -> datetime | None:
+        nonlocal slow_left
+        parsed = extract.parse_datetime(value, slow=False)
+        if parsed is None and value and slow_left > 0:
+            slow_left -= 1
+            parsed = extract.parse_datetime(value)
+        return parsed
+
     for node in root:
+        if len(entries) + len(children) >= MAX_SITEMAP_URLS:
+            log.warning("%s: names more than %d URLs; the rest are left out", url,
+                        MAX_SITEMAP_URLS)
+            break
         if not isinstance(node.tag, str) or lxml.etree.QName(node).localname != child_tag:
             continue
         fields = _text(node, "loc", "lastmod", "title", "publication_date")
         page = entry_url(url, fields.get("loc", ""))
         if page is None:
             continue
-        lastmod = extract.parse_datetime(fields.get("lastmod"))
+        lastmod = date(fields.get("lastmod"))
         if kind == "sitemapindex":
             children.append((page, lastmod))
             continue
         entries.append(Entry(
             url=page, title=fields.get("news:title", ""), updated=lastmod,
-            published=extract.parse_datetime(fields.get("news:publication_date")),
+            published=date(fields.get("news:publication_date")),
         ))
     return Sitemap(entries=newest_first(entries), children=children)
 

@@ -368,6 +368,12 @@ class Store:
             "(SELECT article_url FROM aliases WHERE url = ?), ?)", (url, url))
         return (_dt(row[0]), _dt(row[1])) if row else None
 
+    def add_alias(self, url: str, article_url: str) -> None:
+        """Record ``url`` as another name of the stored article ``article_url``."""
+        if url != article_url:
+            self._q("INSERT INTO aliases (url, article_url) VALUES (?, ?) ON CONFLICT (url)"
+                    " DO UPDATE SET article_url = excluded.article_url", (url, article_url))
+
     def save_article(self, article: Article, alias: str | None = None) -> bool:
         """Insert or update; returns True if the article is new or its content changed.
 
@@ -380,9 +386,8 @@ class Store:
         """
         digest = article.content_hash
         with self._mutex:
-            if alias is not None and alias != article.url:
-                self._q("INSERT INTO aliases (url, article_url) VALUES (?, ?) ON CONFLICT (url)"
-                        " DO UPDATE SET article_url = excluded.article_url", (alias, article.url))
+            if alias is not None:
+                self.add_alias(alias, article.url)
             if self.content_hash(article.url) == digest:
                 return False
             now = _now()
