@@ -6,14 +6,17 @@ entry or one field at most, never the source, the article or another article.
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from mirrorkit import fetch as fetch_module
-from mirrorkit import sources
+from mirrorkit import images, sources
+from mirrorkit.errors import FetchError
 from mirrorkit.extract import extract_page, parse_datetime
 from mirrorkit.sources import parse_sitemap
 from mirrorkit.store import Store
@@ -157,3 +160,33 @@ def test_an_article_named_canonical_by_a_page_read_before_it_is_its_own_after(
                 (victim, "<lastmod>2026-01-01</lastmod>")), "application/xml")
             run(config, store)
             assert [(a.url, a.title) for a in store.articles()] == [(victim, "Victim")]
+
+
+# -- images -------------------------------------------------------------------------------
+
+def test_images_past_the_byte_cap_are_not_stored(tmp_path: Path, store: Store) -> None:
+    data = []
+    for n in range(6):
+        out = io.BytesIO()
+        Image.effect_noise((200, 200), 80 + n).convert("RGB").save(out, "PNG")
+        data.append(out.getvalue())
+    figures = "".join(f'<img src="/img/{n}.png">' for n in range(6))
+    routes = {"/a/1.html": fixed(article("Heavy", extra=figures)),
+              **{f"/img/{n}.png": fixed(d, "image/png") for n, d in enumerate(data)}}
+    with LoopbackServer(routes) as site:
+        site.routes["/s.xml"] = fixed(urlset((f"{site.url}a/1.html", "")), "application/xml")
+        run(config_for(tmp_path, {"type": "sitemap", "url": site.url + "s.xml"},
+                       max_image_bytes_per_article=int(len(data[0]) * 2.5)), store)
+    (stored,) = store.articles()
+    assert len(stored.media) == 2
+    # What the cap leaves out takes no disk: only the two kept images are in the store.
+    assert len([p for p in store.blob_dir.rglob("*") if p.is_file()]) == 2
+
+
+def test_an_image_that_breaks_its_decoder_is_left_out_in_one_line() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, "AVIF")
+    broken = bytearray(out.getvalue())
+    broken[81] = 0  # an item of the AVIF container: libavif raises RuntimeError
+    with pytest.raises(FetchError, match=r"^https://n\.example/x\.avif: broken image: "):
+        images.reencode(bytes(broken), "https://n.example/x.avif", 100)

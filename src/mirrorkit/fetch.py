@@ -43,7 +43,8 @@ source, and a run with news to about one request per new or changed entry:
   anything newer.
 - **Images** are downloaded once per run per URL, decoded and re-encoded (scaled to
   ``image_max_width``; their width and height go into the page), at most
-  ``max_images_per_article`` and ``max_image_bytes_per_article`` per article; an image
+  ``max_images_per_article`` and ``max_image_bytes_per_article`` per article (an image
+  past the byte cap is never stored: the cap bounds the disk, not only the page); an image
   that cannot be stored (failed, too large, not JPEG/PNG/GIF/WebP/AVIF by its magic
   bytes, not decodable, a decompression bomb) is removed from the body, never left
   pointing at another host; its caption stays.  An
@@ -596,6 +597,8 @@ class _Cpu:
             self._pool = None
 
 
+_Image = Media | images.Picture | MirrorkitError
+
 # Why an entry's page is asked for: not stored, dated later than stored, or due a recheck.
 _Why = Literal["new", "redated", "revalidate"]
 _Job = tuple[Entry, _Why]
@@ -625,7 +628,8 @@ class _Run:
     saved: int = 0
     tasks: list[asyncio.Task[SourceResult]] = field(default_factory=list)
     cpu: _Cpu = field(default_factory=lambda: _Cpu())
-    _images: dict[str, asyncio.Task[Media | MirrorkitError]] = field(default_factory=dict)
+    # Images of the run by URL: being read, re-encoded but not stored, stored, or failed.
+    _images: dict[str, asyncio.Future[_Image]] = field(default_factory=dict)
 
     @property
     def workers(self) -> int:
@@ -648,8 +652,10 @@ class _Run:
         if self.full is None:
             self.full = error if isinstance(error, StoreError) else StoreError(
                 str(error), where=str(self.store.dir))
-            for task in (*self.tasks, *self._images.values()):
+            for task in self.tasks:
                 task.cancel()
+            for image in self._images.values():
+                image.cancel()
         return True
 
     async def source(self, source: SourceConfig) -> SourceResult:
@@ -1010,32 +1016,51 @@ class _Run:
                           f" {len(urls)} images left out (max_images_per_article ="
                           f" {config.max_images_per_article})")
             urls = urls[:config.max_images_per_article]
-        stored = await asyncio.gather(*(self._image(u) for u in urls))
+        futures = [self._image(u) for u in urls]
+        got = await asyncio.gather(*futures)
         kept: dict[str, Media] = {}
         total = 0
-        for image_url, media in zip(urls, stored, strict=True):
-            if not isinstance(media, Media):
+        # Stored only once within the cap: an image left out must not fill the disk.
+        for image_url, item in zip(urls, got, strict=True):
+            if isinstance(item, MirrorkitError):
                 continue
-            total += media.size
+            total += item.size if isinstance(item, Media) else len(item.data)
             if total > config.max_image_bytes_per_article:
                 self.progress(f"  {url}: images from {image_url} on left out"
                               f" (max_image_bytes_per_article ="
                               f" {config.max_image_bytes_per_article})")
                 break
-            kept[image_url] = media
-        transient = [m for m in stored if isinstance(m, MirrorkitError) and m.retryable]
+            if isinstance(item, images.Picture):
+                item = await self._put_picture(image_url, item)
+            kept[image_url] = item
+        for image_url, future in zip(urls, futures, strict=True):
+            if (self._images.get(image_url) is future and image_url not in kept
+                    and isinstance(future.result(), images.Picture)):
+                # Not held for the rest of the run: an article needing it reads it again.
+                del self._images[image_url]
+        transient = [m for m in got if isinstance(m, MirrorkitError) and m.retryable]
         return kept, transient
 
-    def _image(self, url: str) -> asyncio.Task[Media | MirrorkitError]:
-        # One task per URL: articles sharing an image wait for the same download.
-        task = self._images.get(url)
-        if task is None:
-            task = asyncio.create_task(self._download_image(url))
-            self._images[url] = task
-        return task
+    async def _put_picture(self, url: str, picture: images.Picture) -> Media:
+        """Store ``picture`` (read from ``url``); articles sharing it find it stored."""
+        media = await asyncio.to_thread(self.store.put_media, picture.data,
+                                        picture.media_type)
+        media = replace(media, width=picture.width, height=picture.height)
+        done: asyncio.Future[_Image] = asyncio.get_running_loop().create_future()
+        done.set_result(media)
+        self._images[url] = done
+        return media
 
-    async def _download_image(self, url: str) -> Media | MirrorkitError:
-        """The stored image, or why it was left out (``retryable`` if only for now)."""
+    def _image(self, url: str) -> asyncio.Future[_Image]:
+        # One download per URL: articles sharing an image wait for the same one.
+        future = self._images.get(url)
+        if future is None:
+            future = self._images[url] = asyncio.create_task(self._download_image(url))
+        return future
+
+    async def _download_image(self, url: str) -> _Image:
+        """The image re-encoded (not stored yet), or why it was left out (``retryable``
+        if only for now)."""
         try:
             response = await self.client.get(
                 url, limit=self.config.fetch.max_image_size,
@@ -1048,14 +1073,11 @@ class _Run:
                 raise FetchError("not a PNG, JPEG, GIF, WebP or AVIF image (served as"
                                  f" {response.content_type!r})", where=url)
             # Decoded and written again: proves it is an image, drops its metadata.
-            picture = await self.cpu(images.reencode, response.body, url,
-                                     self.config.fetch.image_max_width)
+            return await self.cpu(images.reencode, response.body, url,
+                                  self.config.fetch.image_max_width)
         except MirrorkitError as e:
             log.warning("image left out: %s", e)
             return e
-        media = await asyncio.to_thread(self.store.put_media, picture.data,
-                                        picture.media_type)
-        return replace(media, width=picture.width, height=picture.height)
 
 
 def _read_sitemap(document: _Response, limit: int) -> Sitemap:

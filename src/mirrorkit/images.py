@@ -64,6 +64,11 @@ def reencode(data: bytes, url: str, max_width: int) -> Picture:
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise FetchError(f"broken image: {' '.join(str(e).split()) or type(e).__name__}",
                          where=url) from e
+    except Exception as e:
+        # Decoders raise what they like on hostile bytes (libavif: RuntimeError): it
+        # leaves the image out, not the article.
+        raise FetchError(f"broken image: {type(e).__name__}: {' '.join(str(e).split())}",
+                         where=url) from e
 
 
 def _reencode(img: Image.Image, max_width: int) -> Picture:
