@@ -7,6 +7,9 @@ entry or one field at most, never the source, the article or another article.
 from __future__ import annotations
 
 import io
+import os
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from mirrorkit.extract import extract_page, parse_datetime
 from mirrorkit.sources import parse_sitemap
 from mirrorkit.store import Store
 from test_fetch import LoopbackServer, fixed
-from test_sources import article, config_for, index, run, urlset
+from test_sources import article, config_for, index, png, run, urlset
 
 # Not representable in UTC: Python raises OverflowError on converting them.
 OVERFLOWING = ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00")
@@ -190,3 +193,36 @@ def test_an_image_that_breaks_its_decoder_is_left_out_in_one_line() -> None:
     broken[81] = 0  # an item of the AVIF container: libavif raises RuntimeError
     with pytest.raises(FetchError, match=r"^https://n\.example/x\.avif: broken image: "):
         images.reencode(bytes(broken), "https://n.example/x.avif", 100)
+
+
+def test_images_are_decoded_one_per_core_at_most(tmp_path: Path, store: Store,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 400 KB PNG of 9,400 x 9,400 pixels takes about 700 MB to decode: threads decoding
+    # one each at once would take gigabytes.
+    running, most = 0, 0
+    lock = threading.Lock()
+    real = images.reencode
+
+    def counting(*args: Any) -> Any:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.2)
+            return real(*args)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(images, "reencode", counting)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    figures = "".join(f'<img src="/img/{n}.png">' for n in range(8))
+    routes = {"/a/1.html": fixed(article("Many", extra=figures)),
+              **{f"/img/{n}.png": fixed(png(16, 16, (n, 0, 0)), "image/png") for n in range(8)}}
+    with LoopbackServer(routes) as site:
+        site.routes["/s.xml"] = fixed(urlset((f"{site.url}a/1.html", "")), "application/xml")
+        report, _ = run(config_for(tmp_path, {"type": "sitemap", "url": site.url + "s.xml"}),
+                        store)
+    assert (report.new, len(store.articles()[0].media)) == (1, 8)
+    assert most == 2

@@ -572,11 +572,16 @@ class _Cpu:
     pool of one process per core, started then (from a forkserver that has imported the
     extractor once): threads share one core under the GIL, and extraction of a large
     batch costs more CPU than its downloads take time.
+
+    Either way at most one step per core runs at a time: a small PNG can decode to
+    hundreds of megabytes of pixels, and threads (which Pillow runs in parallel) would
+    otherwise hold one such image each.
     """
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
         self._expected = 0
+        self._running: asyncio.Semaphore | None = None
 
     def expect(self, articles: int) -> None:
         self._expected += articles
@@ -587,9 +592,12 @@ class _Cpu:
             self._pool = ProcessPoolExecutor(max_workers=cores, mp_context=context)
 
     async def __call__(self, func: Callable[..., _T], *args: Any) -> _T:
-        if self._pool is None:
-            return await asyncio.to_thread(func, *args)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
+        if self._running is None:
+            self._running = asyncio.Semaphore(os.cpu_count() or 1)
+        async with self._running:
+            if self._pool is None:
+                return await asyncio.to_thread(func, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
 
     def close(self) -> None:
         if self._pool is not None:
