@@ -226,3 +226,32 @@ def test_images_are_decoded_one_per_core_at_most(tmp_path: Path, store: Store,
                         store)
     assert (report.new, len(store.articles()[0].media)) == (1, 8)
     assert most == 2
+
+
+# -- addresses ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", [
+    pytest.param("http://169.254.169.254/latest/meta-data/iam/", id="aws-gcp-azure-metadata"),
+    pytest.param("http://[fd00:ec2::254]/latest/meta-data/", id="aws-metadata-v6"),
+    pytest.param("http://[fe80::1]/", id="link-local-v6"),
+])
+def test_metadata_services_are_refused_even_for_a_private_origin(
+        tmp_path: Path, store: Store, target: str) -> None:
+    # allow_private_addresses lets mirrorkit read an origin on a private network; a
+    # hostile sitemap must not send it on to the machine's credentials.
+    with LoopbackServer({}) as site:
+        site.routes["/s.xml"] = fixed(urlset((target, "")), "application/xml")
+        report, lines = run(config_for(tmp_path, {"type": "sitemap", "url": site.url + "s.xml"},
+                                       allow_private_addresses=True, connect_timeout=1),
+                            store)
+    assert report.sources[0].failed_articles == 1
+    assert any(" address " in line and "never fetched" in line for line in lines), lines
+
+
+def test_a_private_origin_is_still_read_with_allow_private(tmp_path: Path,
+                                                           store: Store) -> None:
+    with LoopbackServer({"/a/1.html": fixed(article("Local"))}) as site:
+        site.routes["/s.xml"] = fixed(urlset((f"{site.url}a/1.html", "")), "application/xml")
+        report, _ = run(config_for(tmp_path, {"type": "sitemap", "url": site.url + "s.xml"},
+                                   allow_private_addresses=True), store)
+    assert (report.new, report.any_failed) == (1, False)

@@ -67,7 +67,9 @@ Safety and politeness:
 
 - **Address guard**: unless ``[fetch] allow_private_addresses`` is true, no request goes to
   a loopback, private, link-local, site-local, multicast, reserved or unspecified
-  address, nor to a 6to4 or Teredo address that embeds such an IPv4 address.  Hostnames
+  address, nor to a 6to4 or Teredo address that embeds such an IPv4 address.  Even when
+  it is true, no request goes to a link-local address or AWS's IPv6 metadata address
+  (cloud metadata services, which hold the machine's credentials).  Hostnames
   are checked after resolution by :class:`GuardedResolver` (every address, so a name that
   mixes public and private addresses is refused); IP-literal hosts, which aiohttp never
   resolves, are checked before the request; redirects are followed by hand so every hop
@@ -247,25 +249,51 @@ def blocked_reason(address: str) -> str | None:
     return None if ip.is_global else "non-public"
 
 
-def _blocked(where: str, address: str, kind: str, *, resolved: bool) -> BlockedAddressError:
+def _refused(address: str, allow_private: bool) -> str | None:
+    """Why ``address`` is refused under ``[fetch] allow_private_addresses``, or None.
+
+    Allowing private addresses lets mirrorkit read an origin on a private network; it
+    never lets a source send it to link-local addresses or AWS's IPv6 metadata address:
+    cloud metadata services live there (169.254.169.254), and a hostile sitemap or
+    listing naming them would publish the machine's credentials as an article.
+    """
+    kind = blocked_reason(address)
+    if kind is None or not allow_private:
+        return kind
+    try:
+        metadata = ipaddress.ip_address(address.split("%", 1)[0]) in _METADATA
+    except ValueError:
+        metadata = False
+    return kind if kind == "link-local" or metadata else None
+
+
+_METADATA = frozenset({ipaddress.ip_address("fd00:ec2::254")})
+_METADATA_HINT = ("link-local and cloud metadata addresses are never fetched, even with"
+                  " allow_private_addresses")
+
+
+def _blocked(where: str, address: str, kind: str, *, resolved: bool,
+             allow_private: bool = False) -> BlockedAddressError:
     verb = "resolves to" if resolved else "is"
     return BlockedAddressError(f"{verb} {kind} address {address}", where=where,
-                               hint=_PRIVATE_HINT)
+                               hint=_METADATA_HINT if allow_private else _PRIVATE_HINT)
 
 
 class GuardedResolver(AbstractResolver):
-    """A resolver that refuses names resolving to any address :func:`blocked_reason` names."""
+    """A resolver that refuses names resolving to any address :func:`_refused` names."""
 
-    def __init__(self) -> None:
+    def __init__(self, allow_private: bool = False) -> None:
         self._inner = ThreadedResolver()
+        self._allow_private = allow_private
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         for result in results:
-            kind = blocked_reason(result["host"])
+            kind = _refused(result["host"], self._allow_private)
             if kind:
-                raise _blocked(host, result["host"], kind, resolved=True)
+                raise _blocked(host, result["host"], kind, resolved=True,
+                               allow_private=self._allow_private)
         return results
 
     async def close(self) -> None:
@@ -391,10 +419,11 @@ class _Client:
         parts = urlsplit(current)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise FetchError(f"redirected to a non-http(s) URL {current!r}", where=url)
-        if not self._config.allow_private_addresses:
-            kind = blocked_reason(parts.hostname)
-            if kind:
-                raise _blocked(url, parts.hostname, kind, resolved=False)
+        allow_private = self._config.allow_private_addresses
+        kind = _refused(parts.hostname, allow_private)
+        if kind:
+            raise _blocked(url, parts.hostname, kind, resolved=False,
+                           allow_private=allow_private)
 
     async def _retrying(self, url: str, headers: dict[str, str], limit: int,
                         want_type: Callable[[str], bool] | None, priority: int,
@@ -550,7 +579,7 @@ def open_session(config: FetchConfig) -> aiohttp.ClientSession:
     attempt's ``timeout`` is :class:`_Client`'s too; aiohttp bounds connecting (name
     lookup included) and each read.
     """
-    resolver = None if config.allow_private_addresses else GuardedResolver()
+    resolver = GuardedResolver(allow_private=config.allow_private_addresses)
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, resolver=resolver)
     return aiohttp.ClientSession(
         connector=connector,
