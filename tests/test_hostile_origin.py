@@ -255,3 +255,26 @@ def test_a_private_origin_is_still_read_with_allow_private(tmp_path: Path,
         report, _ = run(config_for(tmp_path, {"type": "sitemap", "url": site.url + "s.xml"},
                                    allow_private_addresses=True), store)
     assert (report.new, report.any_failed) == (1, False)
+
+
+# -- dates in the future ------------------------------------------------------------------
+
+def test_a_date_in_the_future_neither_pins_nor_freezes_an_article(tmp_path: Path,
+                                                                  store: Store) -> None:
+    ld = ('<script type="application/ld+json">{"@type": "NewsArticle", "headline": "Soon",'
+          ' "datePublished": "2999-01-01T00:00:00Z"}</script>')
+    with LoopbackServer({"/a/1.html": fixed(article("Soon", head=ld))}) as site:
+        config = config_for(tmp_path, {"type": "sitemap", "url": site.url + "s.xml"})
+        site.routes["/s.xml"] = fixed(urlset(
+            (f"{site.url}a/1.html", "<lastmod>9999-01-01</lastmod>")), "application/xml")
+        run(config, store)
+        (stored,) = store.articles()
+        assert (stored.published, stored.updated) == (None, None)
+        # The origin, itself again, dates its next change truly: it is read.
+        site.routes["/a/1.html"] = fixed(article("Corrected"))
+        site.routes["/s.xml"] = fixed(urlset(
+            (f"{site.url}a/1.html", f"<lastmod>{datetime.now(UTC).isoformat()}</lastmod>")),
+            "application/xml")
+        report, _ = run(config, store)
+    assert report.changed == 1
+    assert [a.title for a in store.articles()] == ["Corrected"]

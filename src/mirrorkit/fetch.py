@@ -168,6 +168,9 @@ MAX_SITEMAP_DEPTH = 2
 # A child sitemap dated this much before the last complete pass is still read: the
 # origin's clock and ours differ, and a sitemap can change while a run reads it.
 _SITEMAP_SLACK = timedelta(hours=1)
+# How far ahead of ours a source's or page's date may be (time zones, clocks): further
+# ahead, it is ignored.
+MAX_CLOCK_AHEAD = timedelta(days=1)
 # Answers that say "not now": retried within the run, and only failed for now after that.
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -740,7 +743,7 @@ class _Run:
         else:
             entries = parse_feed(response.body, response.url, response.content_type)
         # A sitemap lists at most 50,000 URLs by protocol; a feed far fewer.
-        entries = entries[:MAX_ENTRIES]
+        entries = [_plausible_entry(e) for e in entries[:MAX_ENTRIES]]
 
         fetch_now, revalidate, unchanged = self._plan(source, entries)
         self.cpu.expect(len(fetch_now) + len(revalidate))
@@ -1001,8 +1004,8 @@ class _Run:
             id=article_id(url), url=url, source=source.name,
             title=safe(entry.title) or safe(page.title) or url,
             authors=tuple(a for a in map(safe, entry.authors or page.authors) if a),
-            published=entry.published or page.published,
-            updated=entry.updated or page.updated,
+            published=entry.published or _plausible(page.published),
+            updated=entry.updated or _plausible(page.updated),
             language=safe(page.language or entry.language or self.config.outlet.language),
             # The text of the body before its images were stored: the same words.
             text=safe(page.text), html=safe(html),
@@ -1141,6 +1144,25 @@ def _unexpected(where: str, e: Exception) -> str:
     """One line for an error mirrorkit did not foresee; the traceback goes to the debug log."""
     what = f"unexpected {type(e).__name__}: {e}" if str(e) else f"unexpected {type(e).__name__}"
     return str(MirrorkitError(what, where=where, hint="run with -v for the traceback"))
+
+
+def _plausible(when: datetime | None) -> datetime | None:
+    """``when``, unless it is further ahead than clocks differ (then None).
+
+    A date in the future would pin an article atop the pages and feeds and, stored,
+    make every later (true) date look older: the article would never be updated again.
+    """
+    if when is not None and when > datetime.now(UTC) + MAX_CLOCK_AHEAD:
+        return None
+    return when
+
+
+def _plausible_entry(entry: Entry) -> Entry:
+    published, updated = _plausible(entry.published), _plausible(entry.updated)
+    if (published, updated) == (entry.published, entry.updated):
+        return entry
+    log.debug("%s: a date in the future was ignored", entry.url)
+    return replace(entry, published=published, updated=updated)
 
 
 def _newer(entry: Entry, stored: tuple[datetime | None, datetime | None]) -> bool:
