@@ -8,6 +8,7 @@ their inputs.  mirrors.json has the Bypass Censorship v2 shape.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,7 +71,7 @@ def config(tmp_path: Path) -> Config:
 
 def parsed(config: Config, mirror: int, name: str) -> Any:
     feeds = render_feeds(config, ARTICLES, config.mirrors[mirror], built=BUILT)
-    return feedparser.parse(feeds[name])
+    return feedparser.parse(io.BytesIO(feeds[name]))
 
 
 @pytest.mark.parametrize("name", FEEDS)
@@ -113,7 +114,7 @@ def test_item_ids_survive_a_new_version(config: Config) -> None:
     older = parsed(config, 0, "atom.xml")
     later = render_feeds(config, [*ARTICLES, make_article(4)], config.mirrors[0],
                          built=datetime(2025, 1, 1, tzinfo=UTC))
-    newer = feedparser.parse(later["atom.xml"])
+    newer = feedparser.parse(io.BytesIO(later["atom.xml"]))
     assert {e.id for e in older.entries} < {e.id for e in newer.entries}
 
 
@@ -139,8 +140,8 @@ def test_authors_and_dates(config: Config, name: str) -> None:
 def test_feed_items_limits_the_entries(tmp_path: Path) -> None:
     config = make_config(tmp_path, feed_items=2)
     for name in FEEDS:
-        feed = feedparser.parse(render_feeds(config, ARTICLES, config.mirrors[0],
-                                             built=BUILT)[name])
+        feed = feedparser.parse(io.BytesIO(render_feeds(config, ARTICLES, config.mirrors[0],
+                                                        built=BUILT)[name]))
         assert len(feed.entries) == 2
 
 
@@ -159,8 +160,8 @@ def test_undated_article_still_makes_a_valid_feed(config: Config) -> None:
         language="ru", text="", html="<p>текст</p>",
     )
     for name in FEEDS:
-        feed = feedparser.parse(render_feeds(config, [undated], config.mirrors[0],
-                                             built=BUILT)[name])
+        feed = feedparser.parse(io.BytesIO(render_feeds(config, [undated], config.mirrors[0],
+                                                        built=BUILT)[name]))
         assert not feed.bozo
         assert feed.entries[0].title == "Без даты"
 

@@ -3,6 +3,7 @@ and plain HTTP reads, driven through the command line as ops and verifiers use i
 
 from __future__ import annotations
 
+import io
 import json
 import urllib.request
 import uuid
@@ -166,7 +167,7 @@ def test_feeds_on_each_mirror_link_to_that_mirror(
     for bucket in buckets:
         base = f"{moto_server.endpoint}/{bucket}/news/"
         for name in ("rss.xml", "atom.xml"):
-            feed = feedparser.parse(http_get(base + name))
+            feed = feedparser.parse(io.BytesIO(http_get(base + name)))
             assert not feed.bozo, feed.get("bozo_exception")
             assert len(feed.entries) == len(outlet.articles)
             assert all(e.link.startswith(base) for e in feed.entries)

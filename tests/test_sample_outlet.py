@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import struct
 import subprocess
 import sys
@@ -81,7 +82,7 @@ def test_rss_lists_every_article_newest_first(outlet: SampleOutlet) -> None:
     status, headers, body = fetch(outlet.feed_url)
     assert status == 200
     assert headers["Content-Type"] == "application/rss+xml; charset=utf-8"
-    feed = feedparser.parse(body)
+    feed = feedparser.parse(io.BytesIO(body))
     assert not feed.bozo, feed.get("bozo_exception")
     assert [e.link for e in feed.entries] == [a.url for a in outlet.articles]
     first, article = feed.entries[0], outlet.articles[0]
@@ -96,7 +97,7 @@ def test_rss_lists_every_article_newest_first(outlet: SampleOutlet) -> None:
 
 
 def test_atom_feed_parses(outlet: SampleOutlet) -> None:
-    feed = feedparser.parse(fetch(outlet.atom_url)[2])
+    feed = feedparser.parse(io.BytesIO(fetch(outlet.atom_url)[2]))
     assert not feed.bozo, feed.get("bozo_exception")
     assert feed.version == "atom10"
     assert [e.link for e in feed.entries] == [a.url for a in outlet.articles]
@@ -268,8 +269,8 @@ def test_update_article_changes_page_etag_and_feed() -> None:
         assert status == 200 and headers["ETag"] != etag
         assert "Corrected title" in body.decode(article.encoding)
         assert fetch(other.url, {"If-None-Match": other_etag})[0] == 304
-        entry = next(e for e in feedparser.parse(fetch(outlet.feed_url)[2]).entries
-                     if e.link == article.url)
+        feed = feedparser.parse(io.BytesIO(fetch(outlet.feed_url)[2]))
+        entry = next(e for e in feed.entries if e.link == article.url)
         assert entry.title == "Corrected title"
         assert entry.updated == "2026-11-01T09:01:00Z"
         assert updated.updated is not None and updated.paragraphs[-1].startswith("Correction")
@@ -279,7 +280,7 @@ def test_add_article_is_published() -> None:
     with SampleOutlet() as outlet:
         added = outlet.add_article("late-news", "Late news", ["First.", "Second."],
                                    images=["harbour"])
-        feed = feedparser.parse(fetch(outlet.feed_url)[2])
+        feed = feedparser.parse(io.BytesIO(fetch(outlet.feed_url)[2]))
         assert feed.entries[0].link == added.url == outlet.url + "articles/late-news.html"
         assert fetch(added.url)[0] == 200
         with pytest.raises(ValueError, match="already exists"):

@@ -291,6 +291,11 @@ def _url(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a URL string")
     parts = urlsplit(value)
+    if "@" in parts.netloc:
+        # Never echoed: what is before the "@" may be a secret.
+        raise ValueError("must not carry a user name or password (they would show in logs"
+                         " and errors); give a mirror's storage keys as access_key_id and"
+                         " secret_access_key")
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"must be an http(s) URL, got {value!r}")
     return value

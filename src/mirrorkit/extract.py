@@ -32,6 +32,7 @@ import dateparser
 import lxml.html
 import nh3
 import trafilatura
+import webencodings
 from trafilatura.htmlprocessing import build_html_output
 from trafilatura.settings import Document
 
@@ -70,6 +71,8 @@ _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
 _META_CHARSET = re.compile(
     rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE
 )
+# Labels the Encoding Standard maps to no text decoding Python has.
+_NO_CHARSET = frozenset({"replacement", "x-user-defined"})
 _BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
          (codecs.BOM_UTF16_BE, "utf-16-be"))
 # Per the HTML standard, a page's declared charset is searched for in its first 1024
@@ -107,12 +110,13 @@ class PageContent:
 # -- decoding -----------------------------------------------------------------------------
 
 def _codec(name: str | None) -> str | None:
-    if not name:
+    """The Python codec for a declared charset, by the WHATWG Encoding Standard's labels
+    (what browsers accept): None for anything else, so a page declaring ``zlib``, ``rot13``
+    or ``idna`` (codecs, not charsets) is decoded as if it declared nothing."""
+    encoding = webencodings.lookup(name.strip().strip("\"'")) if name else None
+    if encoding is None or encoding.name in _NO_CHARSET:
         return None
-    try:
-        return codecs.lookup(name.strip().strip("\"'")).name
-    except LookupError:
-        return None
+    return str(encoding.codec_info.name)
 
 
 def decode_html(data: bytes, header_charset: str | None = None) -> str:
@@ -151,6 +155,18 @@ def sanitize(fragment: str, base_url: str) -> str:
         link_rel=LINK_REL,
         strip_comments=True,
     )
+
+
+# Bidi embeddings, overrides and isolates: in a one-line field (a title, an author) they
+# can reorder what a reader sees around it ("Trojan Source" spoofing) and leak into the
+# page or feed reader's own text.  Marks (LRM, RLM, ALM) stay: right-to-left titles
+# need them and they reorder nothing.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str) -> str:
+    """A one-line field as stored: XML-safe, without bidi controls, spaces collapsed."""
+    return " ".join(_BIDI_CONTROLS.sub("", xml_safe(text)).split())
 
 
 def xml_safe(text: str) -> str:

@@ -283,15 +283,19 @@ def _blocked(where: str, address: str, kind: str, *, resolved: bool,
 
 
 class GuardedResolver(AbstractResolver):
-    """A resolver that refuses names resolving to any address :func:`_refused` names."""
+    """A resolver that refuses names resolving to any address :func:`_refused` names
+    (but ``exempt``: a name the user asked for, such as the mirror ``verify`` was given)."""
 
-    def __init__(self, allow_private: bool = False) -> None:
+    def __init__(self, allow_private: bool = False, exempt: str | None = None) -> None:
         self._inner = ThreadedResolver()
         self._allow_private = allow_private
+        self._exempt = exempt
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
+        if host == self._exempt:
+            return results
         for result in results:
             kind = _refused(result["host"], self._allow_private)
             if kind:
@@ -999,11 +1003,11 @@ class _Run:
         html = extract.localize_images(page.html, images)
         # Every text field passes xml_safe here, the one place an Article is made: a
         # control character stored from a feed or page would break every later build.
-        safe = extract.xml_safe
+        safe, line = extract.xml_safe, extract.one_line
         article = Article(
             id=article_id(url), url=url, source=source.name,
-            title=safe(entry.title) or safe(page.title) or url,
-            authors=tuple(a for a in map(safe, entry.authors or page.authors) if a),
+            title=line(entry.title) or line(page.title) or url,
+            authors=tuple(a for a in map(line, entry.authors or page.authors) if a),
             published=entry.published or _plausible(page.published),
             updated=entry.updated or _plausible(page.updated),
             language=safe(page.language or entry.language or self.config.outlet.language),

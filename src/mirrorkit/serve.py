@@ -26,10 +26,17 @@ def make_app(root: Path) -> web.Application:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         rel = request.match_info["path"] or "index.html"
-        path = (root / rel).resolve()
-        if path.is_dir():
-            path = path / "index.html"
-        if not path.is_relative_to(root) or not path.is_file():
+        try:
+            path = root / rel
+            if path.is_dir():
+                path = path / "index.html"
+            # Resolved last, index.html included: a link anywhere on the way that leads
+            # out of the root is not served.
+            path = path.resolve()
+            found = path.is_relative_to(root) and path.is_file()
+        except (ValueError, OSError):  # a NUL byte, a name too long, a loop of links
+            found = False
+        if not found:
             raise web.HTTPNotFound()
         return web.FileResponse(path, headers={"Content-Type": media_type(rel)})
 

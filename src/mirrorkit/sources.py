@@ -18,6 +18,7 @@ outside.
 from __future__ import annotations
 
 import calendar
+import io
 import logging
 import time
 import zlib
@@ -130,9 +131,14 @@ def _struct_time(value: Any) -> datetime | None:
 
 def parse_feed(data: bytes, url: str, content_type: str = "") -> list[Entry]:
     """Entries of an RSS or Atom feed, newest first; links resolved against ``url``."""
-    parsed = feedparser.parse(
-        data, response_headers={"content-type": content_type, "content-location": url}
-    )
+    # Always a stream: feedparser takes a short bytes body for a file name or URL to open
+    # (a body "/dev/zero" would read forever, one naming a local feed would be stored).
+    try:
+        parsed = feedparser.parse(io.BytesIO(data), response_headers={
+            "content-type": content_type, "content-location": url})
+    except (ValueError, LookupError) as e:
+        # An encoding name feedparser cannot take (a NUL or a stray byte in it; fuzzed).
+        raise SourceError(f"not a valid RSS or Atom feed: {str(e)[:200]}", where=url) from e
     language = parsed.feed.get("language") or None
     entries = []
     for item in parsed.entries:

@@ -7,7 +7,8 @@ take bytes and names and return findings; they do no I/O.  The readers below the
 
 Findings say what is wrong and where: a bad or foreign signature, a changed, missing or
 extra file, an expired manifest, or a version older than one this verifier saw before
-(rollback).  Trust state (the newest version seen per key and mirror) lives in a small JSON
+(rollback).  Trust state (the newest version seen per key, and per key and mirror: see
+:class:`TrustStore`) lives in a small JSON
 file that the caller loads and saves.
 """
 
@@ -24,15 +25,16 @@ import stat
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
-from mirrorkit.errors import TargetUnreachableError, VerifyError
+from mirrorkit.errors import BlockedAddressError, TargetUnreachableError, VerifyError
 from mirrorkit.manifest import (
     MANIFEST_NAME,
     MAX_ROOT_SIZE,
@@ -57,8 +59,9 @@ log = logging.getLogger("mirrorkit")
 
 @dataclass(frozen=True)
 class Finding:
-    # signature, key, malformed, part, tampered, size, missing, extra, duplicate, expired,
-    # rollback, changed, copy (an offline copy's age; a note)
+    # signature, key, malformed, part, tampered, size, missing, extra, duplicate, unsafe,
+    # expired, rollback, lagging (not fatal), mirror, changed, copy (an offline copy's
+    # age; a note)
     kind: str
     path: str | None
     detail: str
@@ -213,14 +216,26 @@ def check_listing(named: set[str], listing: Iterable[str]) -> list[Finding]:
     """
     listing = list(listing)
     counts = Counter(listing)
+    unsafe = {p for p in listing if not _safe(p)}
     return [
+        Finding("unsafe", path[:200], "a name that climbs out of the site root: a trap for"
+                " whoever unpacks or serves this copy")
+        for path in sorted(unsafe)
+    ] + [
         Finding("extra", path, "served but not named in the signed manifest", fatal=False)
-        for path in sorted(set(listing) - named - {MANIFEST_NAME, SIGNATURE_NAME})
+        for path in sorted(set(listing) - named - unsafe - {MANIFEST_NAME, SIGNATURE_NAME})
         if not path.startswith(SIGNATURE_DIR + "/")
     ] + [
         Finding("duplicate", path, "more than one entry of this name")
         for path, n in sorted(counts.items()) if n > 1
     ]
+
+
+def _safe(path: str) -> bool:
+    """Whether a served name stays inside the site root wherever it is unpacked."""
+    parts = path.replace("\\", "/").split("/")
+    return not (path.startswith(("/", "\\")) or ".." in parts or "\0" in path
+                or (parts[0].endswith(":") and len(parts[0]) == 2))  # "C:" on Windows
 
 
 # -- targets ------------------------------------------------------------------------------
@@ -253,10 +268,7 @@ class DirectoryTarget:
         path, limit = read
         target = f"{self.root}/{path}"
         try:
-            # Non-blocking, so a FIFO planted at a listed path cannot hang the read; not
-            # through a final link, which could show any file of this machine as signed;
-            # only a regular file is read at all.
-            fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+            fd = _open_inside(os.fspath(self.root), path)
         except (FileNotFoundError, NotADirectoryError):
             return path, None
         except OSError as e:
@@ -279,14 +291,67 @@ class DirectoryTarget:
                 if p != ".mirrorkit-lock" and not p.startswith(".mirrorkit-tmp/")]
 
 
+def _open_inside(root: str, path: str) -> int:
+    """Open ``root/path`` for reading through no link at all, on the way or at the end
+    (a link could show any file of this machine as signed, or leak its size), and
+    non-blocking, so a FIFO planted at a listed path cannot hang the read."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        *folders, name = path.split("/")
+        for folder in folders:
+            inner = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        return os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+# An archive's central directory is read whole when it is opened (Python keeps about
+# 0.5 KB per entry): its size and entry count are checked first, from its end record.
+MAX_ZIP_ENTRIES = 200_000
+MAX_ZIP_DIRECTORY = 32 * 1024 * 1024
+_EOCD, _ZIP64_LOCATOR, _ZIP64_EOCD = b"PK\x05\x06", b"PK\x06\x07", b"PK\x06\x06"
+
+
+def _zip_directory(path: Path) -> tuple[int, int]:
+    """The entry count and central directory size an archive's end record declares."""
+    with path.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - (22 + 0xFFFF + 20)))
+        tail = f.read()
+        at = tail.rfind(_EOCD)
+        if at < 0 or len(tail) < at + 22:
+            raise zipfile.BadZipFile("no end of central directory record")
+        count = int.from_bytes(tail[at + 10:at + 12], "little")
+        directory = int.from_bytes(tail[at + 12:at + 16], "little")
+        if at >= 20 and tail[at - 20:at - 16] == _ZIP64_LOCATOR:
+            f.seek(int.from_bytes(tail[at - 12:at - 4], "little"))
+            record = f.read(56)
+            if record[:4] == _ZIP64_EOCD and len(record) == 56:
+                count = int.from_bytes(record[32:40], "little")
+                directory = int.from_bytes(record[40:48], "little")
+    return count, directory
+
+
 class ZipTarget:
     def __init__(self, path: Path):
         self.label = str(path)
         try:
+            count, directory = _zip_directory(path)
+            if count > MAX_ZIP_ENTRIES or directory > MAX_ZIP_DIRECTORY:
+                raise TargetUnreachableError(
+                    f"archive declares {count} entries in a {directory}-byte directory, more "
+                    f"than the {MAX_ZIP_ENTRIES} entries or {MAX_ZIP_DIRECTORY} bytes "
+                    "accepted", where=str(path))
             self.zip = zipfile.ZipFile(path)
-        except (OSError, zipfile.BadZipFile) as e:
+        except (OSError, zipfile.BadZipFile, ValueError, EOFError) as e:
             raise TargetUnreachableError(f"cannot open archive: {e}", where=str(path)) from e
-        names = [n for n in self.zip.namelist() if not n.endswith("/")]
+        every = self.zip.namelist()
+        # A directory entry is no file, but one that climbs out ("../../x/") is still a
+        # trap for whoever unpacks the copy: kept, to be reported as unsafe.
+        self.unsafe = sorted({n for n in every if not _safe(n.rstrip("/"))})
+        names = [n for n in every if not n.endswith("/")]
         # An archive holds the site at its root, or inside one top-level folder.
         self.prefix = ""
         if MANIFEST_NAME not in names:
@@ -310,7 +375,7 @@ class ZipTarget:
             return b""
 
     def listing(self) -> list[str]:
-        return sorted(self.entries)
+        return sorted(self.entries + [n for n in self.unsafe if n.endswith("/")])
 
     def close(self) -> None:
         self.zip.close()
@@ -330,20 +395,54 @@ class UrlTarget:
 
         return aio.run(self._read_many(reads))
 
+    def _session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        from mirrorkit.fetch import GuardedResolver
+
+        # Any name but the mirror's own must resolve to a public address: a redirect may
+        # send a verifier elsewhere, never into its own machine or network (unless the
+        # URL it was given points there already).
+        host = urlsplit(self.base).hostname or ""
+        return aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            connector=aiohttp.TCPConnector(resolver=GuardedResolver(exempt=host)))
+
+    @asynccontextmanager
+    async def _get(self, session: aiohttp.ClientSession, url: str,
+                   ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET ``url``, following redirects by hand to check where each one leads."""
+        from mirrorkit.fetch import blocked_reason
+
+        home = urlsplit(self.base).hostname
+        for _hop in range(MAX_REDIRECTS + 1):
+            async with session.get(url, allow_redirects=False) as resp:
+                location = resp.headers.get("Location")
+                if resp.status not in _REDIRECTS or not location:
+                    yield resp
+                    return
+            url = urljoin(url, location)
+            parts = urlsplit(url)
+            kind = blocked_reason(parts.hostname or "")
+            if parts.scheme not in ("http", "https") or (kind and parts.hostname != home):
+                raise TargetUnreachableError(
+                    f"redirected to {kind + ' address ' if kind else ''}{url[:200]}:"
+                    " refused", where=self.base)
+        raise TargetUnreachableError("too many redirects", where=url)
+
     async def _read_many(self, reads: Sequence[Read]) -> dict[str, bytes | None]:
         import asyncio
 
         import aiohttp  # only URL targets need it: verify of a directory starts fast
 
         gate = asyncio.Semaphore(self.concurrency)
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with self._session() as session:
 
             async def one(path: str, limit: int) -> tuple[str, bytes | None]:
                 url = self.base + quote(path)
                 async with gate:
                     try:
-                        async with session.get(url) as resp:
+                        async with self._get(session, url) as resp:
                             if resp.status in (403, 404):
                                 return path, None
                             if resp.status != 200:
@@ -353,6 +452,8 @@ class UrlTarget:
                     except (aiohttp.ClientError, TimeoutError) as e:
                         raise TargetUnreachableError(
                             f"cannot fetch: {type(e).__name__}: {e}", where=url) from e
+                    except BlockedAddressError as e:
+                        raise TargetUnreachableError(f"refused: {e.what}", where=url) from e
 
             return dict(await asyncio.gather(*(one(p, n) for p, n in reads)))
 
@@ -364,14 +465,12 @@ class UrlTarget:
     async def _listing(self) -> list[str] | None:
         import asyncio
 
-        import aiohttp
 
         # Object stores list a bucket at its root URL (ListObjectsV2) when the bucket allows
         # public listing; the site root may be the bucket root or a prefix inside it.
         parts = urlsplit(self.base)
         segments = [s for s in parts.path.split("/") if s]
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with self._session() as session:
             try:
                 # However the server paces its pages, listing ends in bounded time.
                 async with asyncio.timeout(LIST_DEADLINE):
@@ -385,6 +484,10 @@ class UrlTarget:
             except TimeoutError:
                 return None
         return None
+
+
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -417,11 +520,11 @@ async def _s3_list(session: aiohttp.ClientSession, url: str, prefix: str) -> lis
         if token:
             params["continuation-token"] = token
         try:
-            async with session.get(url, params=params) as resp:
+            async with session.get(url, params=params, allow_redirects=False) as resp:
                 if resp.status != 200:
                     return None
                 body = await _read_capped(resp, MAX_LIST_PAGE_SIZE)
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError, BlockedAddressError):
             return None
         if len(body) > MAX_LIST_PAGE_SIZE:
             return None  # not a listing page any store sends
@@ -474,7 +577,6 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
                                      hint="is this a mirrorkit site root?")
     if manifest is None:
         return Report(target.label, None, tuple(findings))
-    seen = trust.seen(key, manifest, target.label) if trust else None
     # A copy (a zip, or an unpacked offline copy) was taken at some time and is older by
     # nature: its age is reported, never a rollback or expiry, and it is not recorded as
     # any mirror's newest.  A mirror (a URL) serving an offline root is judged as a mirror.
@@ -482,9 +584,12 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
                                              and not isinstance(target, UrlTarget))
     if copy:
         findings = [f for f in findings if f.kind != "expired"]
-        findings.append(_copy_note(manifest, now, seen))
-    elif seen is not None:
-        findings.append(_rollback(manifest.version, seen, bool(manifest.transition)))
+        findings.append(_copy_note(manifest, now, trust.newer(manifest) if trust else None))
+    else:
+        judged = trust.judge(manifest) if trust else None
+        if judged is not None:
+            findings.append(judged)
+        findings += _mirror_mismatch(manifest, target.label)
     parts = target.read_many([(p.path, p.size) for p in manifest.parts])
     entries, problems = read_entries(manifest, parts)
     findings += [Finding("part", path, what) for path, what in problems]
@@ -525,8 +630,19 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
         findings.extend(check_listing(named, listing))
     report = Report(target.label, manifest, tuple(findings), checked)
     if trust and report.ok and not copy:
-        trust.record(manifest, target.label)
+        trust.record(manifest)
     return report
+
+
+def _mirror_mismatch(manifest: Manifest, label: str) -> list[Finding]:
+    """A copy served at an address its own mirror list gives to another mirror: a copy
+    of that mirror passed off as this one (each mirror's root is signed for it)."""
+    url = label if label.endswith("/") else label + "/"
+    return [Finding("mirror", MANIFEST_NAME,
+                    f"signed for mirror {manifest.mirror}, but served at the address of "
+                    f"mirror {m.name}")
+            for m in manifest.mirrors
+            if m.url.rstrip("/") + "/" == url and m.name != manifest.mirror]
 
 
 def check_written(target: Target, key: PublicKey, root: bytes, written: Sequence[FileEntry],
@@ -587,14 +703,25 @@ def _chunks(items: list[FileEntry], budget: int, most: int = 256,
 
 @dataclass
 class TrustStore:
-    """The newest version this verifier has seen, per signing key and mirror name, and per
-    signing key and target address.  Both are checked: the second catches an old copy of
-    another mirror served at an address that used to serve a newer one."""
+    """What this verifier has seen, to catch rollback: per signing key and outlet, the
+    newest version seen on any mirror; per key, outlet and mirror, the newest version and
+    the newest settled one (not a transition root) seen of that mirror.
+
+    The rule (README, "Guarantees, and their limits"):
+
+    - a mirror never goes back: a version older than one seen *of that mirror* is a
+      rollback;
+    - every mirror carries the same versions (one build, signed per mirror), so a copy
+      older than the newest version seen *anywhere* is a rollback too: an old copy of
+      mirror B served at a new address cannot pass after mirror A showed a newer one;
+    - except one version behind, which is reported but accepted (``lagging``): one failed
+      publish leaves a mirror there until the next sync, and expiry still bounds it;
+    - a transition root of a version already seen settled on that mirror is a replay of
+      old contents.
+    """
 
     path: Path
     versions: dict[str, int] = field(default_factory=dict)
-    # The newest version seen settled (not a transition root): a transition root of that
-    # version served afterwards is a rollback too (a replay of old contents).
     settled: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -605,31 +732,44 @@ class TrustStore:
             settled = {str(k): int(v) for k, v in data.get("settled", {}).items()}
         except (FileNotFoundError, NotADirectoryError):
             versions, settled = {}, {}  # nothing seen yet (record() says if it cannot write)
-        except (OSError, ValueError, AttributeError, RecursionError) as e:
+        except (OSError, ValueError, TypeError, AttributeError, OverflowError,
+                RecursionError) as e:
             raise VerifyError(f"unreadable trust state: {str(e)[:200]}", where=str(path),
                               hint="delete it to start afresh") from e
         return cls(path, versions, settled)
 
     @staticmethod
-    def _keys(key_id: str, outlet: str, mirror: str, target: str) -> tuple[str, str]:
-        return f"{key_id}/{outlet}/{mirror}", f"{key_id}/{outlet}/at/{target}"
+    def _keys(key_id: str, outlet: str, mirror: str) -> tuple[str, str]:
+        """(per outlet key, per mirror of it)."""
+        return f"{key_id}/{outlet}", f"{key_id}/{outlet}/{mirror}"
 
-    def seen(self, key: PublicKey, m: Manifest, target: str) -> int | None:
-        """A newer version seen of this (signed, already checked) manifest's mirror, if
-        ``m`` goes back from it: an older version, or the transition root of a version
-        already seen settled."""
-        keys = self._keys(key.key_id_hex, m.outlet, m.mirror, target)
-        newest = max((self.versions[k] for k in keys if k in self.versions), default=None)
-        if newest is not None and m.version < newest:
-            return newest
-        settled = max((self.settled[k] for k in keys if k in self.settled), default=None)
+    def newer(self, m: Manifest) -> int | None:
+        """The newest version seen of ``m``'s outlet and key, if newer than ``m``."""
+        newest = self.versions.get(self._keys(m.key_id, m.outlet, m.mirror)[0])
+        return newest if newest is not None and newest > m.version else None
+
+    def judge(self, m: Manifest) -> Finding | None:
+        """Whether ``m`` (signed, already checked) goes back from what was seen: a
+        fatal rollback, a non-fatal ``lagging`` one version behind, or None."""
+        anywhere, here = self._keys(m.key_id, m.outlet, m.mirror)
+        seen_here = self.versions.get(here)
+        if seen_here is not None and m.version < seen_here:
+            return _rollback(m.version, seen_here)
+        settled = self.settled.get(here)
         if m.transition and settled is not None and m.version <= settled:
-            return settled
+            return _rollback(m.version, settled, transition=True)
+        newest = self.versions.get(anywhere)
+        if newest is not None and m.version < newest - 1:
+            return _rollback(m.version, newest)
+        if newest is not None and m.version < newest:
+            return Finding("lagging", MANIFEST_NAME,
+                           f"version {m.version}, one behind version {newest} seen on "
+                           "another mirror (a publish to this one failed?)", fatal=False)
         return None
 
-    def record(self, manifest: Manifest, target: str) -> None:
+    def record(self, manifest: Manifest) -> None:
         changed = False
-        for k in self._keys(manifest.key_id, manifest.outlet, manifest.mirror, target):
+        for k in self._keys(manifest.key_id, manifest.outlet, manifest.mirror):
             if manifest.version > self.versions.get(k, 0):
                 self.versions[k] = manifest.version
                 changed = True

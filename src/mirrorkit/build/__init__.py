@@ -30,7 +30,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import shutil
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -564,9 +566,14 @@ def write_archive(bundle: Bundle, mirror: str, out: Path, sign: offline.Signer) 
     data = offline.make_zip((f.entry() for f in _copy_entries(bundle.store, mirror)),
                             source.read, root, sign)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    # An unpredictable name, created exclusively: a link planted at a fixed temporary
+    # name would be written through.
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    tmp = Path(name)
+    os.fchmod(fd, 0o644)  # a copy to pass on, readable as any file written here
     try:
-        tmp.write_bytes(data)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         tmp.replace(out)
     except OSError:
         tmp.unlink(missing_ok=True)

@@ -16,10 +16,16 @@ replaced by the build time.
 An article feedgen (lxml) cannot write, such as one with a control character that slipped
 into the store, ends the build with a one-line :class:`~mirrorkit.errors.BuildError`
 naming the article, not with a traceback.
+
+Titles and summaries are plain text, and RSS readers take ``<title>`` and
+``<description>`` for HTML: in RSS they are written HTML-escaped (:func:`_text`), so an
+article that shows ``<img onerror=…>`` as text stays text in every reader.  Atom says
+``type="text"`` and needs no escaping.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -106,12 +112,13 @@ def _feed(config: Config, items: Sequence[Article], mirror: MirrorConfig, built:
           self_name: str, self_type: str, media: MediaInfo | None) -> Any:
     outlet = config.outlet
     base = mirror.public_url
+    text = _text(self_name)
     fg = FeedGenerator()
     # RSS <author> must be an e-mail address; dc:creator carries plain names.
     fg.load_extension("dc", atom=False, rss=True)
     fg.id(f"urn:mirrorkit:{outlet.id}")
-    fg.title(feed_title(outlet.name, mirror))
-    fg.description(outlet.description or outlet.name)
+    fg.title(text(feed_title(outlet.name, mirror)))
+    fg.description(text(outlet.description or outlet.name))
     fg.language(outlet.language)
     # Atom needs an author on the feed unless every entry has one.
     fg.author({"name": outlet.name})
@@ -123,17 +130,23 @@ def _feed(config: Config, items: Sequence[Article], mirror: MirrorConfig, built:
     for article in items:
         try:
             _add_entry(fg, outlet.id, article, base, built,
-                       media if self_name == RSS_NAME else None)
+                       media if self_name == RSS_NAME else None, text)
         except ValueError as e:
             raise _error(self_name, article.url, e) from e
     return fg
 
 
+def _text(name: str) -> Callable[[str], str]:
+    """How plain text goes into ``name``'s text elements: HTML-escaped in RSS."""
+    return (lambda s: html.escape(s, quote=False)) if name == RSS_NAME else str
+
+
 def _add_entry(fg: Any, outlet_id: str, article: Article, base: str,
-               built: datetime, media: MediaInfo | None) -> None:
+               built: datetime, media: MediaInfo | None,
+               text: Callable[[str], str]) -> None:
     entry = fg.add_entry(order="append")  # feedgen prepends by default
     entry.id(item_id(outlet_id, article))  # also the RSS guid, isPermaLink="false"
-    entry.title(article.title)
+    entry.title(text(article.title))
     entry.link(href=base + article_path(article), rel="alternate", type="text/html")
     if article.authors:
         entry.author([{"name": name} for name in article.authors])
@@ -145,7 +158,7 @@ def _add_entry(fg: Any, outlet_id: str, article: Article, base: str,
         size, kind = lead
         entry.enclosure(f"{base}media/{article.media[0]}", str(size), kind)
     # summary() before content(): RSS then gets <description> plus <content:encoded>.
-    entry.summary(summary_text(article))
+    entry.summary(text(summary_text(article)))
     entry.content(body_html(article, base), type="html")
     published = article.published or article.updated
     if published is not None:
