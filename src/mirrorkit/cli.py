@@ -244,15 +244,21 @@ def build_cmd(ctx: Context, full: bool) -> None:
     click.echo(str(bundle.path))
 
 
+REPAIR_HELP = ("Then read each mirror whole (listing and hashes) and send again every "
+               "file that differs from the signed version; delete unnamed files.")
+
+
 @cli.command("publish")
 @click.option("--mirror", "names", multiple=True, metavar="NAME",
               help="Publish to this mirror only (repeatable). Default: all mirrors.")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object: exit_code and each mirror's result.")
+@click.option("--repair", is_flag=True, help=REPAIR_HELP)
 @pass_context
 @handle_errors
-def publish_cmd(ctx: Context, names: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+def publish_cmd(ctx: Context, names: tuple[str, ...], dry_run: bool, as_json: bool,
+                repair: bool) -> None:
     """Bring mirrors to the latest built version (new files first, manifest last)."""
     import time
 
@@ -262,7 +268,8 @@ def publish_cmd(ctx: Context, names: tuple[str, ...], dry_run: bool, as_json: bo
     started = time.monotonic()
     with _stopped_run(config, as_json, {"dry_run": dry_run, "durations": {}},
                       metrics=not dry_run), ctx.store() as store:
-        outcomes = pipeline.run_publish(config, store, names, dry_run=dry_run)
+        outcomes = pipeline.run_publish(config, store, names, dry_run=dry_run,
+                                        repair=repair)
     code = pipeline.exit_for(sum(1 for o in outcomes if not o.ok), len(outcomes))
     durations = {"publish": round(time.monotonic() - started, 3)}
     if not dry_run:
@@ -373,9 +380,10 @@ def archive_cmd(ctx: Context, name: str | None, out: Path | None) -> None:
 @cli.command("sync")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object: exit_code, fetch counts and each mirror's result.")
+@click.option("--repair", is_flag=True, help=REPAIR_HELP)
 @pass_context
 @handle_errors
-def sync_cmd(ctx: Context, as_json: bool) -> None:
+def sync_cmd(ctx: Context, as_json: bool, repair: bool) -> None:
     """Fetch, build if anything changed, publish to every mirror, check each mirror.
 
     The key pair is checked before anything else: a missing or mismatched key stops the
@@ -385,7 +393,7 @@ def sync_cmd(ctx: Context, as_json: bool) -> None:
     config = ctx.publishing_config()
     with _stopped_run(config, as_json, {"fetch": None, "built": False, "version": None,
                                         "durations": {}}), ctx.store() as store:
-        result = pipeline.sync(config, store)
+        result = pipeline.sync(config, store, repair=repair)
     _write_metrics(config, result.mirrors, result.durations, result.fetch, result.exit_code)
     if as_json:
         click.echo(json.dumps(_sync_json(result), sort_keys=True))

@@ -123,7 +123,9 @@ def run_build(config: Config, store: Store, *, full: bool = False) -> Bundle:
 
 
 def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
-                dry_run: bool = False, bundle: Bundle | None = None) -> list[MirrorOutcome]:
+                dry_run: bool = False, bundle: Bundle | None = None,
+                repair: bool = False) -> list[MirrorOutcome]:
+    """Publish the latest build; ``repair``: then read each mirror whole and mend it."""
     bundle = bundle or latest_bundle(store)
     if bundle is None:
         raise BuildError("nothing built yet", where=str(store.builds_dir),
@@ -168,7 +170,7 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
             results = publish_all(sources, backends, concurrency=config.publish.concurrency,
                                   dry_run=dry_run, key=key, signer=signer,
                                   journals={m: StoreJournal(store, m) for m in backends},
-                                  progress=progress)
+                                  progress=progress, repair=repair and not dry_run)
     finally:
         for backend in backends.values():
             backend.close()
@@ -185,6 +187,11 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
                      extra=fields("mirror_published", mirror=name, version=result.version,
                                   uploaded=result.uploaded, skipped=result.skipped,
                                   deleted=result.deleted, bytes=result.bytes_uploaded))
+            if result.repaired:
+                log.warning("mirror %s: repaired %s that differed from the signed version",
+                            name, plural(result.repaired, "file"),
+                            extra=fields("mirror_repaired", mirror=name,
+                                         repaired=result.repaired))
             outcomes[name] = MirrorOutcome(name, published=result)
     return [outcomes[m.name] for m in mirrors]
 
@@ -234,8 +241,9 @@ def needs_build(config: Config, store: Store, report: FetchReport,
     return now - created > config.signing.expires_after / 2
 
 
-def sync(config: Config, store: Store) -> SyncResult:
-    """fetch + build (when something changed) + publish + check each mirror.
+def sync(config: Config, store: Store, *, repair: bool = False) -> SyncResult:
+    """fetch + build (when something changed) + publish + check each mirror; ``repair``:
+    read each mirror whole and mend it (see :func:`run_publish`).
 
     The key pair is checked first: a missing or mismatched key stops the run before
     anything is fetched or uploaded, even when nothing new would need signing."""
@@ -251,7 +259,7 @@ def sync(config: Config, store: Store) -> SyncResult:
                  bundle.version if bundle else 0,
                  extra=fields("build_skipped", version=bundle.version if bundle else 0))
     with timed(durations, "publish"):
-        outcomes = run_publish(config, store, bundle=bundle)
+        outcomes = run_publish(config, store, bundle=bundle, repair=repair)
     with timed(durations, "check"), meter("check", "mirrors") as m:
         checked = _check_all(config, key, bundle, outcomes, m)
     return SyncResult(report, bundle, built, tuple(checked), durations)

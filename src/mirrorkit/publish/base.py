@@ -72,6 +72,9 @@ def check_limit(mirror: str, path: str, data: bytes, limit: int | None) -> bytes
 class ObjectInfo:
     path: str
     size: int
+    # The store's own MD5 of the content where its listing gives one (an S3 ETag of a
+    # single PUT); None where it does not, or where it is not an MD5 (multipart uploads).
+    md5: str | None = None
 
 
 class Backend(ABC):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -214,7 +215,7 @@ class S3Backend(Backend):
                     path = obj["Key"][len(start):]
                     # Keys ending in "/" are "folder" markers some consoles create.
                     if path and not path.endswith("/"):
-                        yield ObjectInfo(path, obj["Size"])
+                        yield ObjectInfo(path, obj["Size"], _md5_of(obj.get("ETag")))
         except (BotoCoreError, ClientError) as e:
             raise publish_error(self.name, f"list bucket {self.bucket}", e) from e
 
@@ -244,3 +245,12 @@ def _missing(error: ClientError) -> bool:
     code = error.response.get("Error", {}).get("Code")
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return code in ("NoSuchKey", "404", "NotFound") or (status == 404 and code != "NoSuchBucket")
+
+
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _md5_of(etag: str | None) -> str | None:
+    """An ETag that is a plain MD5 (a single PUT's), else None (multipart: "<md5>-<n>")."""
+    tag = (etag or "").strip('"').lower()
+    return tag if _MD5.match(tag) else None

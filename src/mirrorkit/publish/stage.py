@@ -41,6 +41,13 @@ S3, R2, MinIO, moto), a lock held for the whole publish on directories, and else
 look just before the write (a short race).  The loser raises
 :class:`~mirrorkit.errors.PublishConflictError` and deletes nothing.
 
+Repair (``repair=True``, ``mirrorkit publish --repair`` and ``sync --repair``): once this
+version is live, the mirror is read whole — its listing, then each file's MD5 where the
+listing gives the store's own (an S3 ETag), else its bytes, hashed — and every file that
+differs from what the live root signs is sent again; unnamed files are deleted.  A
+normal publish reads only what it plans from; damage elsewhere is mended by repair or by
+a sync whose check happens upon it.
+
 Resumable: the journal (the store, per mirror) remembers an unfinished publish; the next
 one checks each file it would upload against the mirror by hash (the object's MD5 tag)
 and sends only what is missing or different.
@@ -123,6 +130,7 @@ class PublishResult:
     bytes_uploaded: int
     dry_run: bool
     written: tuple[FileEntry, ...] = ()
+    repaired: int = 0  # files a repair sent again (they are in ``written`` too)
 
 
 @dataclass(frozen=True)
@@ -195,12 +203,14 @@ def publish_tree(
     concurrency: int = 8,
     dry_run: bool = False,
     progress: Progress | None = None,
+    repair: bool = False,
 ) -> PublishResult:
     """Publish one mirror's version from ``source`` (a built version or a site tree) to
     ``backend``.  ``key`` is the outlet's public key: without it the live root cannot be
     trusted, and every file is sent.  ``signer`` signs transition roots: without it,
     files replaced in place are briefly newer than the live root.  ``journal`` carries an
-    unfinished publish's state to the next run."""
+    unfinished publish's state to the next run.  ``repair``: then read the mirror whole
+    and mend it (see the module docstring)."""
     if isinstance(source, Path):
         source = TreeSource(source)
     try:
@@ -215,7 +225,8 @@ def publish_tree(
     if dry_run:
         return run.dry_run()
     with backend.publishing():
-        return run.run()
+        result = run.run()
+        return run.repair(result) if repair else result
 
 
 class _Publish:
@@ -451,6 +462,58 @@ class _Publish:
         self.puts += 1
         self.sent += len(data)
 
+    # -- repair ---------------------------------------------------------------------------
+
+    def repair(self, result: PublishResult) -> PublishResult:
+        """Read the mirror whole, send again every file that differs from what the live
+        root (this version's) signs, delete what it does not name, and read back."""
+        backend = self.backend
+        if backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE) != self.root:
+            raise conflict(self.name, MANIFEST_NAME)  # never mend under another's root
+        named = _all_entries(self.source, self.new)
+        listing = ({o.path: o for o in backend.list()}
+                   if LIST in backend.capabilities else None)
+
+        def state(entry: FileEntry) -> str:
+            """"ok", "wrong" (to send again) or "absent"."""
+            if listing is not None:
+                info = listing.get(entry.path)
+                if info is None:
+                    return "absent"
+                if info.size != entry.size:
+                    return "wrong"
+                if info.md5 is not None and info.md5 == md5_hex(self.source.read(entry)):
+                    return "ok"
+            data = _get_quiet(backend, entry.path, entry.size)
+            if data is None:
+                return "absent"
+            return "ok" if sha256_hex(data) == entry.sha256 else "wrong"
+
+        entries = list(named.values())
+        with ThreadPoolExecutor(max(1, self.concurrency)) as pool:
+            states = list(pool.map(state, entries))
+        # A retired file or an old part need not be there; if it is, it must be genuine.
+        send = [e for e, st in zip(entries, states, strict=True)
+                if e.retired is None and st != "ok"]
+        drop = {e.path for e, st in zip(entries, states, strict=True)
+                if e.retired is not None and st == "wrong"}
+        if listing is not None:
+            keep = set(named) | _CONTROL_FILES | {signature_path(self.root)}
+            drop |= {p for p in listing if p not in keep and not _ours_by_name(p)}
+        self.say(f"{self.name}: repair: {len(send)} files to send again, "
+                 f"{len(drop)} to delete, of {len(listing or named)} read")
+        self._upload(sorted(send, key=_order))
+        deleted = 0
+        if drop and DELETE in backend.capabilities:
+            backend.delete(sorted(drop))
+            deleted = len(drop)
+        if backend.get(SIGNATURE_NAME, limit=MAX_SIGNATURE_SIZE) != self.signature:
+            self._put(SIGNATURE_NAME, self.signature, _MANIFEST_CACHE)
+        return replace(result, uploaded=result.uploaded + len(send),
+                       deleted=result.deleted + deleted,
+                       bytes_uploaded=result.bytes_uploaded + sum(e.size for e in send),
+                       written=result.written + tuple(send), repaired=len(send))
+
     # -- deletes across runs ----------------------------------------------------------------
 
     def _finish_deletes(self, now: set[str]) -> int:
@@ -577,19 +640,32 @@ def _live_part(backend: Backend, source: SiteSource, ref: PartRef) -> bytes | No
     return data
 
 
+def _all_entries(source: SiteSource, root: Manifest) -> dict[str, FileEntry]:
+    """Every file ``root`` names (retired ones too), its parts, and the parts it keeps
+    from the previous root (as retired: they may be gone)."""
+    entries: dict[str, FileEntry] = {}
+    for i, ref in enumerate(root.parts):
+        try:
+            for entry in decode_part(source.read(ref.entry()), ref, i, root.bins):
+                entries[entry.path] = entry
+        except MirrorkitError as e:
+            raise PublishError(str(e), where=source.label,
+                               hint="rebuild with 'mirrorkit build'") from e
+        entries[ref.path] = ref.entry()
+    for ref in root.previous_parts:
+        entries.setdefault(ref.path, replace(ref.entry(), retired=root.created))
+    return entries
+
+
 def _plan_unknown(backend: Backend, source: SiteSource, new: Manifest,
                   live_bytes: bytes | None, *, ours: bool = False) -> Plan:
     """A mirror without a root signed by this outlet's key for it: send every file.
     ``ours``: this publisher's journal says an earlier publish here did not finish."""
-    entries: dict[str, FileEntry] = {}
-    for i, ref in enumerate(new.parts):
-        try:
-            for entry in decode_part(source.read(ref.entry()), ref, i, new.bins):
-                entries[entry.path] = entry
-        except MirrorkitError as e:
-            raise PublishError(str(e), where=f"mirror {backend.name}: {source.label}",
-                               hint="rebuild with 'mirrorkit build'") from e
-        entries[ref.path] = ref.entry()
+    try:
+        entries = _all_entries(source, new)
+    except PublishError as e:
+        raise PublishError(e.what, where=f"mirror {backend.name}: {e.where}",
+                           hint=e.hint) from e
     # Retired files are not sent to a mirror that never had them (nor count as foreign).
     retired = {p for p, e in entries.items() if e.retired is not None}
     entries = {p: e for p, e in entries.items() if e.retired is None}
@@ -634,6 +710,7 @@ def publish_all(
     signer: Signer | None = None,
     journals: Mapping[str, Journal] | None = None,
     progress: Progress | None = None,
+    repair: bool = False,
 ) -> dict[str, PublishResult | PublishError]:
     """Publish every backend's source in parallel; one mirror failing never stops another.
 
@@ -655,7 +732,7 @@ def publish_all(
         try:
             return publish_tree(backends[name], source, key=key, signer=signer,
                                 journal=(journals or {}).get(name), concurrency=concurrency,
-                                dry_run=dry_run, progress=say)
+                                dry_run=dry_run, progress=say, repair=repair)
         except VerifyError as e:
             raise PublishError(str(e), where=f"mirror {name}") from e
         except MirrorkitError as e:
