@@ -345,7 +345,7 @@ class ZipTarget:
                     f"than the {MAX_ZIP_ENTRIES} entries or {MAX_ZIP_DIRECTORY} bytes "
                     "accepted", where=str(path))
             self.zip = zipfile.ZipFile(path)
-        except (OSError, zipfile.BadZipFile, ValueError, EOFError) as e:
+        except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as e:
             raise TargetUnreachableError(f"cannot open archive: {e}", where=str(path)) from e
         every = self.zip.namelist()
         # A directory entry is no file, but one that climbs out ("../../x/") is still a
@@ -370,7 +370,8 @@ class ZipTarget:
         try:
             with self.zip.open(self.prefix + path) as f:
                 return f.read(limit + 1)
-        except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, OSError):
+        except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, OSError,
+                EOFError, ValueError):  # a truncated stream; a bad header (fuzzed)
             # A damaged or unreadable entry is not what was signed: report it as changed.
             return b""
 
