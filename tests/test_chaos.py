@@ -189,6 +189,8 @@ FAULTS = {
     "reset-10%": Rule("reset", probability=0.1, streak=3),
     "lost-10%": Rule("lost", probability=0.1, streak=3),
     "stall-5s": Rule("stall", nth=(2, 9, 17, 30), seconds=5.0),
+    # A stall that ends in a reset: the request never lands (a dropped connection).
+    "stall-then-reset": Rule("stall", nth=(3, 11, 23), seconds=2.5, forward=False),
     "latency": Rule("latency", probability=0.5, seconds=0.05),
 }
 
