@@ -308,9 +308,9 @@ def _open_inside(root: str, path: str) -> int:
 
 
 # An archive's central directory is read whole when it is opened (Python keeps about
-# 0.5 KB per entry): its size and entry count are checked first, from its end record.
-MAX_ZIP_ENTRIES = 200_000
-MAX_ZIP_DIRECTORY = 32 * 1024 * 1024
+# 0.3 KB per entry): its size and entry count are checked first, from its end record.
+MAX_ZIP_ENTRIES = 400_000
+MAX_ZIP_DIRECTORY = 64 * 1024 * 1024
 _EOCD, _ZIP64_LOCATOR, _ZIP64_EOCD = b"PK\x05\x06", b"PK\x06\x07", b"PK\x06\x06"
 
 
