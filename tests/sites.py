@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from mirrorkit.build.render import (
     ARCHIVE_INDEX,
@@ -150,3 +152,15 @@ def bundle_entries(bundle: Bundle, mirror: str) -> dict[str, FileEntry]:
     """Every entry of ``mirror``'s root in a built version, its parts read from the store."""
     source = bundle.source(mirror)
     return entries_of(source.root(), source.lookup)
+
+
+def zip_tree(tree: Path, archive: Path | BinaryIO, extra: Sequence[tuple[str, bytes]] = (),
+             compression: int = zipfile.ZIP_STORED) -> None:
+    """Write the files under ``tree`` into a zip at the archive's root, after ``extra``
+    entries (name, bytes)."""
+    with zipfile.ZipFile(archive, "w", compression) as z:
+        for name, data in extra:
+            z.writestr(name, data)
+        for path in sorted(tree.rglob("*")):
+            if path.is_file():
+                z.write(path, path.relative_to(tree).as_posix())

@@ -28,7 +28,7 @@ from mirrorkit.fetch import parse_feed, parse_sitemap
 from mirrorkit.manifest import Manifest, PartRef, decode_part, encode_part, sha256_hex
 from mirrorkit.sign import SecretKey, Signature, sign
 from mirrorkit.verify import TrustStore, ZipTarget, check_manifest, verify_target
-from sites import write_site
+from sites import write_site, zip_tree
 
 # MIRRORKIT_FUZZ_EXAMPLES=2000 for a longer hunt than CI's.
 FUZZ = settings(max_examples=int(os.environ.get("MIRRORKIT_FUZZ_EXAMPLES", "150")), deadline=None,
@@ -142,10 +142,7 @@ def test_signature_files(site: Path, data: bytes, edit: list[tuple[int, int]],
 def test_zip_archives(site: Path, tmp_path_factory: pytest.TempPathFactory,
                       edit: list[tuple[int, int]], cut: int) -> None:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
-        for path in sorted(site.rglob("*")):
-            if path.is_file():
-                z.write(path, path.relative_to(site).as_posix())
+    zip_tree(site, buffer, compression=zipfile.ZIP_DEFLATED)
     data = _flip(buffer.getvalue(), edit)
     archive = tmp_path_factory.mktemp("zip") / "a.zip"
     for candidate in (data, data[: len(data) - cut]):

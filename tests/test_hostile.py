@@ -49,7 +49,7 @@ from mirrorkit.verify import (
     open_target,
     verify_target,
 )
-from sites import write_site
+from sites import write_site, zip_tree
 from test_pipeline import write_config
 
 KEY = SecretKey.generate()
@@ -364,11 +364,7 @@ def test_finding_6_zip_names_that_climb_out_are_refused(tmp_path: Path) -> None:
     site = tmp_path / "site"
     _site(site)
     archive = tmp_path / "a.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for p in sorted(site.rglob("*")):
-            if p.is_file():
-                z.write(p, p.relative_to(site).as_posix())
-        z.writestr("../../evil/", b"")
+    zip_tree(site, archive, [("../../evil/", b"")])
     target = ZipTarget(archive)
     report = verify_target(target, KEY.public)
     target.close()
@@ -381,10 +377,7 @@ def test_finding_6_corrupt_zips_and_trust_files_are_one_line_errors(tmp_path: Pa
     site = tmp_path / "site"
     _site(site)
     archive = tmp_path / "a.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for p in sorted(site.rglob("*")):
-            if p.is_file():
-                z.write(p, p.relative_to(site).as_posix())
+    zip_tree(site, archive)
     data = bytearray(archive.read_bytes())
     end = data.rfind(b"PK\x05\x06")
     for cut in (data[:end] + b"PK\x05\x06" + b"\xff" * 18, data[: len(data) // 2],

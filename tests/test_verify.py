@@ -31,6 +31,7 @@ from mirrorkit.verify import (
     verify_target,
 )
 from sites import write_site as write_signed_site
+from sites import zip_tree
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 KEY = SecretKey.generate()
@@ -200,12 +201,7 @@ def _zip_site(tmp_path: Path, extra: tuple[tuple[str, bytes], ...] = ()) -> Path
     site = tmp_path / "site"
     write_site(site)
     archive = tmp_path / "site.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for name, data in extra:
-            z.writestr(name, data)
-        for path in sorted(site.rglob("*")):
-            if path.is_file():
-                z.write(path, path.relative_to(site).as_posix())
+    zip_tree(site, archive, extra)
     return archive
 
 
