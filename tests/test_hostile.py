@@ -275,6 +275,25 @@ def test_finding_5_an_unsigned_live_manifest_freezes_nothing(tmp_path: Path) -> 
     assert verify_target(DirectoryTarget(mirror), KEY.public).ok
 
 
+def test_finding_5_repair_hashes_every_file_where_the_listing_gives_no_md5(
+        tmp_path: Path) -> None:
+    files = {"index.html": b"<p>home</p>", "a/b.html": b"<p>b</p>", "c.html": b"<p>c</p>"}
+    write_site(tmp_path / "v1", 1, files, KEY, created=NOW, retired={"old.html": b"old"})
+    mirror = tmp_path / "mirror"
+    publish_tree(LocalBackend("m", mirror), tmp_path / "v1", key=KEY.public)
+    (mirror / "index.html").write_bytes(b"<p>HOME</p>")  # same size
+    (mirror / "a" / "b.html").unlink()
+    (mirror / "old.html").write_bytes(b"new")  # a retired file may be gone, never forged
+    (mirror / "junk.html").write_bytes(b"junk")
+    assert not verify_target(DirectoryTarget(mirror), KEY.public).ok
+    result = publish_tree(LocalBackend("m", mirror), tmp_path / "v1", key=KEY.public,
+                          repair=True)
+    assert result.repaired == 2 and result.deleted == 2
+    report = verify_target(DirectoryTarget(mirror), KEY.public)
+    assert report.ok and report.findings == (), report.findings
+    assert not (mirror / "old.html").exists()
+
+
 def _tamper(moto: MotoServer, bucket: str) -> tuple[str, str]:
     """Change one page (same size), delete another, add junk; returns the two pages."""
     client = moto.client()

@@ -466,7 +466,7 @@ class _Publish:
 
     def repair(self, result: PublishResult) -> PublishResult:
         """Read the mirror whole, send again every file that differs from what the live
-        root (this version's) signs, delete what it does not name, and read back."""
+        root (this version's) signs, and delete what it does not name."""
         backend = self.backend
         if backend.get(MANIFEST_NAME, limit=MAX_ROOT_SIZE) != self.root:
             raise conflict(self.name, MANIFEST_NAME)  # never mend under another's root
@@ -482,7 +482,9 @@ class _Publish:
                     return "absent"
                 if info.size != entry.size:
                     return "wrong"
-                if info.md5 is not None and info.md5 == md5_hex(self.source.read(entry)):
+                # (A retired file's bytes may be gone from the store: read it instead.)
+                if (info.md5 is not None and entry.retired is None
+                        and info.md5 == md5_hex(self.source.read(entry))):
                     return "ok"
             data = _get_quiet(backend, entry.path, entry.size)
             if data is None:
