@@ -33,10 +33,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from PIL import Image
 
+from mirrorkit import addresses as addresses_module
 from mirrorkit import fetch as fetch_module
+from mirrorkit.addresses import GuardedResolver, blocked_reason
 from mirrorkit.config import Config, FetchConfig, from_dict
 from mirrorkit.errors import BlockedAddressError, ConfigError, StoreError
-from mirrorkit.fetch import FetchReport, GuardedResolver, blocked_reason, fetch
+from mirrorkit.fetch import FetchReport, fetch
 from mirrorkit.models import MEDIA_SCHEME
 from mirrorkit.sample.outlet import HOSTILE_MARKERS, RESET, SampleOutlet
 from mirrorkit.sample.png import sample_png
@@ -940,7 +942,8 @@ class _FixedResolver(AbstractResolver):
 def _guarded_resolve(monkeypatch: pytest.MonkeyPatch,
                      addresses: list[str]) -> list[ResolveResult]:
     """GuardedResolver over a fake inner resolver: no lookup, no connection."""
-    monkeypatch.setattr(fetch_module, "ThreadedResolver", lambda: _FixedResolver(addresses))
+    monkeypatch.setattr(addresses_module, "ThreadedResolver",
+                        lambda: _FixedResolver(addresses))
 
     async def resolve() -> list[ResolveResult]:
         resolver = GuardedResolver()
@@ -982,7 +985,7 @@ def test_redirect_to_private_address_is_refused(
     # The loopback test server stands in for a public origin: only 127.0.0.1 itself is let
     # through.  The redirect target must be refused before any connection is tried.
     real = blocked_reason
-    monkeypatch.setattr(fetch_module, "blocked_reason",
+    monkeypatch.setattr(addresses_module, "blocked_reason",
                         lambda a: None if a == "127.0.0.1" else real(a))
     with LoopbackServer({"/feed": fixed("", status=302, headers={"Location": target})}) as srv:
         config = make_config(tmp_path, srv.url + "feed", allow_private_addresses=False)

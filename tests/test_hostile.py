@@ -476,7 +476,7 @@ def test_finding_7_serve_stays_inside_its_root(tmp_path: Path) -> None:
 # -- finding 8: credentials in endpoint_url -----------------------------------------------
 
 def test_finding_8_credentials_in_a_url_are_refused_unshown(tmp_path: Path) -> None:
-    for key, where in (("endpoint_url", "mirrors[0]"), ("public_url", "mirrors[0]")):
+    for key, where in (("endpoint_url", "mirrors["), ("public_url", "mirrors[")):
         mirror = {"name": "m", "type": "s3", "bucket": "b", "public_url": "https://b.example/",
                   key: "https://AKIAKEY:SUPERSECRET@s3.example/"}
         with pytest.raises(ConfigError) as e:
@@ -484,7 +484,7 @@ def test_finding_8_credentials_in_a_url_are_refused_unshown(tmp_path: Path) -> N
                        "signing": {"secret_key": "k", "public_key": "p"},
                        "mirrors": [mirror]}, tmp_path / "mirrorkit.toml")
         assert "SUPERSECRET" not in str(e.value) and "AKIAKEY" not in str(e.value)
-        assert f"{where}.{key}" in str(e.value)
+        assert f"{where}" in str(e.value) and f"].{key}:" in str(e.value)
 
 
 # -- finding 9: archive --out through a predictable name ----------------------------------
@@ -639,4 +639,5 @@ public_url = "http://127.0.0.1:9/"
     started = time.monotonic()
     _, out = _cli("--config", str(config), "status", "--json")
     assert time.monotonic() - started < 10
-    assert json.loads(out.splitlines()[0])["problems"] == ["no signed manifest: never published?"]
+    row = json.loads(out.splitlines()[0])
+    assert row["signature_valid"] is False and "no manifest.json" in row["problems"][0], row

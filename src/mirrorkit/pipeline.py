@@ -191,7 +191,7 @@ def run_publish(config: Config, store: Store, names: Sequence[str] = (), *,
                 log.warning("mirror %s: repaired %s that differed from the signed version",
                             name, plural(result.repaired, "file"),
                             extra=fields("mirror_repaired", mirror=name,
-                                         repaired=result.repaired))
+                                         files=result.repaired))
             outcomes[name] = MirrorOutcome(name, published=result)
     return [outcomes[m.name] for m in mirrors]
 

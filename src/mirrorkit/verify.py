@@ -399,7 +399,7 @@ class UrlTarget:
     def _session(self) -> aiohttp.ClientSession:
         import aiohttp
 
-        from mirrorkit.fetch import GuardedResolver
+        from mirrorkit.addresses import GuardedResolver
 
         # Any name but the mirror's own must resolve to a public address: a redirect may
         # send a verifier elsewhere, never into its own machine or network (unless the
@@ -413,7 +413,7 @@ class UrlTarget:
     async def _get(self, session: aiohttp.ClientSession, url: str,
                    ) -> AsyncIterator[aiohttp.ClientResponse]:
         """GET ``url``, following redirects by hand to check where each one leads."""
-        from mirrorkit.fetch import blocked_reason
+        from mirrorkit.addresses import blocked_reason
 
         home = urlsplit(self.base).hostname
         for _hop in range(MAX_REDIRECTS + 1):
