@@ -8,6 +8,7 @@ parser, so the whole file runs in well under a minute in CI.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -24,9 +25,9 @@ from hypothesis import strategies as st
 from mirrorkit.config import from_dict
 from mirrorkit.errors import MirrorkitError
 from mirrorkit.extract import decode_html
-from mirrorkit.fetch import parse_feed, parse_sitemap
 from mirrorkit.manifest import Manifest, PartRef, decode_part, encode_part, sha256_hex
 from mirrorkit.sign import SecretKey, Signature, sign
+from mirrorkit.sources import parse_feed, parse_listing, parse_sitemap, unpack
 from mirrorkit.verify import TrustStore, ZipTarget, check_manifest, verify_target
 from sites import write_site, zip_tree
 
@@ -184,6 +185,26 @@ def test_sitemaps_and_feeds(data: bytes, edit: list[tuple[int, int]], which: byt
         _only_ours(parse_sitemap, candidate, "https://x.example/sitemap.xml")
         _only_ours(parse_feed, candidate, "https://x.example/rss",
                    f"application/rss+xml; charset={charset}")
+
+
+@FUZZ
+@given(data=st.binary(max_size=300), edit=edits, cut=st.integers(0, 64))
+def test_gzipped_sitemaps(data: bytes, edit: list[tuple[int, int]], cut: int) -> None:
+    packed = gzip.compress(SITEMAP)
+    for candidate in (b"\x1f\x8b" + data, _flip(packed, edit), packed[: len(packed) - cut]):
+        unpacked = _only_ours(unpack, candidate, "https://x.example/s.xml.gz", 4096)
+        if unpacked is not None:
+            _only_ours(parse_sitemap, unpacked, "https://x.example/s.xml.gz")
+
+
+@FUZZ
+@given(data=st.binary(max_size=300), charset=CHARSETS,
+       links=st.sampled_from(["a", "h2 a", "a[href]", "a:nth-child(2)"]))
+def test_listing_pages(data: bytes, charset: str, links: str) -> None:
+    page = b'<html><body><h2><a href="/a">A</a></h2><a href="/next" rel="next">' + data
+    for candidate in (data, page):
+        _only_ours(parse_listing, candidate, "https://x.example/news/", charset or None, links,
+                   "a[rel=next]")
 
 
 @FUZZ

@@ -27,19 +27,19 @@ from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
 from conftest import MotoServer
-from mirrorkit.build import write_archive
+from mirrorkit.build import load_signer, write_archive
 from mirrorkit.build.feeds import render_feeds
 from mirrorkit.cli import cli
 from mirrorkit.config import from_dict
 from mirrorkit.errors import ConfigError, SourceError, TargetUnreachableError, VerifyError
 from mirrorkit.extract import decode_html
-from mirrorkit.fetch import parse_feed
 from mirrorkit.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, MirrorEntry
 from mirrorkit.models import Article, article_id
 from mirrorkit.publish import publish_tree
 from mirrorkit.publish.local import LocalBackend
 from mirrorkit.serve import make_app
 from mirrorkit.sign import SecretKey, load_public_key, sign, write_keypair
+from mirrorkit.sources import parse_feed
 from mirrorkit.verify import (
     MAX_ZIP_ENTRIES,
     DirectoryTarget,
@@ -507,7 +507,7 @@ def test_finding_9_archive_writes_through_no_planted_link(tmp_path: Path) -> Non
         out = tmp_path / "out" / "copy.zip"
         out.parent.mkdir()
         (out.parent / ".copy.zip.tmp").symlink_to(victim)
-        write_archive(bundle, "m", out)
+        write_archive(bundle, "m", out, load_signer(config))
     finally:
         store.close()
     assert victim.read_text() == "keep"

@@ -308,7 +308,7 @@ def test_figure_with_caption_reaches_page_and_feeds_scaled_down(tmp_path: Path,
             " <small>Photo: Ann Lee</small></figcaption>") in page
     feeds = render_feeds(config, [stored], config.mirrors[0], built=NOW)
     for name in ("rss.xml", "atom.xml"):
-        entry = feedparser.parse(feeds[name]).entries[0]
+        entry = feedparser.parse(io.BytesIO(feeds[name])).entries[0]
         content = entry.content[0].value if "content" in entry else entry.summary
         assert "The council chamber at Harwick city hall." in content
         assert "Photo: Ann Lee" in content
