@@ -217,7 +217,7 @@ MIXED = [make_article(1), dataclasses.replace(make_article(2), language="en", ti
 @pytest.mark.parametrize("name", FEEDS)
 def test_entries_carry_their_own_language(config: Config, name: str) -> None:
     data = render_feeds(config, MIXED, config.mirrors[0], built=BUILT)[name]
-    feed = feedparser.parse(data)
+    feed = feedparser.parse(io.BytesIO(data))
     assert not feed.bozo, feed.get("bozo_exception")
     by_title = {e.title: e for e in feed.entries}
     if name == "atom.xml":  # feedparser reads xml:lang (feed default: the outlet's)
@@ -234,6 +234,6 @@ def test_lead_image_is_an_enclosure_on_that_mirror(config: Config, name: str) ->
 
     for m, mirror in enumerate(config.mirrors):
         data = render_feeds(config, ARTICLES, mirror, built=BUILT, media=media)[name]
-        entry = feedparser.parse(data).entries[0]
+        entry = feedparser.parse(io.BytesIO(data)).entries[0]
         assert [(e.href, e.length, e.type) for e in entry.enclosures] == [
             (f"{mirror.public_url}media/{IMAGE}", "1234", "image/png")], m
