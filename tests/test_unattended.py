@@ -69,6 +69,9 @@ def test_a_run_stopped_by_an_error_prints_its_json_and_writes_its_exit_code(
     summary = json.loads(stopped.stdout)  # still one object on stdout
     assert summary["exit_code"] == 2 and summary["mirrors"] == []
     assert "outlet.key" in summary["error"]
+    # The fix is the outlet's own key: a new one would sign what readers do not trust.
+    assert "put the outlet's secret key there (on a runner: mount its Secret)" in (
+        summary["error"])
     assert stopped.stderr.count("outlet.key") == 1  # the error line, once
     assert metrics(prom)["mirrorkit_run_exit_code"] == 2  # not the last good run's 0
     # What the mirrors did before is carried over, for the last-success alert.

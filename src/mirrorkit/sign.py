@@ -252,9 +252,13 @@ def load_secret_key(path: Path, passphrase: str | None = None) -> SecretKey:
     except UnicodeDecodeError as e:
         raise KeyFileError("not a minisign secret key (not text)", where=str(path)) from e
     except OSError as e:
+        # A runner that lacks the key (a Secret not mounted) needs the outlet's own key:
+        # a new one from keygen would sign copies its readers' verifiers do not trust.
         raise KeyFileError(
             f"cannot read secret key: {e.strerror}", where=str(path),
-            hint="run 'mirrorkit keygen --out PREFIX' or fix [signing] secret_key",
+            hint="make it readable by this user" if isinstance(e, PermissionError) else
+                 "put the outlet's secret key there (on a runner: mount its Secret) or fix "
+                 "[signing] secret_key; 'mirrorkit keygen' is for a new outlet",
         ) from e
     if passphrase is None:
         passphrase = os.environ.get(PASSPHRASE_ENV) or None
