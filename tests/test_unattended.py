@@ -178,3 +178,19 @@ secret_access_key = "{MOTO_KEY}"
     assert exported.exit_code == 0, exported.output
     assert len(exported.stdout.splitlines()) == 30
     assert exported.stderr == ""  # 'export --json | jq' shows no state chatter
+
+
+def test_quiet_status_shows_only_the_mirrors_that_are_not_ok(
+        tmp_path: Path, outlet: SampleOutlet, moto_server: MotoServer) -> None:
+    published = moto_server.new_bucket()
+    config = write_config(tmp_path, outlet.feed_url, moto_server, [published])
+    assert run(config, "sync").exit_code == 0
+    assert run(config, "-q", "status").stdout == ""  # a watcher in cron mails nothing
+    assert run(config, "status").stdout.startswith("s3-0 ")
+
+    never = moto_server.new_bucket()  # a second mirror, not published yet: down
+    config = write_config(tmp_path, outlet.feed_url, moto_server, [published, never])
+    quiet = run(config, "-q", "status")
+    assert quiet.exit_code == 3
+    assert [line.split()[:2] for line in quiet.stdout.splitlines()
+            if not line.startswith(" ")] == [["s3-1", "down"]]

@@ -507,8 +507,9 @@ def status_cmd(ctx: Context, as_json: bool, deep: bool, max_age: timedelta | Non
     expired), down (unreachable, or nothing published), wrong-mirror (the manifest there
     is signed for another mirror) or invalid (bad signature, tampered).
 
-    Reads only each mirror's manifest and signature, unless --deep.  Exit 0 all ok;
-    1 any invalid or wrong-mirror; 3 any down or stale."""
+    Reads only each mirror's manifest and signature, unless --deep.  With -q (a watcher
+    in cron), only the mirrors that are not ok are shown.  Exit 0 all ok; 1 any invalid
+    or wrong-mirror; 3 any down or stale."""
     from mirrorkit.status import exit_code, status
 
     rows = status(ctx.without_credentials().config, deep=deep, max_age=max_age)
@@ -516,6 +517,8 @@ def status_cmd(ctx: Context, as_json: bool, deep: bool, max_age: timedelta | Non
         if as_json:
             click.echo(json.dumps(s.to_json(), ensure_ascii=False, sort_keys=True))
             continue
+        if ctx.quiet and s.state == "ok":
+            continue  # cron mails whatever a job prints
         minutes = int(s.age.total_seconds() // 60) if s.age else None
         age_text = f"{minutes // 60}h{minutes % 60:02d}m" if minutes is not None else "-"
         click.echo(f"{s.mirror:<16} {s.state:<12} "
