@@ -194,3 +194,16 @@ def test_quiet_status_shows_only_the_mirrors_that_are_not_ok(
     assert quiet.exit_code == 3
     assert [line.split()[:2] for line in quiet.stdout.splitlines()
             if not line.startswith(" ")] == [["s3-1", "down"]]
+
+
+def test_a_first_sync_whose_sources_all_fail_publishes_no_empty_site(
+        tmp_path: Path, moto_server: MotoServer) -> None:
+    bucket = moto_server.new_bucket()
+    config = write_config(tmp_path, f"http://127.0.0.1:{free_port()}/rss.xml", moto_server,
+                          [bucket])
+    synced = run(config, "sync")
+    assert synced.exit_code == 1, synced.output  # failed: nothing done
+    assert moto_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    assert synced.stdout.splitlines()[-1].startswith(
+        "sync: 0 new articles, 0 changed, 1 source failed; nothing to publish yet (")
+    assert synced.stderr.count("error: source ") == 1

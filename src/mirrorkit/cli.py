@@ -320,7 +320,8 @@ def _summary(command: str, outcomes: Sequence[MirrorOutcome], durations: dict[st
         failed = sum(1 for s in report.sources if not s.ok)
         parts.append(f"{plural(report.new, 'new article')}, {report.changed} changed"
                      + (f", {plural(failed, 'source')} failed" if failed else ""))
-    parts.append(f"{ok} of {plural(len(outcomes), 'mirror')} ok")
+    parts.append(f"{ok} of {plural(len(outcomes), 'mirror')} ok" if outcomes
+                 else "nothing to publish yet")
     return f"{command}: " + "; ".join(parts) + f" ({sum(durations.values()):.1f} s)"
 
 

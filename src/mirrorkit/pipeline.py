@@ -75,6 +75,8 @@ class SyncResult:
     def exit_code(self) -> int:
         if self.mirrors and not any(m.ok for m in self.mirrors):
             return EXIT_FAILED
+        if not self.mirrors and self.fetch.all_failed:  # nothing to publish: nothing done
+            return EXIT_FAILED
         if self.fetch.any_failed or not all(m.ok for m in self.mirrors):
             return EXIT_PARTIAL
         return EXIT_OK
@@ -252,6 +254,11 @@ def sync(config: Config, store: Store, *, repair: bool = False) -> SyncResult:
     with timed(durations, "fetch"):
         report = run_fetch(config, store)
     built = needs_build(config, store, report)
+    if report.all_failed and store.article_count() == 0 and latest_bundle(store) is None:
+        # A first run whose sources all failed would sign and spread an empty site.
+        log.warning("nothing to publish yet: every source failed and no article is stored",
+                    extra=fields("nothing_to_publish"))
+        return SyncResult(report, None, False, (), durations)
     with timed(durations, "build"):
         bundle = run_build(config, store) if built else latest_bundle(store)
     if not built:
