@@ -124,6 +124,12 @@ def test_the_github_actions_workflow_is_scheduled_and_never_overlaps() -> None:
     text = (DEPLOY / "github-actions.yml").read_text()
     assert "${{ secrets.MIRRORKIT_SECRET_KEY }}" in text
     assert any(re.search(r"mirrorkit --config \S+ .*sync$", s.get("run", "")) for s in steps)
+    # The job holds the signing key: mirrorkit comes from a pinned commit of a repository
+    # the outlet chose, never an unpinned name on a package index.
+    installs = [s["run"] for s in steps if "pip install" in s.get("run", "")]
+    assert installs and all("./" in run for run in installs), installs
+    source = next(s for s in steps if s.get("with", {}).get("path") == ".mirrorkit-src")
+    assert source["with"]["ref"] == "${{ vars.MIRRORKIT_COMMIT }}"
 
 
 def test_the_containerfile_runs_as_a_non_root_user() -> None:

@@ -274,6 +274,9 @@ def test_sync_json_summary_json_logs_and_the_metrics_file(
     for stage in ("fetch", "build", "publish", "check"):
         assert metrics[("mirrorkit_run_stage_duration_seconds", (("stage", stage),))] >= 0
     assert metrics[("mirrorkit_run_exit_code", ())] == 3
+    types = {f.name: f.type for f in text_string_to_metric_families(prom.read_text())}
+    assert types["mirrorkit_mirror_failures"] == "counter"  # so rate() reads it
+    assert types["mirrorkit_mirror_live_version"] == "gauge"
 
     # The next run keeps what it did not change and counts failures on.
     again = run(config, "sync")

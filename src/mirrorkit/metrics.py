@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:
@@ -71,15 +71,20 @@ def write_textfile(path: Path, outcomes: Sequence[MirrorOutcome], durations: dic
     success = gauge(_KEPT[0], "Unix time the mirror last published and checked fine.",
                     ["mirror"])
     live = gauge(_KEPT[1], "Version the mirror serves since its last success.", ["mirror"])
-    failures = gauge(_KEPT[2], "Runs in which the mirror failed.", ["mirror"])
+    # A counter (so rate() and increase() read it), carried over from the last file; the
+    # client adds the ``_total`` suffix.
+    failures = Counter(_KEPT[2].removesuffix("_total"), "Runs in which the mirror failed.",
+                       labelnames=["mirror"], registry=registry)
     objects = gauge("mirrorkit_mirror_uploaded_objects",
                     "Objects uploaded to the mirror by the last run.", ["mirror"])
     sent = gauge("mirrorkit_mirror_uploaded_bytes",
                  "Bytes uploaded to the mirror by the last run.", ["mirror"])
     for name, values in before.items():
-        target = {_KEPT[0]: success, _KEPT[1]: live, _KEPT[2]: failures}[name]
         for mirror, value in values.items():
-            target.labels(mirror=mirror).set(value)
+            if name == _KEPT[2]:
+                failures.labels(mirror=mirror).inc(max(value, 0))
+            else:
+                {_KEPT[0]: success, _KEPT[1]: live}[name].labels(mirror=mirror).set(value)
     for o in outcomes:
         p = o.published
         objects.labels(mirror=o.mirror).set(p.uploaded if p else 0)
