@@ -26,6 +26,7 @@ from mirrorkit.build.render import (
     body_html,
     legacy_article_path,
     make_environment,
+    readable_url,
     theme_dir,
 )
 from mirrorkit.config import Config, from_dict
@@ -232,6 +233,55 @@ def test_outlet_language_picks_labels_direction_and_dates(
     assert "Verify this copy" not in mirrors and "If one address" not in mirrors
     english = parse(site[article_path(ENGLISH)]).xpath("//article")[0]
     assert (english.get("lang"), english.get("dir")) == ("en", "ltr")
+
+
+def test_interface_words_inside_a_foreign_article_keep_the_interfaces_lang_and_dir(
+        tmp_path: Path) -> None:
+    """A Persian outlet lists an English article: its date is Persian text, which inside
+    the article's lang="en" dir="ltr" element the bidi algorithm scrambles
+    ("1 07:00 2026 نوامبر UTC") and a screen reader reads with an English voice."""
+    site = localized(tmp_path, "fa")
+    for page, where in (("index.html", "//ol/li"), ("archive/0001.html", "//ul/li"),
+                        (article_path(ENGLISH), "//article")):
+        doc = parse(site[page])
+        english = next(e for e in doc.xpath(where) if e.get("lang") == "en")
+        (time,) = english.xpath(".//time")
+        assert (time.get("lang"), time.get("dir")) == ("fa", "rtl"), page
+    # In the interface's own language nothing is repeated.
+    site = localized(tmp_path / "en", "en")
+    assert parse(site[article_path(ENGLISH)]).xpath("//time/@lang") == []
+
+
+def test_right_to_left_pages_keep_addresses_and_commands_left_to_right(
+        tmp_path: Path) -> None:
+    """In a Persian page a mirror's address "http://…/fa-a/" must not show as
+    "/http://…/fa-a", nor a shell command's lines reorder."""
+    site = localized(tmp_path, "fa")
+    for page in ("mirrors.html", "verify.html"):
+        doc = parse(site[page])
+        assert doc.xpath("//pre") and all(p.get("dir") == "ltr" for p in doc.xpath("//pre"))
+    urls = parse(site["mirrors.html"]).xpath("//main//a[starts-with(@href, 'http')]")
+    assert len(urls) == 3 and all(a.get("dir") == "ltr" for a in urls)
+    original = parse(site[article_path(RUSSIAN)]).xpath("//*[@class='original']/a")[0]
+    assert original.get("dir") == "ltr"
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    pytest.param(RUSSIAN.url, "https://www.example.com/ru/новости/", id="cyrillic"),
+    pytest.param("https://x.org/fa/%D8%B3%D9%84%D8%A7%D9%85.html", "https://x.org/fa/سلام.html",
+                 id="persian"),
+    pytest.param("https://x.org/a%20b%2Fc?q=%26", "https://x.org/a%20b%2Fc?q=%26",
+                 id="reserved-stay-encoded"),
+    pytest.param("https://x.org/%E2%80%AEgpj.exe", "https://x.org/%E2%80%AEgpj.exe",
+                 id="bidi-override-stays-encoded"),
+    pytest.param("https://x.org/%D0%BD%FF", "https://x.org/%D0%BD%FF", id="not-utf8"),
+])
+def test_the_original_link_reads_in_its_own_letters(
+        site: dict[str, bytes], url: str, shown: str) -> None:
+    assert readable_url(url) == shown
+    original = parse(site[article_path(RUSSIAN)]).xpath("//*[@class='original']/a")[0]
+    assert original.text == "https://www.example.com/ru/новости/"
+    assert original.get("href") == RUSSIAN.url
 
 
 def test_unknown_language_keeps_english_labels(tmp_path: Path) -> None:

@@ -140,6 +140,26 @@ def summary_text(article: Article) -> str:
     return textwrap.shorten(article.text, _SUMMARY_CHARS, placeholder=" …")
 
 
+_ENCODED_RUN = re.compile(r"(?:%[89A-Fa-f][0-9A-Fa-f])+")
+
+
+def readable_url(url: str) -> str:
+    """``url`` as a reader should see it: percent-encoded words in their own letters
+    (``/ru/новости/``, not ``/ru/%D0%BD…``), as browsers show them.  Only runs of
+    encoded non-ASCII bytes are decoded, and only into letters, marks and digits, so
+    reserved characters stay encoded and nothing invisible or direction-changing
+    (U+202E) can hide in the text."""
+    def decode(m: re.Match[str]) -> str:
+        try:
+            text = unquote(m[0], errors="strict")
+        except UnicodeDecodeError:
+            return m[0]
+        ok = all(unicodedata.category(c)[0] in "LMN" for c in text)
+        return text if ok else m[0]
+
+    return _ENCODED_RUN.sub(decode, url)
+
+
 def utc(value: datetime) -> datetime:
     """Aware UTC time; a naive time is taken to be UTC already (as the store writes it)."""
     if value.tzinfo is None:
@@ -187,7 +207,17 @@ def make_environment(user_templates: Path | None, language: str = "en") -> jinja
         return Markup(' lang="{}" dir="{}"').format(article.language,
                                                     i18n.direction(article.language))
 
+    def ui_attrs(text_language: str | None) -> Markup:
+        """``lang``/``dir`` of the interface for its words (a date, a label) set inside
+        an article's element in another language, so that they are read and laid out as
+        the interface's: a Persian date in an English block is otherwise scrambled by
+        the bidi algorithm and read with an English voice."""
+        if not text_language or text_language == language:
+            return Markup("")
+        return Markup(' lang="{}" dir="{}"').format(language, i18n.direction(language))
+
     env.filters.update(iso=iso_time, summary=summary_text, lang_attrs=lang_attrs,
+                       ui_attrs=ui_attrs, readable_url=readable_url,
                        human=functools.partial(i18n.human_time, language=language),
                        day=functools.partial(i18n.day, language=language))
     env.globals["article_path"] = article_path
