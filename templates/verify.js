@@ -10,7 +10,8 @@
 //
 // WebCrypto needs a secure context (https, or http on localhost); from file:// or plain
 // http elsewhere the page says so and points to minisign and sha256sum.  The site's only
-// script: no inline code, nothing loaded from elsewhere.
+// script: no inline code, nothing loaded from elsewhere.  Its words are the page's
+// (data-messages, in the interface's language), with {placeholders} filled in here.
 "use strict";
 
 (() => {
@@ -20,6 +21,14 @@
   const SAMPLE = 24;
   const PARALLEL = 6;
   const outlet = box.dataset.name;
+  const messages = JSON.parse(box.dataset.messages || "{}");
+  const lang = document.documentElement.lang || undefined;
+  const t = (key, values = {}) => (messages[key] || key).replace(/\{(\w+)\}/g, (m, name) => (name in values ? String(values[name]) : m));
+  const when = (iso) => {
+    try {
+      return `${new Date(iso).toLocaleString(lang, { dateStyle: "long", timeStyle: "short", timeZone: "UTC", calendar: "gregory", numberingSystem: "latn" })} UTC`;
+    } catch (e) { return iso; }
+  };
 
   function say(text, state) {
     const status = $("status");
@@ -107,29 +116,29 @@
   function parseSignature(bytes) {
     const lines = new TextDecoder().decode(bytes).split("\n");
     const prefix = "trusted comment: ";
-    if (lines.length < 4 || !lines[2].startsWith(prefix)) throw new Error("not a minisign signature");
+    if (lines.length < 4 || !lines[2].startsWith(prefix)) throw new Error(t("not_signature"));
     const blob = fromBase64(lines[1]);
     const global = fromBase64(lines[3]);
     if (blob.length !== 74 || blob[0] !== 0x45 || blob[1] !== 0x44 || global.length !== 64) {
-      throw new Error("not a prehashed Ed25519 minisign signature");
+      throw new Error(t("not_prehashed"));
     }
     return { keyId: blob.subarray(2, 10), signature: blob.subarray(10), comment: lines[2].slice(prefix.length), global };
   }
 
   async function checkRoot(root, signatureBytes, keyBlob) {
     const sig = parseSignature(signatureBytes);
-    if (!equal(sig.keyId, keyBlob.subarray(2, 10))) throw new Error("signed by another key");
+    if (!equal(sig.keyId, keyBlob.subarray(2, 10))) throw new Error(t("other_key"));
     const key = await crypto.subtle.importKey("raw", keyBlob.subarray(10), { name: "Ed25519" }, false, ["verify"]);
     const ok = await crypto.subtle.verify({ name: "Ed25519" }, key, sig.signature, blake2b512(root));
-    if (!ok) throw new Error("the signature does not match manifest.json: it was changed or forged");
+    if (!ok) throw new Error(t("forged"));
     const commented = new Uint8Array([...sig.signature, ...utf8.encode(sig.comment)]);
     if (!await crypto.subtle.verify({ name: "Ed25519" }, key, sig.global, commented)) {
-      throw new Error("the signature's trusted comment was changed");
+      throw new Error(t("comment_changed"));
     }
     const fields = Object.fromEntries(sig.comment.split(" ").map((f) => f.split(/:(.*)/s).slice(0, 2)));
     const doc = JSON.parse(new TextDecoder().decode(root));
     if (fields.outlet !== doc.outlet || fields.version !== String(doc.version)) {
-      throw new Error("the trusted comment does not match manifest.json");
+      throw new Error(t("comment_mismatch"));
     }
     return doc;
   }
@@ -141,7 +150,7 @@
       const path = `parts/${part.sha256}.json`;
       const bytes = await get(path);
       if (!bytes || bytes.length !== part.size || await sha256(bytes) !== part.sha256) {
-        throw new Error(`${path} is not what the signed manifest names`);
+        throw new Error(t("part_bad", { path }));
       }
       for (const f of JSON.parse(new TextDecoder().decode(bytes)).files) {
         if (f.retired == null) files.push({ ...f, also: also.get(f.path) || [] });
@@ -156,11 +165,11 @@
 
   async function checkFile(f) {
     const bytes = await get(f.path);
-    if (!bytes) return "missing";
+    if (!bytes) return t("missing");
     const digest = await sha256(bytes);
     const allowed = [{ sha256: f.sha256, size: f.size }, ...f.also];
     if (allowed.some((a) => a.sha256 === digest && a.size === bytes.length)) return null;
-    return "differs from what was signed";
+    return t("differs");
   }
 
   async function checkFiles(files) {
@@ -168,9 +177,9 @@
     const worker = async () => {
       for (let f = queue.shift(); f; f = queue.shift()) {
         let problem;
-        try { problem = await checkFile(f); } catch (e) { problem = `unreadable (${e.message})`; }
+        try { problem = await checkFile(f); } catch (e) { problem = t("unreadable", { error: e.message }); }
         checked.set(f.path, problem);
-        $("files").textContent = `${checked.size} files checked…`;
+        $("files").textContent = t("progress", { count: checked.size });
       }
     };
     await Promise.all(Array.from({ length: PARALLEL }, worker));
@@ -186,21 +195,21 @@
       item.append(code, `: ${problem}`);
       return item;
     }));
-    const which = checked.size === all.length ? `all ${all.length} files` : `${checked.size} of ${all.length} files (a sample)`;
-    $("files").textContent = `Checked ${which}: ${checked.size - bad.length} genuine, ${bad.length} changed or missing.`;
-    const version = `version ${doc.version} of ${doc.created.replace("T", " ").replace("Z", " UTC")}`;
+    const counts = { count: checked.size, total: all.length, good: checked.size - bad.length, bad: bad.length };
+    $("files").textContent = t(checked.size === all.length ? "checked_all" : "checked_sample", counts);
+    const version = t("version", { version: doc.version, created: when(doc.created) });
+    const expires = when(doc.expires);
     if (bad.length) {
-      const count = bad.length === 1 ? "1 file of this copy differs" : `${bad.length} files of this copy differ`;
-      say(`NOT GENUINE: ${count} from what ${outlet} signed (${version}). Do not trust them; try another mirror.`, "bad");
+      say(t(bad.length === 1 ? "bad_one" : "bad_many", { count: bad.length, outlet, version }), "bad");
     } else if (expired) {
-      say(`Genuine but stale: the signature is valid, but ${version} expired at ${doc.expires}. This mirror may be stuck on an old version; try another.`, "bad");
+      say(t("stale", { version, expires }), "bad");
     } else {
-      say(`Genuine: the signature is valid and every file checked is exactly as ${outlet} signed it (${version}, valid until ${doc.expires}).`, "done");
+      say(t("genuine", { outlet, version, expires }), "done");
     }
   }
 
   function showKey(keyId, id) {
-    $("key").textContent = `Signing key ID: ${keyId}. Compare it with the key ID ${outlet} publishes elsewhere.`;
+    $("key").textContent = t("key", { key: keyId, outlet });
     const name = `mirrorkit-key:${id}`;
     let first = null;
     try {
@@ -209,7 +218,7 @@
     } catch (e) { /* storage off: nothing to remember */ }
     if (first && first !== keyId) {
       const warning = $("key-warning");
-      warning.textContent = `Warning: the signing key changed. The first time you checked ${outlet} in this browser its key ID was ${first}; now it is ${keyId}. Unless ${outlet} announced a new key elsewhere, this copy may be forged.`;
+      warning.textContent = t("key_changed", { outlet, first, key: keyId });
       warning.hidden = false;
     }
   }
@@ -217,11 +226,11 @@
   async function run() {
     box.hidden = false;
     if (location.protocol === "file:") {
-      say("This page was opened from a file, where browsers do not let it read the other files. Check this copy with minisign and sha256sum as shown below, or open it from a mirror.", "unavailable");
+      say(t("from_file"), "unavailable");
       return;
     }
     if (!window.isSecureContext || !crypto.subtle) {
-      say("This browser checks signatures only on https:// addresses (or on this computer's own, localhost). This copy is on plain http://: check it with minisign and sha256sum as shown below, or open it from an https:// mirror.", "unavailable");
+      say(t("insecure"), "unavailable");
       return;
     }
     const keyBlob = fromBase64(box.dataset.key);
@@ -230,28 +239,28 @@
     let files;
     try {
       const root = await get("manifest.json");
-      if (!root) throw new Error("manifest.json not found");
+      if (!root) throw new Error(t("not_found", { path: "manifest.json" }));
       // The signature kept by the root's hash is always the root's own; the standard
       // name follows the root a moment later during a publish.
       const signature = await get(`signatures/${await sha256(root)}.minisig`) || await get("manifest.json.minisig");
-      if (!signature) throw new Error("manifest.json.minisig not found");
+      if (!signature) throw new Error(t("not_found", { path: "manifest.json.minisig" }));
       try {
         doc = await checkRoot(root, signature, keyBlob);
       } catch (e) {
-        if (e.name === "NotSupportedError") throw new Error("this browser cannot check Ed25519 signatures; use minisign as shown below");
+        if (e.name === "NotSupportedError") throw new Error(t("no_ed25519"));
         throw e;
       }
       files = await readParts(doc);
     } catch (e) {
-      say(`NOT GENUINE: ${e.message}.`, "bad");
+      say(t("not_genuine", { reason: e.message }), "bad");
       return;
     }
     if (doc.key_id !== box.dataset.keyId) {
-      say(`NOT GENUINE: manifest.json names key ${doc.key_id}, not this page's key.`, "bad");
+      say(t("wrong_key", { key: doc.key_id }), "bad");
       return;
     }
     const expired = Date.now() >= Date.parse(doc.expires);
-    say(`The signature is valid (${outlet}, version ${doc.version}). Checking files…`, "checking");
+    say(t("signature_valid", { outlet, version: doc.version }), "checking");
     const always = ["index.html", "verify.html", "mirrors.html"];
     const pool = files.filter((f) => !always.includes(f.path) && f.path !== "offline.zip");
     const sample = files.filter((f) => always.includes(f.path));
@@ -262,11 +271,11 @@
     report(files, doc, expired);
     const button = $("check-all");
     const bytes = files.reduce((n, f) => n + f.size, 0);
-    button.textContent = `Check every file (${files.length} files, ${(bytes / 1e6).toFixed(1)} MB)`;
+    button.textContent = t("check_every", { count: files.length, size: (bytes / 1e6).toLocaleString(lang, { minimumFractionDigits: 1, maximumFractionDigits: 1, numberingSystem: "latn" }) });
     button.disabled = false;
     button.addEventListener("click", async () => {
       button.disabled = true;
-      say("Checking every file…", "checking");
+      say(t("checking_every"), "checking");
       await checkFiles(files);
       report(files, doc, expired);
     });

@@ -456,6 +456,25 @@ def test_interface_speaks_the_outlets_language_and_direction(
     context.close()
 
 
+@pytest.mark.parametrize(("language", "heading", "says"), [
+    pytest.param("fa", "بررسی اصالت این نسخه", "این صفحه از یک فایل باز شده است", id="persian"),
+    pytest.param("ru", "Проверить эту копию", "Эта страница открыта из файла", id="russian"),
+])
+def test_the_check_page_speaks_the_outlets_language(
+    localized: dict[str, str], browser: Browser, language: str, heading: str, says: str,
+) -> None:
+    """The page a reader trusts most is not left in English: its text and what its
+    script says (here: why it cannot check from file://)."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(localized[language] + "verify.html")
+    page.wait_for_function("document.querySelector('#status').dataset.state === 'unavailable'")
+    assert page.locator("h1").inner_text() == heading
+    assert page.locator("#status").inner_text().startswith(says)
+    assert "Check" not in page.locator("main").inner_text()
+    context.close()
+
+
 @pytest.mark.parametrize("where", ["s3", "file"])
 def test_a_375_px_screen_never_scrolls_sideways(
     mirrors: dict[str, str], browser: Browser, where: str

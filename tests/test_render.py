@@ -7,6 +7,7 @@ with MIRRORKIT_UPDATE_GOLDEN=1; review the diff before committing it.
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import re
@@ -231,6 +232,14 @@ def test_outlet_language_picks_labels_direction_and_dates(
     assert date in parse(site["index.html"]).xpath("string(//footer//time)")
     mirrors = parse(site["mirrors.html"]).text_content()
     assert "Verify this copy" not in mirrors and "If one address" not in mirrors
+    # The check page too, and the words its script shows (the page's data-messages).
+    verify = parse(site["verify.html"])
+    assert not re.search(r"Verify this copy|Check|signs every|Key ID", verify.text_content())
+    shown = json.loads(verify.xpath("//*[@id='check']/@data-messages")[0])
+    english = json.loads(parse(localized(tmp_path / "en", "en")["verify.html"]).xpath(
+        "//*[@id='check']/@data-messages")[0])
+    assert shown.keys() == english.keys()
+    assert [k for k in shown if shown[k] == english[k]] == [], "untranslated"
     english = parse(site[article_path(ENGLISH)]).xpath("//article")[0]
     assert (english.get("lang"), english.get("dir")) == ("en", "ltr")
 
