@@ -425,7 +425,7 @@ def localized(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     ("language", "direction", "home", "mirrors_heading"),
     [
         pytest.param("fa", "rtl", "صفحهٔ اصلی", "آینه‌های Sample", id="persian"),
-        pytest.param("ru", "ltr", "Главная", "Зеркала Sample", id="russian"),
+        pytest.param("ru", "ltr", "Главная", "Зеркала издания «Sample»", id="russian"),
     ],
 )
 def test_interface_speaks_the_outlets_language_and_direction(

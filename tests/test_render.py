@@ -293,6 +293,25 @@ def test_the_original_link_reads_in_its_own_letters(
     assert original.get("href") == RUSSIAN.url
 
 
+@pytest.mark.parametrize(("language", "heading", "more", "signed"), [
+    pytest.param("ru", "Зеркала издания «Example Times»",
+                 "Другие материалы издания «Example Times»",
+                 "подписанную изданием «Example Times»", id="russian"),
+    pytest.param("uk", "Дзеркала видання «Example Times»",
+                 "Інші матеріали видання «Example Times»",
+                 "підписану виданням «Example Times»", id="ukrainian"),
+])
+def test_the_outlets_name_reads_naturally_in_a_declined_language(
+        tmp_path: Path, language: str, heading: str, more: str, signed: str) -> None:
+    """Russian and Ukrainian decline nouns, a name they cannot: "Зеркала Харвикский
+    вестник" is wrong; "Зеркала издания «Харвикский вестник»" keeps the name as it is."""
+    site = localized(tmp_path, language)
+    mirrors = parse(site["mirrors.html"])
+    assert mirrors.xpath("string(//h1)") == heading
+    assert signed in mirrors.text_content()
+    assert more in parse(site[article_path(ENGLISH)]).xpath("//main/p/a/text()")
+
+
 def test_unknown_language_keeps_english_labels(tmp_path: Path) -> None:
     site = localized(tmp_path, "sw")
     doc = parse(site["index.html"])
