@@ -26,7 +26,7 @@
   const t = (key, values = {}) => (messages[key] || key).replace(/\{(\w+)\}/g, (m, name) => (name in values ? String(values[name]) : m));
   const when = (iso) => {
     try {
-      return `${new Date(iso).toLocaleString(lang, { dateStyle: "long", timeStyle: "short", timeZone: "UTC", calendar: "gregory", numberingSystem: "latn" })} UTC`;
+      return `${new Date(iso).toLocaleString(lang, { dateStyle: "long", timeStyle: "short", timeZone: "UTC", hourCycle: "h23", calendar: "gregory", numberingSystem: "latn" })} UTC`;
     } catch (e) { return iso; }
   };
 
@@ -227,10 +227,12 @@
     box.hidden = false;
     if (location.protocol === "file:") {
       say(t("from_file"), "unavailable");
+      $("check-all").parentElement.hidden = true; // nothing to press: it could not work here
       return;
     }
     if (!window.isSecureContext || !crypto.subtle) {
       say(t("insecure"), "unavailable");
+      $("check-all").parentElement.hidden = true;
       return;
     }
     const keyBlob = fromBase64(box.dataset.key);

@@ -274,6 +274,8 @@ def test_the_check_page_passes_a_genuine_mirror_and_remembers_its_key(
     page = check_page(context, mirrors["s3"])
     assert page.locator("#status").get_attribute("data-state") == "done"
     assert page.locator("#status").inner_text().startswith("Genuine: the signature is valid")
+    # Times on the 24-hour UTC clock, as on the site's pages (not "1:56 PM UTC").
+    assert not any(m in page.locator("#status").inner_text() for m in (" AM ", " PM "))
     key_id = load_public_key(Path(mirrors["key"])).key_id_hex
     assert key_id in page.locator("#key").inner_text()
     assert page.locator("#files").inner_text().startswith("Checked 24 of ")
@@ -334,6 +336,7 @@ def test_the_check_page_from_a_file_explains_minisign_and_sha256sum(
     page.goto(mirrors["file"] + "verify.html")
     page.wait_for_function("document.querySelector('#status').dataset.state === 'unavailable'")
     assert "opened from a file" in page.locator("#status").inner_text()
+    assert page.locator("#check-all").is_hidden()  # a button that cannot work is not shown
     assert "minisign -Vm manifest.json -p outlet.pub" in page.locator("main").inner_text()
     assert "sha256sum -c" in page.locator("main").inner_text()
     context.close()
