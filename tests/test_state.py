@@ -13,16 +13,17 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from conftest import MOTO_KEY, MotoServer
 from mirrorkit.config import load
-from mirrorkit.errors import BuildError, LeaseError
+from mirrorkit.errors import BuildError, LeaseError, StateError
 from mirrorkit.sample import SampleOutlet
 from mirrorkit.sign import load_public_key, write_keypair
-from mirrorkit.state import open_store
+from mirrorkit.state import Committed, Lease, open_store
 from mirrorkit.verify import DirectoryTarget, UrlTarget, verify_target
 
 
@@ -230,3 +231,52 @@ def test_a_failed_run_still_writes_back_what_it_did(rig: Rig) -> None:
     # Another disk reads it (a command that only reads takes no lease).
     with open_store(load(rig.runner("b")), exclusive=False) as store:
         assert store.meta("work") == "done"
+
+
+# == what whoever can write the state bucket can make a runner do ============================
+
+_SHA = "ab" * 32
+_DB = {"base": [f"db/{'cd' * 32}.gz"], "deltas": [], "page_size": 4096, "size": 8192,
+       "sha256": _SHA, "base_bytes": 100, "delta_bytes": 0}
+
+
+def _state_json(roots: dict[str, str], db: dict[str, object] = _DB) -> bytes:
+    return json.dumps({"format": 1, "generation": 3, "db": db, "roots": roots}).encode()
+
+
+def test_a_genuine_state_json_reads() -> None:
+    head = Committed.from_bytes(_state_json({"000003/s3/manifest.json": _SHA}), "here")
+    assert head.generation == 3 and head.roots == {"000003/s3/manifest.json": _SHA}
+
+
+@pytest.mark.parametrize("roots", [
+    {"/home/runner/.bashrc": _SHA},             # absolute: would be written there
+    {"../../escaped": _SHA},                     # out of builds/ and the state dir
+    {"000003/../../../escaped": _SHA},
+    {"000003//manifest.json": _SHA},
+    {"000003\\..\\..\\x": _SHA},
+    {"000003/s3/manifest.json": "../../lease.json"},  # not a hash: another object's name
+])
+def test_a_state_json_naming_a_root_outside_builds_is_refused(roots: dict[str, str]) -> None:
+    with pytest.raises(StateError, match="not a root inside builds/"):
+        Committed.from_bytes(_state_json(roots), "state s3://b/p")
+
+
+@pytest.mark.parametrize("change", [
+    {"page_size": 0}, {"page_size": 1000}, {"size": -1}, {"sha256": "x"},
+    {"base": ["lease.json"]}, {"deltas": ["blobs/" + "ab" * 32]},
+])
+def test_a_state_json_with_an_impossible_database_is_refused(change: dict[str, object]) -> None:
+    with pytest.raises(StateError, match="cannot be read"):
+        Committed.from_bytes(_state_json({}, {**_DB, **change}), "state s3://b/p")
+
+
+def test_a_lease_without_a_zone_or_with_control_characters_still_reads() -> None:
+    lease = Lease.from_bytes(json.dumps({
+        "holder": "evil\x1b[31m\nerror: forged line" + "x" * 500,
+        "taken": "2026-01-01T00:00:00", "expires": "2099-01-01T00:00:00"}).encode())
+    assert lease is not None
+    assert lease.expires > datetime.now(UTC)  # compares: no TypeError on a naive time
+    assert lease.expires.tzinfo is not None and lease.taken.tzinfo is not None
+    assert lease.holder.isprintable() and len(lease.holder) < 210
+    assert lease.holder.startswith("evil?[31m?error: forged line")

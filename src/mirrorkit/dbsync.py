@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import sqlite3
 import struct
 from collections.abc import Callable
@@ -37,6 +38,9 @@ _DIGEST = 16       # bytes of each page's BLAKE2b digest
 _HEADER = struct.Struct(">4sIQ")  # magic, page size, file size
 _MAGIC = b"MKD1"
 _INDEX = struct.Struct(">I")
+_KEY = re.compile(r"db/[0-9a-f]{64}\.gz")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_PAGE_SIZES = frozenset(1 << n for n in range(9, 17))  # SQLite's: 512 to 65536
 
 Put = Callable[[str, bytes], None]  # store an object (content-addressed: once is enough)
 Get = Callable[[str], bytes]
@@ -65,9 +69,16 @@ class DbRef:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> DbRef:
-        return cls(tuple(map(str, raw["base"])), tuple(map(str, raw["deltas"])),
-                   int(raw["page_size"]), int(raw["size"]), str(raw["sha256"]),
-                   int(raw["base_bytes"]), int(raw["delta_bytes"]))
+        """Raises ValueError for a ref that mirrorkit would not have written (its objects
+        are deleted by name once replaced, so only db/ objects may be named)."""
+        ref = cls(tuple(map(str, raw["base"])), tuple(map(str, raw["deltas"])),
+                  int(raw["page_size"]), int(raw["size"]), str(raw["sha256"]),
+                  int(raw["base_bytes"]), int(raw["delta_bytes"]))
+        if not all(_KEY.fullmatch(k) for k in ref.objects):
+            raise ValueError("a database object not named db/<sha256>.gz")
+        if ref.page_size not in _PAGE_SIZES or ref.size < 0 or not _SHA256.fullmatch(ref.sha256):
+            raise ValueError("a database ref with an impossible page size, size or hash")
+        return ref
 
 
 def send(path: Path, previous: DbRef | None, digests: bytes | None, put: Put,
@@ -183,7 +194,7 @@ def _send_base(f: IO[bytes], previous: DbRef | None, page_size: int, size: int, 
 
 def _apply(out: IO[bytes], body: bytes, key: str) -> None:
     magic, page_size, size = _HEADER.unpack_from(body)
-    if magic != _MAGIC:
+    if magic != _MAGIC or page_size not in _PAGE_SIZES:
         raise StateError("not a page delta", where=key)
     position = _HEADER.size
     while position < len(body):

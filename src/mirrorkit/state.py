@@ -44,6 +44,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import threading
@@ -81,6 +82,8 @@ _NO_CACHE = "no-store"
 _BLOB_CACHE = "private, max-age=31536000, immutable"
 _STATE_LIMIT = 1 << 20
 _UPLOADS = 8  # blobs uploaded at once
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_HOLDER_MAX = 200
 
 
 def holder_name() -> str:
@@ -103,10 +106,24 @@ class Lease:
         """None for a lease that cannot be read: anyone may take it over."""
         try:
             raw = json.loads(data)
-            return cls(str(raw["holder"]), datetime.fromisoformat(raw["taken"]),
-                       datetime.fromisoformat(raw["expires"]))
-        except (ValueError, KeyError, TypeError):
+            return cls(_printable(str(raw["holder"])), _aware(raw["taken"]),
+                       _aware(raw["expires"]))
+        except (ValueError, KeyError, TypeError, OverflowError):
             return None
+
+
+def _aware(value: str) -> datetime:
+    """A lease's time; one without a zone is read as UTC (mirrorkit writes UTC), so that
+    comparing it with the clock cannot fail."""
+    when = datetime.fromisoformat(value)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _printable(text: str) -> str:
+    """A holder's name as it may appear in a message: whoever wrote the lease object chose
+    it, so no control characters (a forged line or terminal escape) and not too long."""
+    cleaned = "".join(c if c.isprintable() else "?" for c in text)
+    return cleaned[:_HOLDER_MAX] + ("..." if len(cleaned) > _HOLDER_MAX else "")
 
 
 @dataclass(frozen=True)
@@ -128,8 +145,10 @@ class Committed:
     def from_bytes(cls, data: bytes, where: str) -> Committed:
         try:
             raw = json.loads(data)
-            return cls(int(raw["generation"]), DbRef.from_json(raw["db"]),
-                       {str(k): str(v) for k, v in dict(raw["roots"]).items()})
+            roots = {str(k): str(v) for k, v in dict(raw["roots"]).items()}
+            for path, sha in roots.items():
+                _check_root(path, sha)
+            return cls(int(raw["generation"]), DbRef.from_json(raw["db"]), roots)
         except (ValueError, KeyError, TypeError) as e:
             raise StateError(f"state.json cannot be read: {e}", where=where,
                              hint="it is written only by mirrorkit; restore it or remove "
@@ -297,6 +316,9 @@ class RemoteState:
         shutil.rmtree(builds, ignore_errors=True)
         for path, sha in self._head.roots.items():
             data = self._get(f"roots/{sha}")
+            if _sha(data) != sha:
+                raise StateError(f"roots/{sha} does not match its SHA-256",
+                                 where=f"state {self.url}", hint="it was changed or damaged")
             target = builds / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
@@ -385,6 +407,15 @@ class RemoteState:
         with suppress(PublishConflictError):
             self.backend.put(f"blobs/{sha}", gzip.compress(data, compresslevel=6, mtime=0),
                              "application/gzip", cache=_BLOB_CACHE, if_absent=True)
+
+
+def _check_root(path: str, sha: str) -> None:
+    """A root as state.json names it: a relative path inside builds/ and a SHA-256.  Who
+    can write the bucket must not get to write files elsewhere on the runner."""
+    parts = path.split("/")
+    if (not _SHA256.fullmatch(sha) or "\\" in path or "\0" in path
+            or any(p in ("", ".", "..") for p in parts)):
+        raise ValueError(f"not a root inside builds/: {path[:100]!r}")
 
 
 def _sha(data: bytes) -> str:
