@@ -196,3 +196,20 @@ def test_durations(text: str, seconds: int) -> None:
 @pytest.mark.parametrize(("text", "size"), [("512KiB", 524288), ("5MB", 5_000_000), ("100", 100)])
 def test_sizes(text: str, size: int) -> None:
     assert cfg.parse_size(text) == size
+
+
+@pytest.mark.parametrize("change", [
+    ('bucket = "b"', 'bucket = "b"\nendpoint_url = "https://AKID:s3cr3t-value@s3.example/"'),
+    ('bucket = "b"', 'bucket = "b"\nendpoint_url = "ftp://AKID:s3cr3t-value@s3.example/"'),
+    ("[signing]", '[state]\nurl = "s3://b/p"\nprovider = "minio"\n'
+                  'endpoint_url = "http://AKID:s3cr3t-value@127.0.0.1:9000"\n[signing]'),
+    ("[signing]", '[state]\nurl = "s3://AKID:s3cr3t-value@b/p"\nprovider = "minio"\n[signing]'),
+])
+def test_credentials_in_a_url_are_refused_without_repeating_them(
+        tmp_path: Path, change: tuple[str, str]) -> None:
+    """botocore names the endpoint URL in its errors, so KEY:SECRET@ in it would reach every
+    log, JSON summary and message; the config refuses it, and says so without the value."""
+    text = MINIMAL.replace('type = "local"\npath = "out"', 'type = "s3"\nbucket = "b"')
+    with pytest.raises(ConfigError, match="must not hold credentials") as caught:
+        load_text(tmp_path, text.replace(*change))
+    assert "s3cr3t" not in str(caught.value) and "AKID" not in str(caught.value)

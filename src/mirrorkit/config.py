@@ -301,6 +301,15 @@ def _url(value: Any) -> str:
     return value
 
 
+# Credentials in a URL would be printed wherever the URL is (errors, logs, JSON).
+_USERINFO = ("must not hold credentials (USER:SECRET@); give them as access_key_id and "
+             "secret_access_key, or in the environment")
+
+
+def _has_userinfo(url: str) -> bool:
+    return "@" in urlsplit(url).netloc
+
+
 def _base_url(value: Any) -> str:
     url = _url(value)
     return url if url.endswith("/") else url + "/"
@@ -553,6 +562,8 @@ def _connection(t: _Table, *, s3: bool) -> dict[str, Any]:
     """The keys that reach an S3-compatible store, as a mirror and [state] give them."""
     endpoint = t.get("endpoint_url", str)
     if endpoint:
+        if _has_userinfo(endpoint):
+            raise t._error("endpoint_url", _USERINFO)
         try:
             _url(endpoint)
         except ValueError as e:
@@ -580,6 +591,8 @@ def _state(t: _Table, path: Path, rel: Callable[[str], Path]) -> StateConfig:
         if extra:
             raise t._error(extra[0], 'only with url = "s3://BUCKET/PREFIX"')
         return StateConfig(dir=rel(t.get("dir", str, "state") or "state"))
+    if _has_userinfo(url):
+        raise t._error("url", _USERINFO)
     parts = urlsplit(url)
     if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
         raise t._error("url", f'must be "s3://BUCKET/PREFIX", got {url!r}')
