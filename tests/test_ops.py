@@ -12,6 +12,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import MOTO_KEY, MotoServer, free_port
 from mirrorkit import progress, sign
 from mirrorkit.cli import cli
+from mirrorkit.metrics import write_textfile
+from mirrorkit.pipeline import MirrorOutcome
 from mirrorkit.sample import SampleOutlet
 from mirrorkit.sign import write_keypair
 from test_pipeline import write_config
@@ -286,6 +289,25 @@ def test_sync_json_summary_json_logs_and_the_metrics_file(
     assert metrics[("mirrorkit_mirror_failures_total", s1)] == 2
     assert metrics[("mirrorkit_mirror_live_version", s0)] == 1
     assert list(prom.parent.iterdir()) == [prom]  # written atomically: no temporary left
+
+
+def test_the_metrics_file_is_not_written_through_a_planted_symlink(tmp_path: Path) -> None:
+    """A textfile folder is often shared with other exporters: a link planted where the
+    temporary file would go must not turn the write onto another file of this user."""
+    folder = tmp_path / "textfile"
+    folder.mkdir()
+    prom = folder / "mirrorkit.prom"
+    victim = tmp_path / "outlet.key"
+    victim.write_text("the secret key\n")
+    # Where prometheus_client's write_to_textfile would open its temporary file.
+    (folder / f"mirrorkit.prom.{os.getpid()}.{threading.current_thread().ident}").symlink_to(
+        victim)
+    write_textfile(prom, [MirrorOutcome("m", error="down")], {"fetch": 1.0}, None, 3)
+    assert victim.read_text() == "the secret key\n"
+    assert not prom.is_symlink() and prom.stat().st_mode & 0o777 == 0o644
+    names = {s.name for f in text_string_to_metric_families(prom.read_text())
+             for s in f.samples}
+    assert "mirrorkit_run_exit_code" in names
 
 
 def test_text_output_one_line_per_mirror_one_summary_each_error_once(

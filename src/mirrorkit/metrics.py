@@ -1,10 +1,12 @@
 """Prometheus metrics of the last run, as a text file for node_exporter's textfile
 collector (``[metrics] textfile``).
 
-The file is replaced atomically after each ``sync`` or ``publish``
-(:func:`prometheus_client.write_to_textfile` writes a temporary file and renames it), so
-the collector never reads half of it.  What must outlive one run (a mirror's last success,
-its live version, its failure count) is carried over from the file the run before wrote.
+The file is replaced atomically after each ``sync`` or ``publish`` (a temporary file of
+an unguessable name, made with O_EXCL in the same folder, then renamed over it), so the
+collector never reads half of it, and a symlink planted in a shared textfile folder
+cannot turn the write onto another file.  What must outlive one run (a mirror's last
+success, its live version, its failure count) is carried over from the file the run
+before wrote.
 
 Per mirror (label ``mirror``):
 
@@ -24,12 +26,14 @@ Per run:
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:
@@ -107,4 +111,21 @@ def write_textfile(path: Path, outcomes: Sequence[MirrorOutcome], durations: dic
     gauge("mirrorkit_run_timestamp_seconds", "Unix time the last run ended.").set(now)
     gauge("mirrorkit_run_exit_code", "Exit code of the last run.").set(exit_code)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), registry)
+    _replace(path, generate_latest(registry))
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically.  Not prometheus_client's write_to_textfile:
+    its temporary file has a guessable name (PATH.PID.THREAD) and is opened following
+    symlinks.  mkstemp opens a new file exclusively; the name does not end in .prom, so
+    the collector skips it."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)  # node_exporter runs as another user
+            f.write(data)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
