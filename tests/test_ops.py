@@ -204,6 +204,27 @@ def test_status_states_ok_stale_down_invalid_with_their_exit_codes(
     assert state() == ("down", 3)
 
 
+def test_status_does_not_call_a_replayed_older_root_ok(
+        tmp_path: Path, outlet: SampleOutlet, moto_server: MotoServer) -> None:
+    """Someone who can write a bucket (or a cache in front of it) serves its version 1
+    again, genuinely signed and not expired: status has seen version 2 there."""
+    bucket = moto_server.new_bucket()
+    config = write_config(tmp_path, outlet.feed_url, moto_server, [bucket])
+    assert run(config, "sync").exit_code == 0
+    client = moto_server.client()
+    old = {key: client.get_object(Bucket=bucket, Key=key)["Body"].read()
+           for key in ("manifest.json", "manifest.json.minisig")}
+    outlet.update_article(outlet.articles[0].slug, title="Corrected headline")
+    assert "version 2" in run(config, "sync").output
+    assert run(config, "status").exit_code == 0  # seen: version 2
+    for key, body in old.items():
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+    result = run(config, "status", "--json")
+    row = json.loads(result.output.splitlines()[0])
+    assert (row["state"], row["version"], result.exit_code) == ("invalid", 1, 1)
+    assert any("older than version 2 seen before" in p for p in row["problems"])
+
+
 def test_status_and_export_run_without_storage_credentials(
         tmp_path: Path, outlet: SampleOutlet, moto_server: MotoServer,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -506,14 +506,17 @@ def _print_report(report: Report, as_json: bool) -> None:
 def status_cmd(ctx: Context, as_json: bool, deep: bool, max_age: timedelta | None) -> None:
     """For each mirror one state: ok, stale (signed longer ago than --max-age, or
     expired), down (unreachable, or nothing published), wrong-mirror (the manifest there
-    is signed for another mirror) or invalid (bad signature, tampered).
+    is signed for another mirror) or invalid (bad signature, tampered, or older than a
+    version seen there before: verify's trust state, which status also keeps).
 
     Reads only each mirror's manifest and signature, unless --deep.  With -q (a watcher
     in cron), only the mirrors that are not ok are shown.  Exit 0 all ok; 1 any invalid
     or wrong-mirror; 3 any down or stale."""
     from mirrorkit.status import exit_code, status
+    from mirrorkit.verify import TrustStore
 
-    rows = status(ctx.without_credentials().config, deep=deep, max_age=max_age)
+    rows = status(ctx.without_credentials().config, deep=deep, max_age=max_age,
+                  trust=TrustStore.load(default_trust_file()))
     for s in rows:
         if as_json:
             click.echo(json.dumps(s.to_json(), ensure_ascii=False, sort_keys=True))

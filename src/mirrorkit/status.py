@@ -4,7 +4,9 @@
 - ``stale``        genuine, but expired or signed longer ago than ``max_age``
 - ``down``         nothing readable at the mirror: unreachable, or no manifest served
 - ``wrong-mirror`` genuine, but signed for another mirror (a ``public_url`` copied from it)
-- ``invalid``      a bad signature, another key, a malformed or (``deep``) tampered copy
+- ``invalid``      a bad signature, another key, a malformed or (``deep``) tampered copy,
+                   or an older version than was seen there before (a replayed old root,
+                   judged with verify's trust state)
 
 Kept apart from :mod:`mirrorkit.pipeline` so that ``mirrorkit status`` imports neither
 the fetcher nor the publisher, and starts fast.
@@ -19,7 +21,15 @@ from mirrorkit.config import Config, MirrorConfig
 from mirrorkit.errors import TargetUnreachableError
 from mirrorkit.manifest import MANIFEST_NAME
 from mirrorkit.sign import PublicKey, load_public_key
-from mirrorkit.verify import DirectoryTarget, Finding, Target, UrlTarget, signed_root, verify_target
+from mirrorkit.verify import (
+    DirectoryTarget,
+    Finding,
+    Target,
+    TrustStore,
+    UrlTarget,
+    signed_root,
+    verify_target,
+)
 
 OK, STALE, DOWN, WRONG_MIRROR, INVALID = "ok", "stale", "down", "wrong-mirror", "invalid"
 EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
@@ -80,16 +90,19 @@ def exit_code(rows: list[MirrorStatus]) -> int:
     return EXIT_OK
 
 
-def status(config: Config, *, deep: bool = False,
-           max_age: timedelta | None = None) -> list[MirrorStatus]:
+def status(config: Config, *, deep: bool = False, max_age: timedelta | None = None,
+           trust: TrustStore | None = None) -> list[MirrorStatus]:
     """Each mirror's state from its manifest and signature; ``deep`` also reads every
-    file (a full audit, as ``verify`` does)."""
+    file (a full audit, as ``verify`` does).  With ``trust``, a version older than one
+    seen before is a rollback, and what is ok is recorded as seen."""
     key = load_public_key(config.signing.public_key)
-    return [mirror_status(config, m, key, deep=deep, max_age=max_age) for m in config.mirrors]
+    return [mirror_status(config, m, key, deep=deep, max_age=max_age, trust=trust)
+            for m in config.mirrors]
 
 
 def mirror_status(config: Config, mirror: MirrorConfig, key: PublicKey, *,
-                  deep: bool = False, max_age: timedelta | None = None) -> MirrorStatus:
+                  deep: bool = False, max_age: timedelta | None = None,
+                  trust: TrustStore | None = None) -> MirrorStatus:
     target = mirror_target(mirror)
     now = datetime.now(UTC)
     try:
@@ -113,6 +126,11 @@ def mirror_status(config: Config, mirror: MirrorConfig, key: PublicKey, *,
         except TargetUnreachableError as e:
             return MirrorStatus(mirror.name, target.label, DOWN, problems=(str(e),))
     fatal = [f for f in findings if f.fatal]
+    judged = trust.judge(manifest) if trust else None
+    if judged is not None and judged.fatal:
+        fatal.append(judged)
+    elif judged is not None:
+        notes.append(judged.line())
     state = OK
     if any(f.kind != "expired" for f in fatal):
         state = INVALID
@@ -128,6 +146,8 @@ def mirror_status(config: Config, mirror: MirrorConfig, key: PublicKey, *,
             fatal.append(Finding("stale", MANIFEST_NAME,
                                  f"signed {_ago(now - manifest.created)} ago, more than "
                                  f"--max-age {_ago(max_age or timedelta())}"))
+    if trust is not None and state == OK:
+        trust.record(manifest)
     return MirrorStatus(
         mirror.name, target.label, state, version=manifest.version,
         created=manifest.created, expires=manifest.expires, signed_for=manifest.mirror,
