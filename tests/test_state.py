@@ -280,3 +280,23 @@ def test_a_lease_without_a_zone_or_with_control_characters_still_reads() -> None
     assert lease.expires.tzinfo is not None and lease.taken.tzinfo is not None
     assert lease.holder.isprintable() and len(lease.holder) < 210
     assert lease.holder.startswith("evil?[31m?error: forged line")
+
+
+def test_a_terminated_runner_writes_back_and_releases_the_lease(rig: Rig) -> None:
+    """SIGTERM (a pod evicted or past its deadline, a cancelled CI job) must not leave the
+    lease held for its whole length: the run writes back what it did and releases it."""
+    a, b = rig.runner("a"), rig.runner("b")
+    proc = start(a, "sync")
+    rig.wait_for_lease(proc)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err  # a failed run
+    assert "terminated; writing back" in err and "Traceback" not in err
+    lease = json.loads(rig.object("outlets/turns/lease.json") or b"")
+    assert lease["expires"] <= lease["taken"]  # released
+    assert rig.committed()["generation"] == 1  # what it did is written back
+    after = run(b, "sync")
+    assert after.returncode == 0, after.stderr
+    assert "took over the lease" not in after.stderr
+    rig.verify(1)

@@ -21,9 +21,12 @@ build, publish, sync) runs as::
             longer names goes (blobs the store dropped, the replaced database), and the
             lease is released.
 
-A run that finds its lease lost at push writes nothing and exits 1; the next run resumes
-from the last committed state (what the lost run published stays consistent: each mirror
-commits its own signed root conditionally, and the next publish plans from it).
+A run stopped with SIGTERM (a pod evicted, a stopped service, a cancelled CI job) writes
+back what it did and releases the lease, exiting 1; only a kill -9 leaves the lease to
+end by itself.  A run that finds its lease lost at push writes nothing and exits 1; the
+next run resumes from the last committed state (what the lost run published stays
+consistent: each mirror commits its own signed root conditionally, and the next publish
+plans from it).
 
 Layout under the prefix::
 
@@ -39,6 +42,7 @@ small part of ``lease`` (NTP does).
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import json
@@ -46,6 +50,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import threading
 import uuid
@@ -445,21 +450,57 @@ def open_store(config: Config, *, exclusive: bool = True) -> Iterator[Store]:
             remote.close()
         return
     try:
-        remote.acquire()
-        try:
-            remote.pull()
-            with Store(config.state_dir, exclusive=True) as store:
-                store.remote = remote
-                try:
-                    yield store
-                except (Exception, SystemExit):  # not on Ctrl-C: that stops at once
-                    _push_after_error(remote, store)
-                    raise
-            remote.push(store.stored_blobs | store.dropped_blobs)
-        finally:
-            remote.release()
+        with _terminate_gracefully() as terminated:
+            remote.acquire()
+            try:
+                remote.pull()
+                with Store(config.state_dir, exclusive=True) as store:
+                    store.remote = remote
+                    try:
+                        yield store
+                    except (Exception, SystemExit):
+                        _push_after_error(remote, store)
+                        raise
+                    except KeyboardInterrupt:  # Ctrl-C stops at once; SIGTERM does not
+                        if not terminated.is_set():
+                            raise
+                        _push_after_error(remote, store)
+                        raise SystemExit(1) from None
+                remote.push(store.stored_blobs | store.dropped_blobs)
+            finally:
+                remote.release()
     finally:
         remote.close()
+
+
+@contextmanager
+def _terminate_gracefully() -> Iterator[threading.Event]:
+    """While the lease is held, SIGTERM (a pod evicted or past its deadline, a stopped
+    service, a cancelled CI job) ends the run as an error does (exit 1): what it did is
+    written back and the lease released, instead of blocking the next runs until it ends.
+    Inside an event loop (fetching) it stops the loop as Ctrl-C does, which asyncio
+    handles cleanly; the yielded event tells that interrupt from a real Ctrl-C.  A second
+    SIGTERM kills at once."""
+    terminated = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield terminated
+        return
+
+    def stop(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        terminated.set()
+        log.error("state: terminated; writing back what this run did, releasing the lease")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise SystemExit(1) from None  # a failed run, per the exit code contract
+        signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield terminated
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _pull_to_read(remote: RemoteState) -> None:
