@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import MOTO_KEY, MotoServer, free_port
 from mirrorkit.cli import cli
+from mirrorkit.publish.s3 import S3Backend
 from mirrorkit.sample import SampleOutlet
 from test_pipeline import write_config
 
@@ -139,6 +140,42 @@ secret_access_key = "{MOTO_KEY}"
     assert "lease: free" in synced.stdout
     listed = moto_server.client().list_objects_v2(Bucket=state)["Contents"]
     assert {o["Key"]: o["ETag"] for o in listed} == before  # nothing changed
+
+
+def test_doctor_never_writes_at_the_state_even_where_the_store_ignores_conditions(
+        tmp_path: Path, outlet: SampleOutlet, moto_server: MotoServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store whose preset claims conditional writes but ignores them: doctor says so, and
+    has not written state.json back meanwhile (a run may have committed a newer one)."""
+    state = moto_server.new_bucket()
+    config = write_config(tmp_path, outlet.feed_url, moto_server, [moto_server.new_bucket()],
+                          extra=f"""
+[state]
+url = "s3://{state}/outlets/sample"
+endpoint_url = "{moto_server.endpoint}"
+provider = "minio"
+access_key_id = "{MOTO_KEY}"
+secret_access_key = "{MOTO_KEY}"
+""")
+    assert run(config, "sync").exit_code == 0
+    written: list[str] = []
+    real_put = S3Backend.put
+
+    def ignoring_conditions(self: S3Backend, path: str, data: bytes, media_type: str, *,
+                            cache: str, if_match: str | None = None,
+                            if_absent: bool = False) -> str:
+        if self.name == "state":
+            written.append(path)
+        return real_put(self, path, data, media_type, cache=cache)
+
+    monkeypatch.setattr(S3Backend, "put", ignoring_conditions)
+    result = run(config, "doctor")
+    assert result.exit_code == 1, result.output
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("FAIL  state")]
+    assert "ignored a conditional write" in line
+    assert written and not {"state.json", "lease.json"} & set(written)
+    keys = [o["Key"] for o in moto_server.client().list_objects_v2(Bucket=state)["Contents"]]
+    assert not [k for k in keys if "doctor" in k]  # the probe is gone
 
 
 def test_sync_to_a_private_bucket_says_it_is_not_public_once_and_sends_nothing_again(

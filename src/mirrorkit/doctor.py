@@ -73,8 +73,9 @@ def check_keys(config: Config) -> Check:
 
 def check_state(config: Config) -> list[Check]:
     """With ``[state] url``: every run reads and writes there first, so a missing bucket
-    or a credential without write access stops every sync.  Shown as for a mirror, by a
-    conditional write the store must refuse (or a probe object deleted at once)."""
+    or a credential without write access stops every sync.  Shown by a probe object
+    written, then refused a second write only if absent (412, which the lease relies on),
+    and deleted."""
     if config.state is None or config.state.url is None:
         return []
     from datetime import UTC, datetime
@@ -93,14 +94,17 @@ def check_state(config: Config) -> list[Check]:
         head = remote.backend.get(HEAD, limit=1 << 20)
         lease_data = remote.backend.get(LEASE, limit=1 << 20)
         step = "writable"
-        if head is not None:
-            write = _refused_write(f"{name}: writable", remote.backend, head, HEAD)
-        else:
-            probe = f"mirrorkit-doctor-{secrets.token_hex(8)}.txt"
-            remote.backend.put(probe, b"mirrorkit doctor probe\n", "text/plain",
-                               cache="no-store")
+        # Never a write at state.json or lease.json, not even one that must be refused: a
+        # store that ignored If-None-Match would put back the state read a moment ago over
+        # one a run committed since.  A probe object instead, written, written again only
+        # if absent (which must be refused: the lease relies on it), and deleted.
+        probe = f"mirrorkit-doctor-{secrets.token_hex(8)}.txt"
+        body = b"mirrorkit doctor probe\n"
+        remote.backend.put(probe, body, "text/plain", cache="no-store", if_absent=True)
+        try:
+            write = _refused_write(f"{name}: writable", remote.backend, body, probe)
+        finally:
             remote.backend.delete([probe])
-            write = Check(f"{name}: writable", PASS, "a probe object was written and deleted")
     except MirrorkitError as e:
         return [Check(f"{name}: {step}", FAIL, e.what, fix)]
     finally:
