@@ -328,6 +328,24 @@ def test_finding_5_publish_repair_mends_a_tampered_mirror(
     assert code == 0 and "extra" not in out, out
 
 
+def test_finding_5_repair_of_an_intact_bucket_sends_nothing(
+        tmp_path: Path, moto_server: MotoServer) -> None:
+    """Pages at the outlet's own paths may end in "/" (``news/story/``): the listing must
+    name them, or every daily repair sends them again and reports them as damage."""
+    from mirrorkit.sample import SampleOutlet
+
+    bucket = moto_server.new_bucket()
+    with SampleOutlet() as outlet:
+        config = str(write_config(tmp_path, outlet.feed_url, moto_server, [bucket]))
+        assert _cli("--config", config, "sync")[0] == 0
+    keys = [o["Key"] for o in moto_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    assert any(k.endswith("/") for k in keys), keys  # the case this test is about
+    code, out = _cli("--config", config, "publish", "--repair", "--json")
+    assert code == 0, out
+    [mirror] = json.loads(out.splitlines()[-1])["mirrors"]
+    assert mirror["uploaded"] == 0 and mirror["deleted"] == 0, out
+
+
 def test_finding_5_a_normal_sync_mends_what_its_check_finds(
         tmp_path: Path, moto_server: MotoServer) -> None:
     from mirrorkit.sample import SampleOutlet

@@ -213,8 +213,9 @@ class S3Backend(Backend):
             for page in pages:
                 for obj in page.get("Contents", []):
                     path = obj["Key"][len(start):]
-                    # Keys ending in "/" are "folder" markers some consoles create.
-                    if path and not path.endswith("/"):
+                    # Empty keys ending in "/" are "folder" markers some consoles create;
+                    # a page at the outlet's own path may end in "/" too (``news/story/``).
+                    if path and not (path.endswith("/") and obj["Size"] == 0):
                         yield ObjectInfo(path, obj["Size"], _md5_of(obj.get("ETag")))
         except (BotoCoreError, ClientError) as e:
             raise publish_error(self.name, f"list bucket {self.bucket}", e) from e
