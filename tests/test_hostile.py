@@ -365,6 +365,31 @@ def test_finding_5_a_normal_sync_mends_what_its_check_finds(
     assert code == 0, out
 
 
+def test_finding_5_what_a_sync_or_repair_mends_is_counted_apart(
+        tmp_path: Path, moto_server: MotoServer) -> None:
+    """A tampered mirror is news to ops: the files a run found changed and sent again are
+    counted in its mirror line and its JSON, even when the version was already live."""
+    from mirrorkit.sample import SampleOutlet
+
+    bucket = moto_server.new_bucket()
+    with SampleOutlet() as outlet:
+        path = write_config(tmp_path, outlet.feed_url, moto_server, [bucket])
+        path.write_text(path.read_text() + "\n[publish]\ncheck_sample = 100000\n")
+        config = str(path)
+        assert _cli("--config", config, "sync")[0] == 0
+        page, gone = _tamper(moto_server, bucket)
+        code, out = _cli("--config", config, "sync", "--json")
+        assert code == 0, out
+        [mirror] = json.loads(out.splitlines()[-1])["mirrors"]
+        assert mirror["repaired"] == 2, out
+        assert f"({gone}, {page})" in out or f"({page}, {gone})" in out, out
+        _tamper(moto_server, bucket)
+        code, out = _cli("--config", config, "publish", "--repair")
+        assert code == 0 and "2 files repaired" in out, out
+        code, out = _cli("--config", config, "publish", "--repair", "--json")
+        assert code == 0 and json.loads(out.splitlines()[-1])["mirrors"][0]["repaired"] == 0
+
+
 # -- finding 6: links, redirects, zip names, corrupt zips, trust.json, huge zips ----------
 
 def test_finding_6_verify_follows_no_link_in_a_directory(tmp_path: Path) -> None:

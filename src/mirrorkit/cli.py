@@ -295,9 +295,12 @@ def _mirror_line(o: MirrorOutcome, *, dry_run: bool = False) -> str:
         return f"{o.mirror}: FAILED"
     verb = "to upload" if dry_run else "uploaded"
     gone = "to delete" if dry_run else "deleted"
+    # Files changed on the mirror behind mirrorkit's back (found by --repair or the check)
+    # are named apart: they are why a run with nothing new uploads anything.
+    repaired = f", {plural(o.repaired, 'file')} repaired" if o.repaired else ""
     return (f"{o.mirror}: {'ok, ' if not dry_run else ''}version {p.version}, "
             f"{plural(p.uploaded, 'object')} {verb}, {plural(p.skipped, 'file')} unchanged, "
-            f"{plural(p.deleted, 'object')} {gone}")
+            f"{plural(p.deleted, 'object')} {gone}{repaired}")
 
 
 def _mirror_json(o: MirrorOutcome) -> dict[str, Any]:
@@ -306,7 +309,8 @@ def _mirror_json(o: MirrorOutcome) -> dict[str, Any]:
         f.line() for f in o.check.findings if f.fatal) if o.check and not o.check.ok else None)
     return {"name": o.mirror, "ok": o.ok, "version": p.version if p else None,
             "uploaded": p.uploaded if p else 0, "deleted": p.deleted if p else 0,
-            "bytes_uploaded": p.bytes_uploaded if p else 0, "error": error}
+            "bytes_uploaded": p.bytes_uploaded if p else 0, "repaired": o.repaired,
+            "error": error}
 
 
 def _summary(command: str, outcomes: Sequence[MirrorOutcome], durations: dict[str, float],

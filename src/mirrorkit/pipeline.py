@@ -55,6 +55,13 @@ class MirrorOutcome:
     error: str | None = None
     check: Report | None = None
     check_error: str | None = None
+    # Files the check after publishing read back wrong and sent again.
+    mended: tuple[str, ...] = ()
+
+    @property
+    def repaired(self) -> int:
+        """Files found changed on the mirror and sent again, by --repair or the check."""
+        return (self.published.repaired if self.published else 0) + len(self.mended)
 
     @property
     def ok(self) -> bool:
@@ -299,11 +306,13 @@ def _check_all(config: Config, key: PublicKey, bundle: Bundle | None,
                 continue
             damaged = _damaged(result)
             if damaged:
-                # What the check found wrong (a lost race, a flaky store) is sent again
-                # once, from the signed bundle, and read back.
-                log.warning("mirror %s: %d files read back wrong; sending them again",
-                            mirror.name, len(damaged),
-                            extra=fields("mirror_mending", mirror=mirror.name, files=len(damaged)))
+                # What the check found wrong (a lost race, a flaky store, tampering) is
+                # sent again once, from the signed bundle, and read back.
+                shown = ", ".join(damaged[:5]) + (", ..." if len(damaged) > 5 else "")
+                log.warning("mirror %s: %s read back wrong (%s); sending them again",
+                            mirror.name, plural(len(damaged), "file"), shown,
+                            extra=fields("mirror_mending", mirror=mirror.name,
+                                         files=len(damaged)))
                 mend(config, bundle, mirror, damaged)
                 result = check_published(mirror, key, bundle, outcome.published, 0)
         except TargetUnreachableError as e:
@@ -315,7 +324,8 @@ def _check_all(config: Config, key: PublicKey, bundle: Bundle | None,
             (log.error if finding.fatal else log.debug)(
                 "mirror %s: %s", mirror.name, finding.line(),
                 extra=fields("mirror_finding", mirror=mirror.name, error=finding.line()))
-        checked.append(MirrorOutcome(mirror.name, outcome.published, check=result))
+        checked.append(MirrorOutcome(mirror.name, outcome.published, check=result,
+                                     mended=tuple(damaged)))
     return checked
 
 
