@@ -197,6 +197,33 @@ def test_an_old_copy_of_another_mirror_at_a_known_address_is_a_rollback(tmp_path
     assert [f.kind for f in report.findings if f.fatal] == ["rollback"]
 
 
+def test_a_rollback_says_where_the_newer_version_was_seen_and_what_to_do(
+        tmp_path: Path) -> None:
+    trust = TrustStore.load(tmp_path / "trust.json")
+    for name, version, mirror in (("m5", 5, "m"), ("m4", 4, "m"), ("other3", 3, "other"),
+                                  ("other4", 4, "other")):
+        write_site(tmp_path / name, version=version, mirror=mirror)
+    assert verify_target(DirectoryTarget(tmp_path / "m5"), KEY.public, now=NOW,
+                         trust=trust).ok
+
+    def lines(name: str) -> list[str]:
+        report = verify_target(DirectoryTarget(tmp_path / name), KEY.public, now=NOW,
+                               trust=trust)
+        return [f.line() for f in report.findings]
+
+    # The same mirror went back: an old copy served again.
+    [same] = lines("m4")
+    assert "version 4 is older than version 5 seen before at this mirror" in same, same
+    assert "try another mirror" in same, same
+    # Another mirror two behind: not the reader's fault, and maybe not an attack either.
+    [other] = lines("other3")
+    assert "version 3 is older than version 5 seen on another mirror" in other, other
+    assert "2 versions behind" in other and "--no-trust" in other, other
+    # One behind is only lagging (a failed publish), and says so.
+    [lagging] = lines("other4")
+    assert lagging.startswith("lagging:") and "one behind version 5" in lagging
+
+
 def _zip_site(tmp_path: Path, extra: tuple[tuple[str, bytes], ...] = ()) -> Path:
     site = tmp_path / "site"
     write_site(site)

@@ -452,7 +452,8 @@ def verify_cmd(ctx: Context, target: str, key_path: Path | None, as_json: bool,
     what the outlet signed: signature, every file's hash and size, missing and extra
     files, expiry and rollback.
 
-    Exit 0 valid; 1 invalid, tampered, expired, rolled back or wrong key; 3 unreachable.
+    Exit 0 valid (a mirror one version behind another is noted as lagging); 1 invalid,
+    tampered, expired, rolled back or wrong key; 3 unreachable or unreadable.
     """
     from mirrorkit.sign import load_public_key
     from mirrorkit.verify import TrustStore, ZipTarget, open_target, verify_target

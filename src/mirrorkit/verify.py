@@ -136,13 +136,22 @@ def check_manifest(
     return manifest, findings
 
 
-def _rollback(version: int, seen: int, transition: bool = False) -> Finding:
+def _rollback(version: int, seen: int, transition: bool = False,
+              elsewhere: bool = False) -> Finding:
     if transition and version == seen:
         return Finding("rollback", MANIFEST_NAME,
                        f"a transition root of version {version}, which was seen settled "
-                       "before: old contents replayed")
+                       "before: old contents replayed; try another mirror")
+    if elsewhere:
+        # Not necessarily an attack (publishes to this mirror may keep failing), but
+        # whoever serves it could as well be hiding the news since: the reader decides.
+        return Finding("rollback", MANIFEST_NAME,
+                       f"version {version} is older than version {seen} seen on another "
+                       f"mirror: this one is {seen - version} versions behind; try another "
+                       "mirror, or check this one alone with --no-trust")
     return Finding("rollback", MANIFEST_NAME,
-                   f"version {version} is older than version {seen} seen before")
+                   f"version {version} is older than version {seen} seen before at this "
+                   "mirror: an old copy served again; try another mirror")
 
 
 def _copy_note(manifest: Manifest, now: datetime, seen: int | None) -> Finding:
@@ -761,7 +770,7 @@ class TrustStore:
             return _rollback(m.version, settled, transition=True)
         newest = self.versions.get(anywhere)
         if newest is not None and m.version < newest - 1:
-            return _rollback(m.version, newest)
+            return _rollback(m.version, newest, elsewhere=True)
         if newest is not None and m.version < newest:
             return Finding("lagging", MANIFEST_NAME,
                            f"version {m.version}, one behind version {newest} seen on "
