@@ -637,7 +637,17 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
                                 "not checked: this target cannot be listed", fatal=False))
     else:
         named = set(entries) | manifest.part_paths() | {signature_path(manifest_bytes)}
-        findings.extend(check_listing(named, listing))
+        listed_findings = check_listing(named, listing)
+        if problems:
+            # The files an unreadable part names look unnamed: one line, not one a file.
+            extra = [f for f in listed_findings if f.kind == "extra"]
+            listed_findings = [f for f in listed_findings if f.kind != "extra"]
+            if extra:
+                files = f"{len(extra)} file{'s' if len(extra) > 1 else ''}"
+                listed_findings.append(Finding(
+                    "extra", None, f"{files} served that no readable part names (not "
+                    "judged: see the part above)", fatal=False))
+        findings.extend(listed_findings)
     report = Report(target.label, manifest, tuple(findings), checked)
     if trust and report.ok and not copy:
         trust.record(manifest)
