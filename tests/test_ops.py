@@ -225,6 +225,24 @@ def test_status_does_not_call_a_replayed_older_root_ok(
     assert any("older than version 2 seen before" in p for p in row["problems"])
 
 
+def test_status_deep_names_damage_and_how_to_mend_it(
+        tmp_path: Path, outlet: SampleOutlet, moto_server: MotoServer) -> None:
+    bucket = moto_server.new_bucket()
+    config = write_config(tmp_path, outlet.feed_url, moto_server, [bucket])
+    assert run(config, "sync").exit_code == 0
+    client = moto_server.client()
+    page = next(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]
+                if o["Key"].startswith("articles/"))
+    client.put_object(Bucket=bucket, Key=page, Body=b"<p>forged</p>", ContentType="text/html")
+    assert run(config, "status").exit_code == 0  # the root alone is intact
+    deep = run(config, "status", "--deep")
+    assert deep.exit_code == 1, deep.output
+    assert f"size: {page}:" in deep.output
+    assert "to mend it: mirrorkit publish --repair --mirror s3-0" in deep.output, deep.output
+    assert run(config, "publish", "--repair").exit_code == 0
+    assert run(config, "status", "--deep").exit_code == 0
+
+
 def test_status_and_export_run_without_storage_credentials(
         tmp_path: Path, outlet: SampleOutlet, moto_server: MotoServer,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -134,6 +134,9 @@ def mirror_status(config: Config, mirror: MirrorConfig, key: PublicKey, *,
     state = OK
     if any(f.kind != "expired" for f in fatal):
         state = INVALID
+        if any(f.kind in _MENDABLE for f in fatal):
+            # Files changed or lost under a genuine root: the signing machine holds them.
+            notes.append(f"to mend it: mirrorkit publish --repair --mirror {mirror.name}")
     elif manifest.mirror != mirror.name or manifest.outlet != config.outlet.id:
         state = WRONG_MIRROR
         fatal.append(Finding(
@@ -152,6 +155,10 @@ def mirror_status(config: Config, mirror: MirrorConfig, key: PublicKey, *,
         mirror.name, target.label, state, version=manifest.version,
         created=manifest.created, expires=manifest.expires, signed_for=manifest.mirror,
         problems=tuple(f.line() for f in fatal), notes=tuple(notes))
+
+
+# What a --repair puts back from the signed build: damage under a genuine root.
+_MENDABLE = frozenset({"missing", "size", "tampered", "part"})
 
 
 def _ago(delta: timedelta) -> str:
