@@ -172,6 +172,22 @@ def test_unreadable_target(tmp_path: Path) -> None:
         verify_target(DirectoryTarget(tmp_path), KEY.public, now=NOW)
 
 
+def test_a_cut_short_zip_and_an_unpacked_copys_parent_say_what_to_do(
+        tmp_path: Path) -> None:
+    archive = _zip_site(tmp_path)
+    cut = tmp_path / "news.zip"
+    cut.write_bytes(archive.read_bytes()[:-100])
+    with pytest.raises(TargetUnreachableError, match=r"damaged \.zip.*cut short") as e:
+        open_target(str(cut))
+    assert e.value.hint == "get the copy again"
+    # An offline zip unpacks into one folder: verifying where it was unpacked points there.
+    unpacked = tmp_path / "unpacked"
+    write_site(unpacked / "x-v3")
+    with pytest.raises(TargetUnreachableError, match=r"no manifest\.json") as e:
+        verify_target(DirectoryTarget(unpacked), KEY.public, now=NOW)
+    assert e.value.hint == f"the site root is its folder x-v3: verify {unpacked / 'x-v3'}"
+
+
 def test_manifest_bytes_are_canonical(tmp_path: Path) -> None:
     m = write_site(tmp_path, bins=2)
     again = Manifest.from_bytes(m.to_bytes())

@@ -557,6 +557,19 @@ async def _s3_list(session: aiohttp.ClientSession, url: str, prefix: str) -> lis
     return None
 
 
+def _root_hint(target: Target) -> str:
+    """Where the site root may be instead: an offline zip unpacks into one folder."""
+    if isinstance(target, DirectoryTarget):
+        try:
+            inner = sorted(p.name for p in target.root.iterdir()
+                           if not p.is_symlink() and (p / MANIFEST_NAME).is_file())[:2]
+        except OSError:
+            inner = []
+        if len(inner) == 1:
+            return f"the site root is its folder {inner[0]}: verify {target.root / inner[0]}"
+    return "is this a mirrorkit site root?"
+
+
 def open_target(target: str) -> Target:
     if target.startswith(("http://", "https://")):
         return UrlTarget(target)
@@ -567,8 +580,22 @@ def open_target(target: str) -> Target:
         return DirectoryTarget(path.resolve())
     if path.is_file() and zipfile.is_zipfile(path):
         return ZipTarget(path)
+    if path.is_file() and _looks_zipped(path):
+        # Copies travel by messenger and USB stick: a cut-short transfer is the usual cause.
+        raise TargetUnreachableError(
+            "a damaged .zip archive (its end is missing: cut short in transfer?)",
+            where=target, hint="get the copy again")
     raise TargetUnreachableError(
         "not a directory, a .zip archive or an http(s) URL", where=target)
+
+
+def _looks_zipped(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK") or path.suffix.lower() == ".zip"
 
 
 def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None,
@@ -584,7 +611,7 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
     manifest_bytes, manifest, findings = signed_root(target, key, now)
     if manifest_bytes is None:
         raise TargetUnreachableError(f"no {MANIFEST_NAME} found", where=target.label,
-                                     hint="is this a mirrorkit site root?")
+                                     hint=_root_hint(target))
     if manifest is None:
         return Report(target.label, None, tuple(findings))
     # A copy (a zip, or an unpacked offline copy) was taken at some time and is older by
