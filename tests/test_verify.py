@@ -188,6 +188,20 @@ def test_a_cut_short_zip_and_an_unpacked_copys_parent_say_what_to_do(
     assert e.value.hint == f"the site root is its folder x-v3: verify {unpacked / 'x-v3'}"
 
 
+@pytest.mark.parametrize(("age", "said"), [
+    pytest.param(timedelta(days=9, hours=5), "9 days ago", id="days"),
+    pytest.param(timedelta(days=1), "1 day ago", id="a-day"),
+    pytest.param(timedelta(hours=5, minutes=3), "5 hours ago", id="hours"),
+    pytest.param(timedelta(minutes=3), "less than an hour ago", id="just-made"),
+])
+def test_a_copy_tells_its_age_as_readers_say_it(tmp_path: Path, age: timedelta,
+                                                said: str) -> None:
+    archive = _zip_site(tmp_path)
+    report = verify_target(open_target(str(archive)), KEY.public, now=NOW + age)
+    [note] = [f.detail for f in report.findings if f.kind == "copy"]
+    assert note == f"a copy of version 3, made {NOW:%Y-%m-%d %H:%M}Z, {said}", note
+
+
 def test_manifest_bytes_are_canonical(tmp_path: Path) -> None:
     m = write_site(tmp_path, bins=2)
     again = Manifest.from_bytes(m.to_bytes())

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
@@ -155,13 +155,23 @@ def _rollback(version: int, seen: int, transition: bool = False,
 
 
 def _copy_note(manifest: Manifest, now: datetime, seen: int | None) -> Finding:
-    age = now - manifest.created
-    days, hours = age.days, age.seconds // 3600
     since = f"; version {seen} was seen since" if seen is not None else ""
     return Finding("copy", MANIFEST_NAME,
                    f"a copy of version {manifest.version}, made "
-                   f"{manifest.created:%Y-%m-%d %H:%M}Z ({days} days {hours} hours ago){since}",
-                   fatal=False)
+                   f"{manifest.created:%Y-%m-%d %H:%M}Z, {_age(now - manifest.created)}"
+                   f"{since}", fatal=False)
+
+
+def _age(age: timedelta) -> str:
+    """``age`` in the largest whole unit a reader needs: "3 days ago", "5 hours ago"."""
+    if age < timedelta(0):
+        return "later than this machine's clock says it is now"
+    days, hours = age.days, age.seconds // 3600
+    if days:
+        return f"{days} day{'s' if days > 1 else ''} ago"
+    if hours:
+        return f"{hours} hour{'s' if hours > 1 else ''} ago"
+    return "less than an hour ago"
 
 
 def signed_root(target: Target, key: PublicKey, now: datetime,
