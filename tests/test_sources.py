@@ -7,8 +7,10 @@ pages and feeds, and images re-encoded, scaled and capped per article.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from PIL import Image
 from mirrorkit import images
 from mirrorkit.build.render import make_environment, render_article, render_feeds
 from mirrorkit.config import Config, from_dict
+from mirrorkit.doctor import check_sources
 from mirrorkit.extract import parse_datetime
 from mirrorkit.fetch import FetchReport, fetch, probe_sources
 from mirrorkit.sources import normalize_url
@@ -385,3 +388,116 @@ def test_doctor_probe_reads_every_source_type(tmp_path: Path) -> None:
                             {"type": "sitemap", "url": site.url + "index.xml.gz"})
         probed = probe_sources(config)
     assert [found for _, found in probed] == [3, 2]
+
+
+# -- one run, several sources -------------------------------------------------------------
+
+def slow(body: str) -> Any:
+    """A page that answers after a moment: every source has planned before one is saved."""
+    inner = fixed(body)
+
+    async def handler(request: Any) -> Any:
+        await asyncio.sleep(0.3)
+        return await inner(request)
+
+    return handler
+
+
+@pytest.mark.parametrize("listed", [
+    # The listing's links carry tracking tags: one URL once normalized, so one request.
+    pytest.param("/a/{}.html?utm_source=section&utm_medium=web", id="tracking-tags"),
+    # The listing's links carry a parameter of their own: the page's canonical URL tells.
+    pytest.param("/a/{}.html?ref=home", id="canonical"),
+])
+def test_article_named_by_two_sources_in_one_run_is_saved_and_counted_once(
+        tmp_path: Path, store: Store, listed: str) -> None:
+    slugs = [f"story-{n}" for n in range(1, 5)]
+    with LoopbackServer({}) as site:
+        for slug in slugs:
+            canonical = f'<link rel="canonical" href="{site.url}a/{slug}.html">'
+            site.routes[f"/a/{slug}.html"] = slow(article(f"Story {slug}", head=canonical))
+        links = "".join(f'<h2><a href="{listed.format(s)}">{s}</a></h2>' for s in slugs)
+        site.routes["/news/"] = fixed(f"<html><body>{links}</body></html>")
+        # The sitemap says more than the listing (a date): not the same article twice.
+        dated = "<lastmod>2026-11-18</lastmod>"
+        site.routes["/s.xml"] = fixed(urlset(*((f"{site.url}a/{s}.html", dated)
+                                               for s in slugs)), "application/xml")
+        config = config_for(tmp_path, {"type": "sitemap", "url": site.url + "s.xml"},
+                            {"type": "listing", "url": site.url + "news/", "links": "h2 a"})
+        report, _ = run(config, store)
+        assert (report.new, report.changed, report.any_failed) == (4, 0, False)
+        assert len(store.articles()) == 4
+        if "utm" in listed:
+            assert sorted(article_requests(site)) == sorted(f"/a/{s}.html" for s in slugs)
+        site.requests.clear()
+        report, _ = run(config, store)
+        assert (report.new, report.changed, article_requests(site)) == (0, 0, [])
+
+
+def ld(**dates: str) -> str:
+    return ('<script type="application/ld+json">'
+            + json.dumps({"@context": "https://schema.org", "@type": "NewsArticle", **dates})
+            + "</script>")
+
+
+def test_sitemap_lastmod_never_dates_an_update_before_publication(tmp_path: Path,
+                                                                  store: Store) -> None:
+    routes = {
+        # "2026-11" is 1 November by the letter: before the page was published.
+        "/a/1.html": fixed(article("One", head=ld(datePublished="2026-11-18T07:30:00Z"))),
+        # A lastmod to the day, and the page's own, later, time of that day's update.
+        "/a/2.html": fixed(article("Two", head=ld(datePublished="2026-11-17T07:30:00Z",
+                                                  dateModified="2026-11-19T15:00:00Z"))),
+    }
+    with LoopbackServer(routes) as site:
+        site.routes["/s.xml"] = fixed(urlset(
+            (f"{site.url}a/1.html", "<lastmod>2026-11</lastmod>"),
+            (f"{site.url}a/2.html", "<lastmod>2026-11-19</lastmod>")), "application/xml")
+        config = config_for(tmp_path, {"type": "sitemap", "url": site.url + "s.xml"})
+        run(config, store)
+        dates = {a.title: (a.published, a.updated) for a in store.articles()}
+        assert dates == {
+            "One": (datetime(2026, 11, 18, 7, 30, tzinfo=UTC), None),
+            "Two": (datetime(2026, 11, 17, 7, 30, tzinfo=UTC),
+                    datetime(2026, 11, 19, 15, 0, tzinfo=UTC)),
+        }
+        site.requests.clear()
+        report, _ = run(config, store)
+        assert (report.changed, article_requests(site)) == (0, [])
+
+
+def test_listing_whose_links_match_nothing_fails_with_one_line(tmp_path: Path,
+                                                                store: Store) -> None:
+    # The outlet redesigned its section front: the selector finds no link any more.
+    with Listing(4) as site:
+        config = config_for(tmp_path, site.source(links="article h3 a"))
+        report, _ = run(config, store)
+        (probed,) = probe_sources(config)
+    expected = (f"{site.url}news/: links = 'article h3 a' matches no link on the page"
+                " (check the selector against the page's HTML, which a redesign changes)")
+    assert (report.any_failed, report.sources[0].error) == (True, expected)
+    assert str(probed[1]) == expected
+
+
+def test_listing_in_xhtml_with_an_xml_declaration(tmp_path: Path, store: Store) -> None:
+    with Listing(2) as site:
+        page = ('<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE html PUBLIC'
+                ' "-//W3C//DTD XHTML 1.0 Strict//EN"'
+                ' "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">'
+                '<html xmlns="http://www.w3.org/1999/xhtml"><body>'
+                '<ul><li class="teaser"><h2><a href="/a/story-2.html">Two</a></h2></li>'
+                '<li class="teaser"><h2><a href="/a/story-1.html">One</a></h2></li></ul>'
+                "</body></html>")
+        site.routes["/news/x.xhtml"] = fixed(page, "application/xhtml+xml")
+        report, _ = run(config_for(tmp_path, site.source(url=site.url + "news/x.xhtml")), store)
+    assert (report.new, report.any_failed) == (2, False)
+
+
+def test_doctor_shows_a_listing_selector_that_finds_nothing_with_its_own_fix(
+        tmp_path: Path) -> None:
+    with Listing(2) as site:
+        (check,) = check_sources(config_for(tmp_path, site.source(links="article h3 a")))
+    assert check.line() == (
+        f"FAIL  source {site.url}news/: {site.url}news/: links = 'article h3 a' matches no"
+        " link on the page (check the selector against the page's HTML, which a redesign"
+        " changes)")

@@ -273,7 +273,9 @@ def check_sources(config: Config) -> list[Check]:
     for source, found in probe_sources(config):
         name = f"source {source.name}"
         if isinstance(found, MirrorkitError):
-            checks.append(Check(name, FAIL, str(found),
+            # An error that says what to do (a selector that finds nothing, a blocked
+            # address) needs no second, generic fix that may point elsewhere.
+            checks.append(Check(name, FAIL, str(found), None if found.hint else
                                 "check the url; allow_private_addresses for a loopback "
                                 "or private origin"))
         else:

@@ -13,10 +13,17 @@ source, and a run with news to about one request per new or changed entry:
   ends that source.  The validators are saved only when every article of the source was
   read, so articles that failed are tried again next run.  A sitemap index's children
   are read only if dated after the last complete pass (and conditionally); a listing is
-  paged only while a page shows an article not yet stored.
+  paged only while a page shows an article not yet stored, and fails if its first page
+  has no link that ``links`` finds (a selector that does not fit, or no longer does).
 - **One article, one URL**: entry URLs lose tracking parameters; an article is stored
   under its page's canonical URL (same host only), and the URL a source named it by is
-  kept as an alias, so a source naming it that way again finds it stored.
+  kept as an alias, so a source naming it that way again finds it stored.  Within a run,
+  sources that name the same article (a news sitemap and the section front) share it:
+  a URL is read whole once, and an article is saved and counted by the first entry that
+  leads to it; a later one only adds its URL as an alias.
+- **Dates**: ``updated`` is the latest of what the source (a sitemap's ``lastmod``) and
+  the page say, and none if that is before ``published`` (a ``lastmod`` of "2026-11"
+  is the 1st of the month).
 - **Articles** are asked for in proportion to what the source says changed, never once
   per stored article (DESIGN.md invariant 9):
 
@@ -132,6 +139,7 @@ from mirrorkit.sources import (
     Entry,
     Sitemap,
     newest_first,
+    no_links,
     normalize_url,
     parse_feed,
     parse_listing,
@@ -587,6 +595,11 @@ class _Run:
     cpu: _Cpu = field(default_factory=lambda: _Cpu())
     # Images of the run by URL: being read, re-encoded but not stored, stored, or failed.
     _images: dict[str, asyncio.Future[_Image]] = field(default_factory=dict)
+    # Sources run side by side and often name the same article (a news sitemap and the
+    # section front): the entry URLs read whole in this run, and the articles (canonical
+    # URLs) a page was made for, so each is requested, saved and counted once.
+    _reading: set[str] = field(default_factory=set)
+    _made: set[str] = field(default_factory=set)
 
     @property
     def workers(self) -> int:
@@ -756,6 +769,8 @@ class _Run:
         while True:
             found, following = parse_listing(page.body, page.url, page.charset,
                                              source.links, source.next)
+            if not found and pages == 1:
+                raise no_links(page.url, source.links)
             entries += found
             fresh = any(self.store.article_times(e.url) is None for e in found)
             if not fresh or following is None or following in seen or pages >= source.max_pages:
@@ -872,6 +887,12 @@ class _Run:
 
     async def _fetch_article(self, source: SourceConfig, entry: Entry, why: _Why) -> str:
         url = entry.url
+        # Only a whole read claims a page: a revalidation must never hold back a re-dated
+        # entry of another source, but needs no request of its own beside a whole read.
+        if url in self._reading:
+            return "unchanged"
+        if why != "revalidate":
+            self._reading.add(url)
         # Only a revalidation is conditional.  A re-dated entry is read whole: after a 304
         # the stored date would stay behind, and the entry would look re-dated every run.
         validators = self.store.validators(url) if why == "revalidate" else (None, None)
@@ -898,6 +919,13 @@ class _Run:
                      " kept as another name of it, not saved over it", entry.url, url)
             await asyncio.to_thread(self._alias_only, entry, url, response)
             return "unchanged"
+        if url in self._made:
+            # Another entry of this run led to the same article, not yet saved when this
+            # one began: it is saved once, by the first; this URL is another name of it.
+            await asyncio.to_thread(self._alias_only, entry, url, response)
+            return "unchanged"
+        if why != "revalidate":
+            self._made.add(url)
         images, transient = await self._store_images(page.images, url)
         if transient:
             self._image_failed_for_now(entry.url, transient)
@@ -917,12 +945,13 @@ class _Run:
         # Every text field passes xml_safe here, the one place an Article is made: a
         # control character stored from a feed or page would break every later build.
         safe, line = extract.xml_safe, extract.one_line
+        published = entry.published or _plausible(page.published)
         article = Article(
             id=article_id(url), url=url, source=source.name,
             title=line(entry.title) or line(page.title) or url,
             authors=tuple(a for a in map(line, entry.authors or page.authors) if a),
-            published=entry.published or _plausible(page.published),
-            updated=entry.updated or _plausible(page.updated),
+            published=published,
+            updated=_updated(published, entry.updated, _plausible(page.updated)),
             language=safe(page.language or entry.language or self.config.outlet.language),
             # The text of the body before its images were stored: the same words.
             text=safe(page.text), html=safe(html),
@@ -1082,6 +1111,16 @@ def _plausible_entry(entry: Entry) -> Entry:
     return replace(entry, published=published, updated=updated)
 
 
+def _updated(published: datetime | None, *claims: datetime | None) -> datetime | None:
+    """When the article last changed: the latest the source and the page say, but never
+    before it was published -- a sitemap's ``lastmod`` may be only a month ("2026-11",
+    the 1st), which says nothing about an article published later that month."""
+    latest = max((d for d in claims if d is not None), default=None)
+    if latest is None or (published is not None and latest < published):
+        return None
+    return latest
+
+
 def _newer(entry: Entry, stored: tuple[datetime | None, datetime | None]) -> bool:
     """Whether the source dates the entry later than the stored article."""
     seen = entry.updated or entry.published
@@ -1162,6 +1201,8 @@ def probe_sources(config: Config) -> list[tuple[SourceConfig, int | MirrorkitErr
                     if listing:
                         found, _ = parse_listing(response.body, response.url, response.charset,
                                                  source.links, source.next)
+                        if not found:
+                            raise no_links(response.url, source.links)
                         return source, len(found)
                     return source, len(parse_feed(response.body, response.url,
                                                   response.content_type))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import calendar
 import io
 import logging
+import re
 import time
 import zlib
 from dataclasses import dataclass
@@ -252,10 +253,14 @@ def parse_sitemap(data: bytes, url: str) -> Sitemap:
 
 # -- listing pages ------------------------------------------------------------------------
 
+# An XHTML page's XML declaration: lxml refuses one that names an encoding in a str.
+_XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
+
+
 def parse_listing(data: bytes, url: str, charset: str | None, links: str,
                   next_page: str) -> tuple[list[Entry], str | None]:
     """The article links of a listing page, in page order, and the next page's URL."""
-    text = extract.decode_html(data, charset)
+    text = _XML_DECLARATION.sub("", extract.decode_html(data, charset), count=1)
     try:
         tree = lxml.html.document_fromstring(text or "<html></html>")
     except (lxml.etree.ParserError, ValueError) as e:
@@ -270,6 +275,14 @@ def parse_listing(data: bytes, url: str, charset: str | None, links: str,
             if following:
                 break
     return _unique(entries), following
+
+
+def no_links(url: str, links: str) -> SourceError:
+    """A listing's first page without one link its selector finds: a selector that does
+    not fit the page (or no longer does) would otherwise bring nothing, silently."""
+    return SourceError(f"links = {links!r} matches no link on the page", where=url,
+                       hint="check the selector against the page's HTML, which a redesign"
+                            " changes")
 
 
 def _unique(entries: list[Entry]) -> list[Entry]:
