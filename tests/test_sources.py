@@ -501,3 +501,23 @@ def test_doctor_shows_a_listing_selector_that_finds_nothing_with_its_own_fix(
         f"FAIL  source {site.url}news/: {site.url}news/: links = 'article h3 a' matches no"
         " link on the page (check the selector against the page's HTML, which a redesign"
         " changes)")
+
+
+@pytest.mark.parametrize("precision", [
+    pytest.param("%Y-%m-%d", id="day"), pytest.param("%Y-%m", id="month"),
+])
+def test_sitemap_index_child_dated_only_by_day_is_read_again_that_day(
+        tmp_path: Path, store: Store, precision: str) -> None:
+    # "Today" names the whole day: a child dated so can change after the last pass.
+    today = datetime.now(UTC).strftime(precision)
+    routes = {f"/a/{n}.html": fixed(article(f"Story {n}")) for n in range(1, 3)}
+    with LoopbackServer(routes) as site:
+        child = f"{site.url}posts.xml"
+        site.routes["/index.xml"] = fixed(index((child, today)), "application/xml")
+        site.routes["/posts.xml"] = fixed(urlset((f"{site.url}a/1.html", "")),
+                                          "application/xml")
+        config = config_for(tmp_path, {"type": "sitemap", "url": site.url + "index.xml"})
+        assert run(config, store)[0].new == 1
+        site.routes["/posts.xml"] = fixed(urlset((f"{site.url}a/1.html", ""),
+                                                 (f"{site.url}a/2.html", "")), "application/xml")
+        assert run(config, store)[0].new == 1

@@ -12,9 +12,10 @@ source, and a run with news to about one request per new or changed entry:
 - **Sources** are requested with the ETag / Last-Modified saved from the last run; a 304
   ends that source.  The validators are saved only when every article of the source was
   read, so articles that failed are tried again next run.  A sitemap index's children
-  are read only if dated after the last complete pass (and conditionally); a listing is
-  paged only while a page shows an article not yet stored, and fails if its first page
-  has no link that ``links`` finds (a selector that does not fit, or no longer does).
+  are read only if dated after the last complete pass (a date alone, "2026-11-30", counts
+  as its whole day, month or year) and conditionally; a listing is paged only while a
+  page shows an article not yet stored, and fails if its first page has no link that
+  ``links`` finds (a selector that does not fit, or no longer does).
 - **One article, one URL**: entry URLs lose tracking parameters; an article is stored
   under its page's canonical URL (same host only), and the URL a source named it by is
   kept as an alias, so a source naming it that way again finds it stored.  Within a run,

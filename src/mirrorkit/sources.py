@@ -23,8 +23,9 @@ import logging
 import re
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -240,15 +241,43 @@ def parse_sitemap(data: bytes, url: str) -> Sitemap:
         page = entry_url(url, fields.get("loc", ""))
         if page is None:
             continue
-        lastmod = date(fields.get("lastmod"))
         if kind == "sitemapindex":
-            children.append((page, lastmod))
+            children.append((page, _latest(fields.get("lastmod"), date)))
             continue
+        lastmod = date(fields.get("lastmod"))
         entries.append(Entry(
             url=page, title=fields.get("news:title", ""), updated=lastmod,
             published=date(fields.get("news:publication_date")),
         ))
     return Sitemap(entries=newest_first(entries), children=children)
+
+
+# A date without a time ("2026-11-30", "2026-11", "2026") and its period's end.
+_PERIOD = re.compile(r"(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?")
+# A day ends this long after its end in UTC in the latest time zone (UTC-12).
+_LAST_ZONE = timedelta(hours=12)
+
+
+def _latest(value: str | None,
+            parse: Callable[[str | None], datetime | None]) -> datetime | None:
+    """The latest time a ``lastmod`` can mean.  A date alone names a whole day, month
+    or year: a sitemap dated "today" may still change today, and must not be taken as
+    unchanged since midnight (which would skip it for the rest of the period)."""
+    m = _PERIOD.fullmatch((value or "").strip())
+    if m is None:
+        return parse(value)
+    year, month, day = int(m[1]), int(m[2] or 0), int(m[3] or 0)
+    try:
+        start = datetime(year, month or 1, day or 1, tzinfo=UTC)
+        if day:
+            end = start + timedelta(days=1)
+        elif month:
+            end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+        else:
+            end = datetime(year + 1, 1, 1, tzinfo=UTC)
+        return end + _LAST_ZONE
+    except (ValueError, OverflowError):  # "2026-02-30", "9999"
+        return None
 
 
 # -- listing pages ------------------------------------------------------------------------
