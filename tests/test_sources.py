@@ -521,3 +521,14 @@ def test_sitemap_index_child_dated_only_by_day_is_read_again_that_day(
         site.routes["/posts.xml"] = fixed(urlset((f"{site.url}a/1.html", ""),
                                                  (f"{site.url}a/2.html", "")), "application/xml")
         assert run(config, store)[0].new == 1
+
+
+@pytest.mark.parametrize("kind", ["feed", "sitemap"])
+def test_section_page_named_as_a_feed_or_sitemap_says_so(tmp_path: Path, store: Store,
+                                                        kind: str) -> None:
+    with Listing(2) as site:
+        report, _ = run(config_for(tmp_path, {"type": kind, "url": site.url + "news/"}), store)
+    wanted = "a sitemap" if kind == "sitemap" else "an RSS or Atom feed"
+    assert report.sources[0].error == (
+        f"{site.url}news/: an HTML page, not {wanted} (check the source URL; for a section"
+        ' page use type = "listing")')

@@ -165,10 +165,23 @@ def parse_feed(data: bytes, url: str, content_type: str = "") -> list[Entry]:
     # feedparser recovers what it can from broken XML; that is accepted as long as it
     # yields articles.  A feed that is empty *and* broken (or not a feed at all) fails.
     if not entries and (parsed.bozo or not parsed.get("version")):
+        if _is_html(data):
+            raise _html_instead(url, "an RSS or Atom feed")
         reason = parsed.get("bozo_exception") or "no RSS or Atom content"
         raise SourceError(f"not a valid RSS or Atom feed: {reason}", where=url,
                           hint="check the source URL")
     return newest_first(entries)
+
+
+def _is_html(data: bytes) -> bool:
+    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith(b"<!doctype html") or b"<html" in head
+
+
+def _html_instead(url: str, wanted: str) -> SourceError:
+    """A web page where a feed or a sitemap was expected: the commonest wrong URL."""
+    return SourceError(f"an HTML page, not {wanted}", where=url,
+                       hint='check the source URL; for a section page use type = "listing"')
 
 
 # -- sitemaps -----------------------------------------------------------------------------
@@ -212,8 +225,12 @@ def parse_sitemap(data: bytes, url: str) -> Sitemap:
     try:
         root = lxml.etree.fromstring(data, parser)
     except lxml.etree.XMLSyntaxError as e:
+        if _is_html(data):
+            raise _html_instead(url, "a sitemap") from e
         raise SourceError(f"not a valid sitemap: {e}", where=url) from e
     kind = lxml.etree.QName(root).localname
+    if kind == "html":
+        raise _html_instead(url, "a sitemap")
     if kind not in ("urlset", "sitemapindex"):
         raise SourceError(f"not a sitemap (root element <{root.tag}>)", where=url,
                           hint="name a sitemap urlset or a sitemap index")
