@@ -598,9 +598,12 @@ class _Run:
     _images: dict[str, asyncio.Future[_Image]] = field(default_factory=dict)
     # Sources run side by side and often name the same article (a news sitemap and the
     # section front): the entry URLs read whole in this run, and the articles (canonical
-    # URLs) a page was made for, so each is requested, saved and counted once.
-    _reading: set[str] = field(default_factory=set)
-    _made: set[str] = field(default_factory=set)
+    # URLs) a page was made for, each set once that is done; and the articles new in this
+    # run.  So each is requested, saved and counted once (see _other_entry).
+    _reading: dict[str, asyncio.Event] = field(default_factory=dict)
+    _made: dict[str, asyncio.Event] = field(default_factory=dict)
+    _new: set[str] = field(default_factory=set)
+    _saved: set[str] = field(default_factory=set)
 
     @property
     def workers(self) -> int:
@@ -886,14 +889,54 @@ class _Run:
             self.store.set_validators(entry.url, response.etag, response.last_modified)
             self._succeeded(entry.url)
 
+    async def _other_entry(self, claims: dict[str, asyncio.Event], url: str,
+                           entry: Entry) -> bool:
+        """Whether ``entry`` is done by another of this run that read or made ``url``.
+
+        It waits for that one to finish.  If ``entry`` dates the article later than
+        what was saved (a sitemap's ``lastmod`` beside an undated listing link), the
+        article, just read, takes its dates without another request.
+        """
+        claim = claims.get(url)
+        if claim is None:
+            return False
+        await claim.wait()
+        return await asyncio.to_thread(self._dated_by, url, entry)
+
+    def _dated_by(self, url: str, entry: Entry) -> bool:
+        stored_url = self.store.stored_url(url)
+        if stored_url is None or stored_url not in self._saved:
+            return False  # failed, or not read in this run: read it for this entry
+        article = self.store.article(stored_url)
+        if article is not None and _newer(entry, (article.published, article.updated)):
+            published = entry.published or article.published
+            self.store.save_article(replace(
+                article, published=published,
+                updated=_updated(published, entry.updated, article.updated)))
+        return True
+
     async def _fetch_article(self, source: SourceConfig, entry: Entry, why: _Why) -> str:
+        claims: list[asyncio.Event] = []
+        try:
+            return await self._fetch_claimed(source, entry, why, claims)
+        finally:
+            for claim in claims:
+                claim.set()
+
+    def _claim(self, claims: dict[str, asyncio.Event], url: str, why: _Why,
+               mine: list[asyncio.Event]) -> None:
+        # Only a whole read claims: a revalidation must never hold back a re-dated entry
+        # of another source.
+        if why != "revalidate" and url not in claims:
+            claims[url] = asyncio.Event()
+            mine.append(claims[url])
+
+    async def _fetch_claimed(self, source: SourceConfig, entry: Entry, why: _Why,
+                             mine: list[asyncio.Event]) -> str:
         url = entry.url
-        # Only a whole read claims a page: a revalidation must never hold back a re-dated
-        # entry of another source, but needs no request of its own beside a whole read.
-        if url in self._reading:
+        if await self._other_entry(self._reading, url, entry):
             return "unchanged"
-        if why != "revalidate":
-            self._reading.add(url)
+        self._claim(self._reading, url, why, mine)
         # Only a revalidation is conditional.  A re-dated entry is read whole: after a 304
         # the stored date would stay behind, and the entry would look re-dated every run.
         validators = self.store.validators(url) if why == "revalidate" else (None, None)
@@ -922,19 +965,28 @@ class _Run:
             return "unchanged"
         if url in self._made:
             # Another entry of this run led to the same article, not yet saved when this
-            # one began: it is saved once, by the first; this URL is another name of it.
-            await asyncio.to_thread(self._alias_only, entry, url, response)
-            return "unchanged"
-        if why != "revalidate":
-            self._made.add(url)
+            # one began: it is saved by the first; this URL is another name of it.
+            if await self._other_entry(self._made, url, entry):
+                await asyncio.to_thread(self._alias_only, entry, url, response)
+                return "unchanged"
+            url, writable = await asyncio.to_thread(self._article_url, entry.url,
+                                                    page.canonical)
+            if not writable:
+                await asyncio.to_thread(self._alias_only, entry, url, response)
+                return "unchanged"
+        self._claim(self._made, url, why, mine)
         images, transient = await self._store_images(page.images, url)
         if transient:
             self._image_failed_for_now(entry.url, transient)
         saved = await asyncio.to_thread(self._save, source, entry, page, url, images, response)
-        if not saved:
+        self._saved.add(url)
+        if not saved or url in self._new:  # new in this run: counted once, as new
             return "unchanged"
         self.saved += 1
-        return "new" if why == "new" else "changed"
+        if why == "new":
+            self._new.add(url)
+            return "new"
+        return "changed"
 
     def _save(self, source: SourceConfig, entry: Entry, page: extract.PageContent, url: str,
               images: dict[str, Media], response: _Response) -> bool:

@@ -368,6 +368,11 @@ class Store:
             "(SELECT article_url FROM aliases WHERE url = ?), ?)", (url, url))
         return (_dt(row[0]), _dt(row[1])) if row else None
 
+    def article(self, url: str) -> Article | None:
+        """The article stored under ``url`` (its own URL, not an alias), if any."""
+        rows = self._q(_SELECT_ARTICLES + " WHERE url = ?", (url,))
+        return _article(rows[0]) if rows else None
+
     def add_alias(self, url: str, article_url: str) -> None:
         """Record ``url`` as another name of the stored article ``article_url``."""
         if url != article_url:
