@@ -907,7 +907,8 @@ class _Run:
         stored_url = self.store.stored_url(url)
         if stored_url is None or stored_url not in self._saved:
             return False  # failed, or not read in this run: read it for this entry
-        article = self.store.article(stored_url)
+        # Only an entry naming the article by its own URL may change it (see _article_url).
+        article = self.store.article(stored_url) if stored_url == entry.url else None
         if article is not None and _newer(entry, (article.published, article.updated)):
             published = entry.published or article.published
             self.store.save_article(replace(
@@ -963,7 +964,11 @@ class _Run:
                      " kept as another name of it, not saved over it", entry.url, url)
             await asyncio.to_thread(self._alias_only, entry, url, response)
             return "unchanged"
-        if url in self._made:
+        if url in self._made and entry.url == url:
+            # The article's own URL: what it says wins over a page that named it as
+            # canonical in this run (see _article_url), once that one is done.
+            await self._made[url].wait()
+        elif url in self._made:
             # Another entry of this run led to the same article, not yet saved when this
             # one began: it is saved by the first; this URL is another name of it.
             if await self._other_entry(self._made, url, entry):
