@@ -455,21 +455,23 @@ def test_finding_6_corrupt_zips_and_trust_files_are_one_line_errors(tmp_path: Pa
             TrustStore.load(trust)
 
 
-def _million_entry_zip(path: Path, count: int = 1_000_000) -> None:
+def _million_entry_zip(path: Path, count: int = 1_000_000, declared: int | None = None,
+                       ) -> None:
     """A real archive of ``count`` empty entries, written cheaply: every central
-    directory record points at one stored, empty local entry."""
+    directory record points at one stored, empty local entry.  With ``declared``, the
+    end record says that many entries instead (zipfile reads them all the same)."""
     local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, 1, 0) + b"x"
     records = b"".join(
         struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0,
                     0, 0, 0, 0) + b"f%07d" % i for i in range(count))
-    zip64 = count > 0xFFFF
+    zip64 = count > 0xFFFF and declared is None
     end = b""
     if zip64:
         at = len(local) + len(records)
         end += struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count,
                            len(records), len(local))
         end += struct.pack("<4sLQL", b"PK\x06\x07", 0, at, 1)
-    n = 0xFFFF if zip64 else count
+    n = 0xFFFF if zip64 else count if declared is None else declared
     end += struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, n, n,
                        0xFFFFFFFF if zip64 else len(records),
                        0xFFFFFFFF if zip64 else len(local), 0)
@@ -484,6 +486,10 @@ def test_finding_6_a_zip_of_a_million_entries_is_refused_before_it_is_read(
     with pytest.raises(TargetUnreachableError, match=f"more than the {MAX_ZIP_ENTRIES}"):
         open_target(str(archive))
     assert time.monotonic() - started < 2
+    # The end record's count is not what zipfile goes by: the records are counted.
+    _million_entry_zip(archive, MAX_ZIP_ENTRIES + 1, declared=3)
+    with pytest.raises(TargetUnreachableError, match=f"more than the {MAX_ZIP_ENTRIES}"):
+        open_target(str(archive))
     # The generator writes archives zipfile reads: a small one opens.
     _million_entry_zip(archive, 1000)
     assert len(zipfile.ZipFile(archive).namelist()) == 1000
@@ -614,7 +620,7 @@ def _bounded(*args: str) -> tuple[int, float, int, str, str]:
 
 
 @pytest.mark.parametrize("kind", ["endless-body", "zip-bomb", "fifo", "symlink-farm",
-                                  "million-entries"])
+                                  "million-entries", "million-entries-declared-as-three"])
 def test_verify_of_a_hostile_target_ends_fast_and_small(
         kind: str, tmp_path: Path, key_file: Path, http_server: type[_Static]) -> None:
     if kind == "endless-body":
@@ -646,7 +652,7 @@ def test_verify_of_a_hostile_target_ends_fast_and_small(
         target = str(site)
     else:
         target = str(tmp_path / "many.zip")
-        _million_entry_zip(Path(target))
+        _million_entry_zip(Path(target), declared=3 if kind.endswith("three") else None)
     code, seconds, rss, out, err = _bounded("verify", target, "--key", str(key_file),
                                             "--no-trust")
     assert code in (1, 3), (code, out, err)
