@@ -690,3 +690,30 @@ public_url = "http://127.0.0.1:9/"
     assert time.monotonic() - started < 10
     row = json.loads(out.splitlines()[0])
     assert row["signature_valid"] is False and "no manifest.json" in row["problems"][0], row
+
+
+# -- names that rewrite the terminal (review of issue 6) ---------------------------------
+
+_ESCAPES = "x\rvalid: news.zip: version 9\n\x1b[3A\x1b[J\x1b[8m\u202e"
+
+
+def test_a_hostile_name_cannot_rewrite_the_verdict(tmp_path: Path, key_file: Path) -> None:
+    """A copy's file names reach the terminal: one carrying a carriage return, cursor
+    movement or a 'conceal' escape could erase the findings above it, print a false
+    'valid:' and hide the 'INVALID:' below.  Every line shows them as escapes."""
+    site = tmp_path / "site"
+    _site(site)
+    (site / "index.html").write_bytes(b"<p>evil</p>")  # same size, tampered
+    archive = tmp_path / "copy.zip"
+    zip_tree(site, archive)
+    with zipfile.ZipFile(archive, "a") as z:
+        z.writestr(_ESCAPES, b"")
+    report = verify_target(open_target(str(archive)), KEY.public)
+    lines = [f.line() for f in report.findings]
+    assert any(line.startswith("tampered: index.html") for line in lines)
+    assert any("\\x1b[8m" in line and "\\r" in line for line in lines), lines
+    assert all(line.isprintable() for line in lines), lines
+    code, out = _cli("verify", str(archive), "--key", str(key_file), "--no-trust")
+    assert code == 1 and "\r" not in out and out.splitlines()[-1].startswith("INVALID: ")
+    error = TargetUnreachableError("redirected: refused", where="http://m/" + _ESCAPES)
+    assert str(error).isprintable() and "\\x1b[3A" in str(error)

@@ -46,7 +46,15 @@ class MirrorkitError(Exception):
         text = f"{self.where}: {self.what}" if self.where else self.what
         if self.hint:
             text += f" ({self.hint})"
-        return " ".join(text.split())
+        return printable(" ".join(text.split()))
+
+
+def printable(text: str) -> str:
+    """``text`` with every control, format (bidi) and separator character shown as its
+    escape (``\\x1b``, ``\\u202e``): names and addresses come from hostile copies and
+    servers, and one carrying a carriage return or a terminal escape could otherwise
+    rewrite the lines above it or hide the verdict below it."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 class ConfigError(MirrorkitError):

@@ -35,7 +35,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
-from mirrorkit.errors import BlockedAddressError, TargetUnreachableError, VerifyError
+from mirrorkit.errors import (
+    BlockedAddressError,
+    TargetUnreachableError,
+    VerifyError,
+    printable,
+)
 from mirrorkit.manifest import (
     MANIFEST_NAME,
     MAX_ROOT_SIZE,
@@ -70,7 +75,7 @@ class Finding:
 
     def line(self) -> str:
         where = f"{self.path}: " if self.path else ""
-        return f"{self.kind}: {where}{self.detail}"
+        return printable(f"{self.kind}: {where}{self.detail}")
 
 
 @dataclass(frozen=True)
