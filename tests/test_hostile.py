@@ -33,7 +33,13 @@ from mirrorkit.cli import cli
 from mirrorkit.config import from_dict
 from mirrorkit.errors import ConfigError, SourceError, TargetUnreachableError, VerifyError
 from mirrorkit.extract import decode_html
-from mirrorkit.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, MirrorEntry
+from mirrorkit.manifest import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    Manifest,
+    MirrorEntry,
+    signature_path,
+)
 from mirrorkit.models import Article, article_id
 from mirrorkit.publish import publish_tree
 from mirrorkit.publish.local import LocalBackend
@@ -717,3 +723,23 @@ def test_a_hostile_name_cannot_rewrite_the_verdict(tmp_path: Path, key_file: Pat
     assert code == 1 and "\r" not in out and out.splitlines()[-1].startswith("INVALID: ")
     error = TargetUnreachableError("redirected: refused", where="http://m/" + _ESCAPES)
     assert str(error).isprintable() and "\\x1b[3A" in str(error)
+
+
+def test_a_slow_mirror_holds_the_unsigned_root_reads_one_deadline(
+        http_server: type[_Static], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each read of the root and its signatures ends within the request timeout, but
+    they come one after another before anything is signed: a server that answers each
+    just in time held verify for three timeouts (58 s seen).  They share one deadline."""
+    monkeypatch.setattr("mirrorkit.verify.ROOT_DEADLINE", 2.0)
+
+    def slow() -> Iterator[bytes]:
+        yield b"x"
+        time.sleep(1.2)
+
+    server = http_server({f"/{MANIFEST_NAME}": (200, {}, b"{}"),
+                          f"/{SIGNATURE_NAME}": (200, {}, slow),
+                          f"/{signature_path(b'{}')}": (200, {}, slow)})
+    started = time.monotonic()
+    with pytest.raises(TargetUnreachableError, match="no signed root within 2 s"):
+        verify_target(UrlTarget(server.url), KEY.public)
+    assert time.monotonic() - started < 2.8

@@ -438,11 +438,23 @@ class UrlTarget:
         self.label = self.base
         self.concurrency = concurrency
         self.timeout = timeout
+        self.root_left = ROOT_DEADLINE  # seconds left for reads of the root
 
     def read_many(self, reads: Sequence[Read]) -> dict[str, bytes | None]:
+        import time
+
         from mirrorkit import aio  # asyncio and aiohttp only for URL targets
 
-        return aio.run(self._read_many(reads))
+        if not all(_unsigned(path) for path, _ in reads):
+            return aio.run(self._read_many(reads))
+        # The root and its signatures are read one after another before anything is
+        # trusted: they share one deadline, so a server that answers each of them slowly
+        # holds verify (or status) for ROOT_DEADLINE in all, not a timeout per read.
+        started = time.monotonic()
+        try:
+            return aio.run(self._read_many(reads, deadline=self.root_left))
+        finally:
+            self.root_left = max(0.0, self.root_left - (time.monotonic() - started))
 
     def _session(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -479,7 +491,8 @@ class UrlTarget:
                     " refused", where=self.base)
         raise TargetUnreachableError("too many redirects", where=url)
 
-    async def _read_many(self, reads: Sequence[Read]) -> dict[str, bytes | None]:
+    async def _read_many(self, reads: Sequence[Read], deadline: float | None = None,
+                         ) -> dict[str, bytes | None]:
         import asyncio
 
         import aiohttp  # only URL targets need it: verify of a directory starts fast
@@ -504,7 +517,15 @@ class UrlTarget:
                     except BlockedAddressError as e:
                         raise TargetUnreachableError(f"refused: {e.what}", where=url) from e
 
-            return dict(await asyncio.gather(*(one(p, n) for p, n in reads)))
+            try:
+                async with asyncio.timeout(deadline):
+                    return dict(await asyncio.gather(*(one(p, n) for p, n in reads)))
+            except TimeoutError:
+                if deadline is None:
+                    raise
+                raise TargetUnreachableError(
+                    f"no signed root within {ROOT_DEADLINE:g} s (manifest and signature)",
+                    where=self.base) from None
 
     def listing(self) -> list[str] | None:
         from mirrorkit import aio
@@ -536,6 +557,12 @@ class UrlTarget:
 
 
 MAX_REDIRECTS = 5
+ROOT_DEADLINE = 20.0  # seconds for a mirror's root and signatures, all reads together
+
+
+def _unsigned(path: str) -> bool:
+    """Whether ``path`` is read before any signature is checked: the root or a signature."""
+    return path in (MANIFEST_NAME, SIGNATURE_NAME) or path.startswith(SIGNATURE_DIR + "/")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
