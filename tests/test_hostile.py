@@ -743,3 +743,28 @@ def test_a_slow_mirror_holds_the_unsigned_root_reads_one_deadline(
     with pytest.raises(TargetUnreachableError, match="no signed root within 2 s"):
         verify_target(UrlTarget(server.url), KEY.public)
     assert time.monotonic() - started < 2.8
+
+
+def test_publish_to_a_directory_mirror_reads_no_fifo_and_no_link(tmp_path: Path) -> None:
+    """Whoever can write to a directory mirror planted a FIFO as its manifest (publish
+    and sync hung in open) and links to /dev/zero (a repair read them without end).
+    Neither is a file the backend wrote: each reads as no file, and is written over."""
+    files = {"index.html": b"<p>home</p>", "a/b.html": b"<p>b</p>"}
+    write_site(tmp_path / "v1", 1, files, KEY, created=NOW)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    os.mkfifo(mirror / MANIFEST_NAME)
+    (mirror / "index.html").symlink_to("/dev/zero")
+    (mirror / SIGNATURE_NAME).symlink_to(tmp_path / "v1" / SIGNATURE_NAME)
+    backend = LocalBackend("m", mirror)
+    done: list[object] = []
+    worker = threading.Thread(target=lambda: done.append(publish_tree(
+        backend, tmp_path / "v1", key=KEY.public, repair=True)), daemon=True)
+    worker.start()
+    worker.join(20)
+    if worker.is_alive():
+        with (mirror / MANIFEST_NAME).open("wb"):  # let the hung open return
+            pass
+        pytest.fail("publish hung on a FIFO")
+    assert verify_target(DirectoryTarget(mirror), KEY.public).ok
+    assert not (mirror / "index.html").is_symlink()

@@ -20,9 +20,11 @@ this backend declares neither capability.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -178,11 +180,23 @@ class LocalBackend(Backend):
     def get(self, path: str, *, limit: int | None = None) -> bytes | None:
         target = self._target(path)
         try:
-            with target.open("rb") as f:
-                return check_limit(self.name, path, f.read(-1 if limit is None else limit + 1),
-                                   limit)
+            # Only a regular file is one this backend wrote (it writes by renaming): a
+            # FIFO planted at a site path would hang a blocking open, and a link could
+            # show /dev/zero or any file of this machine.  Either reads as no file, so
+            # publishing writes a true one over it.
+            fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return None
+            raise publish_error(self.name, f"read {path} under {self.root}", e) from e
+        try:
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    return None
+                return check_limit(self.name, path, f.read(-1 if limit is None else limit + 1),
+                                   limit)
         except OSError as e:
             raise publish_error(self.name, f"read {path} under {self.root}", e) from e
 
