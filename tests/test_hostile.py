@@ -31,7 +31,13 @@ from mirrorkit.build import load_signer, write_archive
 from mirrorkit.build.feeds import render_feeds
 from mirrorkit.cli import cli
 from mirrorkit.config import from_dict
-from mirrorkit.errors import ConfigError, SourceError, TargetUnreachableError, VerifyError
+from mirrorkit.errors import (
+    ConfigError,
+    PublishError,
+    SourceError,
+    TargetUnreachableError,
+    VerifyError,
+)
 from mirrorkit.extract import decode_html
 from mirrorkit.manifest import (
     MANIFEST_NAME,
@@ -768,3 +774,9 @@ def test_publish_to_a_directory_mirror_reads_no_fifo_and_no_link(tmp_path: Path)
         pytest.fail("publish hung on a FIFO")
     assert verify_target(DirectoryTarget(mirror), KEY.public).ok
     assert not (mirror / "index.html").is_symlink()
+    (mirror / ".mirrorkit-lock").unlink()
+    os.mkfifo(mirror / ".mirrorkit-lock")
+    started = time.monotonic()
+    with pytest.raises(PublishError, match="lock"):
+        publish_tree(backend, tmp_path / "v1", key=KEY.public)
+    assert time.monotonic() - started < 5

@@ -116,7 +116,11 @@ class LocalBackend(Backend):
         stand-in for conditional writes.  A second publisher fails at once."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            handle = (self.root / LOCK_FILE).open("ab")
+            # Non-blocking and through no link: a FIFO planted as the lock would hang the
+            # open (here it fails at once), a link would create or lock a file elsewhere.
+            handle = os.fdopen(os.open(self.root / LOCK_FILE, os.O_WRONLY | os.O_APPEND
+                                       | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW, 0o644),
+                               "ab")
         except OSError as e:
             raise publish_error(self.name, f"lock {self.root}", e) from e
         try:
