@@ -20,6 +20,7 @@ from mirrorkit.build.aliases import DIR, KEY, NotSwappable, origin_key, site_pat
 from mirrorkit.build.render import article_path, legacy_article_path
 from mirrorkit.config import Config, from_dict
 from mirrorkit.errors import PublishError
+from mirrorkit.manifest import Manifest
 from mirrorkit.models import Article, article_id
 from mirrorkit.publish.local import LocalBackend
 from mirrorkit.sign import write_keypair
@@ -67,6 +68,15 @@ def test_origin_key(url: str, key: str) -> None:
         pytest.param("https://o.example/a/../b", "characters", id="dot-dot"),
         pytest.param("https://o.example/a%2Fb", "characters", id="encoded-slash-is-a-name"),
         pytest.param("https://o.example/%FF", "UTF-8", id="not-utf-8"),
+        pytest.param("https://o.example/ru/" + "%D0%B0" * 101, "longer", id="name-too-long"),
+        pytest.param("https://o.example/" + "a/" * 401 + "b", "longer", id="key-too-long"),
+        # A directory mirror or an unpacked copy on Windows or macOS ignores case.
+        pytest.param("https://o.example/Parts/x.json", "clashes", id="own-folder-any-case"),
+        pytest.param("https://o.example/SIGNATURES/x", "clashes", id="own-folder-upper"),
+        pytest.param("https://o.example/Articles/x-0123456789abcdef/index.html", "clashes",
+                     id="own-article-any-case"),
+        pytest.param("https://o.example/archive/Index.html", "clashes",
+                     id="own-archive-index-any-case"),
     ],
 )
 def test_not_host_swappable(url: str, reason: str) -> None:
@@ -158,6 +168,44 @@ def test_a_path_two_articles_claim_goes_to_neither(setup: tuple[Config, Store]) 
     assert {"news/story", "news/story/"} <= set(bundle_entries(bundle, "s3"))
     bundle, _ = build_with_stats(config, store, now=later, full=True)  # and stays so
     assert "news/story/index.html" not in bundle_entries(bundle, "usb")
+
+
+@pytest.mark.parametrize("path", ["archive/", "archive", "Archive/"])
+def test_an_origin_path_never_replaces_the_archive_index(
+        setup: tuple[Config, Store], tmp_path: Path, path: str) -> None:
+    """``/archive/`` is a fine S3 key but on a directory mirror (and in every offline
+    copy) it is ``archive/index.html``, the site's own archive index."""
+    config, store = setup
+    hostile = story(f"https://news.example/{path}", title="Not the archive")
+    store.save_article(hostile)
+    bundle, stats = build_with_stats(config, store, now=datetime.now(UTC))
+    assert "clashes" in stats.not_swappable[hostile.url]
+    page = bundle.source("usb").lookup("archive/index.html") or b""
+    assert b"Not the archive" not in page
+    out = write_archive(bundle, "usb", tmp_path / "usb.zip", load_signer(config))
+    with zipfile.ZipFile(out) as z:
+        names = z.namelist()
+    assert len(names) == len(set(names))
+    checked = subprocess.run([sys.executable, "-m", "mirrorkit", "verify", str(out), "--key",
+                              str(config.signing.public_key)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_an_origin_page_an_earlier_build_let_onto_a_site_file_gives_way(
+        setup: tuple[Config, Store]) -> None:
+    """A store whose earlier build put an outlet's page at archive/index.html: the
+    manifest names that path once, with the site's own page."""
+    config, store = setup
+    store.save_article(story("https://news.example/a-story"))
+    build_with_stats(config, store, now=T0)
+    store.put_site_file("~dir", SiteFile("archive/index.html", store.put_blob(b"hostile"), 7,
+                                         "text/html", True, 60), T0)
+    bundle, _ = build_with_stats(config, store, now=T0 + timedelta(minutes=1), full=True)
+    source = bundle.source("usb")
+    entry = bundle_entries(bundle, "usb")["archive/index.html"]
+    assert source.read(entry) != b"hostile"
+    parts = [source.lookup(p.path) or b"" for p in Manifest.from_bytes(source.root()).parts]
+    assert sum(p.count(b'"archive/index.html"') for p in parts) == 1
 
 
 def test_pages_published_under_a_bare_id_stay_there(setup: tuple[Config, Store]) -> None:

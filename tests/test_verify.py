@@ -16,9 +16,12 @@ from mirrorkit.errors import TargetUnreachableError
 from mirrorkit.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
+    FileEntry,
     Manifest,
     decode_part,
     encode_part,
+    make_parts,
+    read_entries,
 )
 from mirrorkit.publish import open_backend, publish_tree
 from mirrorkit.sign import PublicKey, SecretKey
@@ -336,3 +339,16 @@ def test_a_url_target_over_s3(tmp_path: Path, moto_server: MotoServer,
     client.delete_object(Bucket=bucket, Key=MANIFEST_NAME)
     with pytest.raises(TargetUnreachableError, match=r"no manifest\.json"):
         verify_target(UrlTarget(url), KEY.public, now=NOW)
+
+
+def test_a_path_named_twice_in_the_signed_parts_is_a_finding() -> None:
+    """Two entries of one path: a mirror serves one content there, and which one the
+    signed manifest means is anyone's guess (the browser check judged the other)."""
+    entries = [FileEntry("archive/index.html", 1, "a" * 64, "text/html"),
+               FileEntry("archive/index.html", 2, "b" * 64, "text/html")]
+    refs, parts = make_parts(entries, bins=1)
+    now = datetime.now(UTC)
+    root = Manifest(outlet="o", version=1, created=now, expires=now, key_id="0" * 16,
+                    mirror="m", mirrors=(), parts=refs)
+    _, problems = read_entries(root, parts)
+    assert [what for _, what in problems] == ["archive/index.html is named twice"]

@@ -315,6 +315,8 @@ def read_entries(root: Manifest, parts: Mapping[str, bytes | None],
             continue
         try:
             for entry in decode_part(data, ref, index, root.bins):
+                if entry.path in entries:  # which one a mirror serves is anyone's guess
+                    problems.append((ref.path, f"{entry.path} is named twice"))
                 entries[entry.path] = entry
         except VerifyError as e:
             problems.append((ref.path, e.what))

@@ -399,7 +399,8 @@ class _Build:
             return path
         if path is None:
             return aliases.NotSwappable(article.url, "its path has a folder named like a page")
-        if self.store.site_file(SHARED, path) is not None:
+        # Where the mirror holds it, too: "/archive/" becomes archive/index.html there.
+        if aliases.own_path(path) or self.store.site_file(SHARED, path) is not None:
             return aliases.NotSwappable(article.url, "its path clashes with the site's own files")
         owner = self.store.origin_path_owner(kind, path)
         if owner is None:
@@ -501,7 +502,7 @@ class _Build:
             dirty = range(bins)
         for index in dirty:
             low, high = bin_range(index, bins)
-            files = [f for g in groups for f in store.site_files(g, low, high)]
+            files = _one_per_path(store.site_files(g, low, high) for g in groups)
             raw = encode_part(f.entry() for f in files)
             parts[index] = PartRef(store.put_blob(raw), len(raw))
             self.stats.parts += 1
@@ -591,7 +592,20 @@ def _groups(mirror: MirrorConfig) -> list[str]:
 def _copy_entries(store: Store, mirror: str) -> list[SiteFile]:
     """What an offline copy of ``mirror`` holds: a directory's layout of its site (the
     outlet's own paths as ``PATH/index.html``, never an object store's ``PATH/`` key)."""
-    return [f for g in (SHARED, aliases.group(aliases.DIR), mirror) for f in store.site_files(g)]
+    return _one_per_path(store.site_files(g) for g in (SHARED, aliases.group(aliases.DIR), mirror))
+
+
+def _one_per_path(groups: Iterable[Iterable[SiteFile]]) -> list[SiteFile]:
+    """The files of ``groups`` (in :func:`_groups`' order), one per path: a live file
+    before a retired one, else the earlier group's (the site's own before an outlet's
+    path that an earlier build let onto it), so no manifest names a path twice."""
+    kept: dict[str, SiteFile] = {}
+    for files in groups:
+        for f in files:
+            held = kept.get(f.path)
+            if held is None or (held.retired is not None and f.retired is None):
+                kept[f.path] = f
+    return list(kept.values())
 
 
 def _prune(store: Store, version: int, before: datetime) -> None:

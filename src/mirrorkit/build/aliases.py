@@ -20,6 +20,7 @@ Each is reported and the article stays at its canonical page only.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -33,14 +34,20 @@ HTML = "text/html; charset=utf-8"
 
 # The site's own files, by the names it gives them: an origin path there would replace
 # one.  Folders only the site uses are reserved whole; in ``articles/``, ``archive/`` and
-# ``media/``, which outlets use too, only the site's own kind of name.
+# ``media/``, which outlets use too, only the site's own kind of name.  Names are compared
+# case-folded: a directory mirror or an unpacked offline copy on a case-insensitive file
+# system (Windows, macOS) holds ``Parts/`` and ``parts/`` in one folder.
 _OWN_FOLDERS = frozenset({"parts", "signatures", "sitemaps"})
 _OWN_NAME = re.compile(
     r"^(?:articles/[a-z0-9-]*[0-9a-f]{16}(?:/.*)?|archive/(?:index|\d{4,})\.html"
-    r"|media/[0-9a-f]{64}\..*)$")
+    r"|media/[0-9a-f]{64}\..*)$", re.IGNORECASE)
 _OWN_FILE = re.compile(r"^(?:index\.html?|mirrors\..*|manifest\.json.*|rss\.xml|atom\.xml"
                        r"|sitemap.*\.xml|style\..*\.css|favicon\..*|robots\.txt|offline.*|"
                        r"verify.*)$", re.IGNORECASE)
+# What every mirror can hold: file systems take names of at most 255 bytes and S3 keys of
+# 1024, and a directory mirror adds "/index.html", a bucket perhaps a prefix.
+MAX_NAME_BYTES = 200
+MAX_KEY_BYTES = 800
 _FILE_PAGE = re.compile(r"\.html?$", re.IGNORECASE)
 # Query parameters that only say where a reader came from.
 _TRACKING = re.compile(r"^(?:utm_.*|fbclid|gclid|yclid|mc_cid|mc_eid|ref|ref_src|_ga)$")
@@ -78,11 +85,21 @@ def origin_key(url: str) -> str | NotSwappable:
         check_path(key)
     except ValueError:
         return NotSwappable(url, "its path has characters or segments a mirror cannot hold")
-    first = key.split("/", 1)[0]
-    if (first in _OWN_FOLDERS or first.startswith(".") or _OWN_NAME.match(key)
-            or ("/" not in key.removesuffix("/") and _OWN_FILE.match(first))):
+    if (len(key.encode()) > MAX_KEY_BYTES
+            or any(len(name.encode()) > MAX_NAME_BYTES for name in key.split("/"))):
+        return NotSwappable(url, "its path is longer than a mirror can hold")
+    if own_path(key):
         return NotSwappable(url, "its path clashes with the site's own files")
     return key
+
+
+def own_path(path: str) -> bool:
+    """Whether ``path`` (an origin path, or where a mirror holds it) is, or on a
+    case-insensitive file system would be, the place of one of the site's own files."""
+    folded = unicodedata.normalize("NFKC", path).casefold()
+    first = folded.split("/", 1)[0]
+    return bool(first in _OWN_FOLDERS or first.startswith(".") or _OWN_NAME.match(folded)
+                or ("/" not in folded.removesuffix("/") and _OWN_FILE.match(first)))
 
 
 def site_path(key: str, style: str) -> str | None:
