@@ -185,7 +185,7 @@
     await Promise.all(Array.from({ length: PARALLEL }, worker));
   }
 
-  function report(all, doc, expired) {
+  function report(all, doc, expired, newer) {
     const bad = [...checked].filter(([, problem]) => problem !== null).sort();
     const list = $("changed");
     list.replaceChildren(...bad.map(([path, problem]) => {
@@ -201,6 +201,8 @@
     const expires = when(doc.expires);
     if (bad.length) {
       say(t(bad.length === 1 ? "bad_one" : "bad_many", { count: bad.length, outlet, version }), "bad");
+    } else if (newer) {
+      say(t("old", { seen: newer.version, seen_created: when(newer.created), outlet, version }), "bad");
     } else if (expired) {
       say(t("stale", { version, expires }), "bad");
     } else {
@@ -208,19 +210,35 @@
     }
   }
 
-  function showKey(keyId, id) {
-    $("key").textContent = t("key", { key: keyId, outlet });
-    const name = `mirrorkit-key:${id}`;
+  // The key is shown and remembered whole: a minisign key ID is 8 bytes its maker picks,
+  // so a forger gives his key the outlet's ID.
+  function showKey(line, keyId, id) {
+    $("key").textContent = t("key", { key: line, key_id: keyId, outlet });
+    const name = `mirrorkit-public-key:${id}`;
     let first = null;
     try {
       first = localStorage.getItem(name);
-      if (!first) localStorage.setItem(name, keyId);
+      if (!first) localStorage.setItem(name, line);
     } catch (e) { /* storage off: nothing to remember */ }
-    if (first && first !== keyId) {
+    if (first && first !== line) {
       const warning = $("key-warning");
-      warning.textContent = t("key_changed", { outlet, first, key: keyId });
+      warning.textContent = t("key_changed", { outlet, first, key: line });
       warning.hidden = false;
     }
+  }
+
+  // The newest version seen here (this origin's storage), so that an old root served
+  // again (a rollback) is told, as `mirrorkit verify` does; a newer genuine one replaces it.
+  function newestSeen(doc, id) {
+    const name = `mirrorkit-version:${id}`;
+    let seen = null;
+    try {
+      seen = JSON.parse(localStorage.getItem(name) || "null");
+      if (!seen || !(seen.version >= doc.version)) {
+        localStorage.setItem(name, JSON.stringify({ version: doc.version, created: doc.created }));
+      }
+    } catch (e) { /* storage off or unreadable: nothing to compare with */ }
+    return seen && seen.version > doc.version ? seen : null;
   }
 
   async function run() {
@@ -235,8 +253,11 @@
       $("check-all").parentElement.hidden = true;
       return;
     }
-    const keyBlob = fromBase64(box.dataset.key);
-    showKey(box.dataset.keyId, box.dataset.outlet);
+    const keyLine = box.dataset.key.trim();
+    const keyBlob = fromBase64(keyLine);
+    // The ID as minisign prints it, from the key itself (not from a separate attribute).
+    const keyId = hex(Array.from(keyBlob.subarray(2, 10)).reverse()).toUpperCase();
+    showKey(keyLine, keyId, box.dataset.outlet);
     let doc;
     let files;
     try {
@@ -257,11 +278,12 @@
       say(t("not_genuine", { reason: e.message }), "bad");
       return;
     }
-    if (doc.key_id !== box.dataset.keyId) {
+    if (doc.key_id !== keyId) {
       say(t("wrong_key", { key: doc.key_id }), "bad");
       return;
     }
     const expired = Date.now() >= Date.parse(doc.expires);
+    const newer = newestSeen(doc, box.dataset.outlet);
     say(t("signature_valid", { outlet, version: doc.version }), "checking");
     const always = ["index.html", "verify.html", "mirrors.html"];
     const pool = files.filter((f) => !always.includes(f.path) && f.path !== "offline.zip");
@@ -270,7 +292,7 @@
       sample.push(...pool.splice(Math.floor(Math.random() * pool.length), 1));
     }
     await checkFiles(sample);
-    report(files, doc, expired);
+    report(files, doc, expired, newer);
     const button = $("check-all");
     const bytes = files.reduce((n, f) => n + f.size, 0);
     button.textContent = t("check_every", { count: files.length, size: (bytes / 1e6).toLocaleString(lang, { minimumFractionDigits: 1, maximumFractionDigits: 1, numberingSystem: "latn" }) });
@@ -279,7 +301,7 @@
       button.disabled = true;
       say(t("checking_every"), "checking");
       await checkFiles(files);
-      report(files, doc, expired);
+      report(files, doc, expired, newer);
     });
   }
 

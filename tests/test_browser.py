@@ -16,6 +16,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,11 +28,20 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from conftest import MotoServer
+from mirrorkit.build import sign_root
 from mirrorkit.build.aliases import DIR, site_path
 from mirrorkit.config import from_dict
+from mirrorkit.manifest import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    Manifest,
+    make_parts,
+    read_entries,
+    sha256_hex,
+)
 from mirrorkit.pipeline import sync
 from mirrorkit.sample import SampleArticle, SampleOutlet, sample_articles
-from mirrorkit.sign import load_public_key, write_keypair
+from mirrorkit.sign import PublicKey, SecretKey, load_public_key, write_keypair
 from mirrorkit.store import Store
 
 if TYPE_CHECKING:
@@ -286,10 +296,10 @@ def test_the_check_page_passes_a_genuine_mirror_and_remembers_its_key(
     assert page.locator("#changed li").count() == 0
     # The first key seen is remembered: another one later is a warning.
     assert page.locator("#key-warning").is_hidden()
-    page.evaluate("localStorage.setItem('mirrorkit-key:sample', '0123456789ABCDEF')")
+    page.evaluate("localStorage.setItem('mirrorkit-public-key:sample', 'RWQanotherkey')")
     page.reload()
     page.locator("#key-warning").wait_for()
-    assert "0123456789ABCDEF" in page.locator("#key-warning").inner_text()
+    assert "RWQanotherkey" in page.locator("#key-warning").inner_text()
     context.close()
 
 
@@ -325,6 +335,57 @@ def test_the_check_page_flags_a_changed_copy(
     assert page.locator("#status").get_attribute("data-state") == "bad"
     assert page.locator("#status").inner_text().startswith(says)
     assert page.locator("#changed li").all_inner_texts() == named
+    context.close()
+
+
+def _forge_under_the_same_key_id(client: S3Client, bucket: str, key: PublicKey) -> str:
+    """A forger's copy: a page changed, signed by the forger's key given the outlet's key
+    ID (minisign key IDs are 8 bytes anyone may choose), verify.html carrying that key.
+    The check itself (verify.js) is left as it is.  Returns the forger's key line."""
+    def read(path: str) -> bytes:
+        return client.get_object(Bucket=bucket, Key="news/" + path)["Body"].read()
+
+    def write(path: str, data: bytes, kind: str = "text/html; charset=utf-8") -> None:
+        client.put_object(Bucket=bucket, Key="news/" + path, Body=data, ContentType=kind)
+
+    root = Manifest.from_bytes(read(MANIFEST_NAME))
+    entries, problems = read_entries(root, {p.path: read(p.path) for p in root.parts})
+    assert not problems
+    forger = SecretKey(key_id=key.key_id, seed=b"\x07" * 32)
+    line = forger.public.to_text().splitlines()[1]
+    genuine = key.to_text().splitlines()[1]
+    changed = {"archive/0001.html": b"<p>forged</p>",
+               "verify.html": read("verify.html").replace(genuine.encode(), line.encode())}
+    for path, data in changed.items():
+        write(path, data)
+        entries[path] = replace(entries[path], size=len(data), sha256=sha256_hex(data))
+    refs, parts = make_parts(entries.values(), bins=root.bins)
+    for path, data in parts.items():
+        write(path, data, "application/json")
+    data, signature = sign_root(replace(root, parts=refs), forger)
+    write(MANIFEST_NAME, data, "application/json")
+    write(SIGNATURE_NAME, signature, "text/plain")
+    return line
+
+
+def test_the_check_page_shows_the_key_it_checks_with_not_a_key_id_a_forger_can_copy(
+    mirrors: dict[str, str], browser: Browser, moto_server: MotoServer
+) -> None:
+    """A forger who swaps the key in verify.html can sign with it, so the page cannot say
+    "forged"; but it must show that key (a key ID is no fingerprint: a forger gives his
+    key the outlet's), warn where another key was seen first, and say its own limit."""
+    key = load_public_key(Path(mirrors["key"]))
+    bucket, base = copy_of(moto_server, mirrors["s3"])
+    forged_line = _forge_under_the_same_key_id(moto_server.client(), bucket, key)
+    context = browser.new_context()
+    page = check_page(context, mirrors["s3"])  # the genuine mirror, first
+    assert key.to_text().splitlines()[1] in page.locator("#key").inner_text()
+    page = check_page(context, base)  # the same host (path-style S3): the same storage
+    shown = page.locator("#key").inner_text()
+    assert forged_line in shown and key.to_text().splitlines()[1] not in shown
+    page.locator("#key-warning").wait_for()
+    assert forged_line in page.locator("#key-warning").inner_text()
+    assert "can change this page" in page.locator("main").inner_text()
     context.close()
 
 
