@@ -176,6 +176,25 @@ def test_an_older_copy_reports_its_age_but_a_mirror_serving_it_is_a_rollback(
     assert {"rollback", "expired"} <= {f.kind for f in report.findings if f.fatal}
 
 
+def test_a_mirror_folder_holding_an_offline_copy_is_judged_as_a_mirror(
+        setup: tuple[Config, Store]) -> None:
+    """An old offline copy unpacked into a directory mirror's folder (a "restore", or
+    someone with write access there) is not a copy passed on: status --deep judges its
+    expiry as for any mirror, as the quick status does."""
+    from mirrorkit.status import STALE, mirror_status
+
+    config, store = setup
+    build(config, store, now=T0)  # long expired by now
+    (mirror,) = config.mirrors
+    folder = unpack(offline_zip(config, store), mirror.path.parent / "unpacked")
+    folder.rename(mirror.path)
+    key = load_public_key(config.signing.public_key)
+    for deep in (False, True):
+        status = mirror_status(config, mirror, key, deep=deep)
+        assert status.state == STALE, (deep, status)
+        assert any("expired" in p for p in status.problems)
+
+
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path

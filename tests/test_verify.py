@@ -290,6 +290,20 @@ def test_two_archive_entries_with_one_name_are_refused(tmp_path: Path) -> None:
     assert not report.ok
 
 
+@pytest.mark.parametrize("name", [
+    pytest.param("Index.html", id="replaces index.html where case is ignored"),
+    pytest.param("..\\..\\evil.bat", id="climbs out on Windows"),
+    pytest.param("README-open-me.html", id="a page beside the genuine ones"),
+])
+def test_an_entry_added_to_an_archive_is_refused(tmp_path: Path, name: str) -> None:
+    """A zip is written whole (never caught mid-publish, unlike a mirror), so an entry
+    its root does not name was added: refused, not a note."""
+    archive = _zip_site(tmp_path, ((name, b"<h1>Read this instead</h1>"),))
+    report = verify_target(open_target(str(archive)), KEY.public, now=NOW)
+    assert [f.path for f in report.findings if f.fatal] == [name]
+    assert not report.ok
+
+
 def test_an_unwritable_trust_file_loses_only_rollback_memory(tmp_path: Path) -> None:
     write_site(tmp_path / "site")
     (tmp_path / "file").write_text("not a folder")

@@ -217,7 +217,7 @@ def plural(n: int, word: str) -> str:
 
 def check_mirror(mirror: MirrorConfig, key: PublicKey) -> Report:
     """A full audit: every file the mirror's signed manifest names."""
-    return verify_target(mirror_target(mirror), key)
+    return verify_target(mirror_target(mirror), key, mirror=True)
 
 
 def check_published(mirror: MirrorConfig, key: PublicKey, bundle: Bundle,

@@ -122,7 +122,8 @@ def mirror_status(config: Config, mirror: MirrorConfig, key: PublicKey, *,
                      f"expires {manifest.expires:%Y-%m-%d %H:%MZ})")
     if deep:
         try:
-            findings = [f for f in verify_target(target, key, now=now).findings if f.fatal]
+            findings = [f for f in verify_target(target, key, now=now, mirror=True).findings
+                        if f.fatal]
         except TargetUnreachableError as e:
             return MirrorStatus(mirror.name, target.label, DOWN, problems=(str(e),))
     fatal = [f for f in findings if f.fatal]

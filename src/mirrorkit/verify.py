@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -666,12 +666,13 @@ def _looks_zipped(path: Path) -> bool:
 
 def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None,
                   trust: TrustStore | None = None, batch_bytes: int = 4 * 1024 * 1024,
-                  workers: int = 4) -> Report:
+                  workers: int = 4, mirror: bool = False) -> Report:
     """Verify everything about ``target``; raises TargetUnreachableError if it can't be read.
 
     Linear in the number of files (dictionary lookups), read in batches of at most
     ``batch_bytes`` (so memory stays bounded whatever the site's size), each read capped
-    at the size the manifest signs, hashed in ``workers`` threads.
+    at the size the manifest signs, hashed in ``workers`` threads.  ``mirror``: the target
+    is known to be a mirror (a directory mirror's folder), never a copy passed on.
     """
     now = now or datetime.now(UTC)
     manifest_bytes, manifest, findings = signed_root(target, key, now)
@@ -683,8 +684,8 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
     # A copy (a zip, or an unpacked offline copy) was taken at some time and is older by
     # nature: its age is reported, never a rollback or expiry, and it is not recorded as
     # any mirror's newest.  A mirror (a URL) serving an offline root is judged as a mirror.
-    copy = isinstance(target, ZipTarget) or (manifest.offline
-                                             and not isinstance(target, UrlTarget))
+    copy = not mirror and (isinstance(target, ZipTarget) or (
+        manifest.offline and not isinstance(target, UrlTarget)))
     if copy:
         findings = [f for f in findings if f.kind != "expired"]
         findings.append(_copy_note(manifest, now, trust.newer(manifest) if trust else None))
@@ -740,6 +741,14 @@ def verify_target(target: Target, key: PublicKey, *, now: datetime | None = None
                 listed_findings.append(Finding(
                     "extra", None, f"{files} served that no readable part names (not "
                     "judged: see the part above)", fatal=False))
+        if isinstance(target, ZipTarget):
+            # A zip is written whole, never caught mid-publish: an entry the root does not
+            # name was added.  Unpacked it is a page beside the genuine ones, or (another
+            # case of a name) one that replaces them.
+            listed_findings = [
+                replace(f, fatal=True, detail="in the archive but not named in the signed"
+                        " manifest: added to it")
+                if f.kind == "extra" and f.path is not None else f for f in listed_findings]
         findings.extend(listed_findings)
     report = Report(target.label, manifest, tuple(findings), checked)
     if trust and report.ok and not copy:
