@@ -338,6 +338,25 @@ def test_the_check_page_flags_a_changed_copy(
     context.close()
 
 
+def test_the_check_page_tells_an_older_version_than_it_saw_before(
+    mirrors: dict[str, str], browser: Browser
+) -> None:
+    """An old root served again (still signed, not yet expired) is a rollback, as for
+    `mirrorkit verify`: the page remembers the newest version it saw at this origin."""
+    context = browser.new_context()
+    page = check_page(context, mirrors["s3"])
+    assert page.locator("#status").get_attribute("data-state") == "done"
+    seen = page.evaluate("JSON.parse(localStorage.getItem('mirrorkit-version:sample'))")
+    assert seen["version"] >= 1
+    page.evaluate("localStorage.setItem('mirrorkit-version:sample',"
+                  " JSON.stringify({version: 999, created: '2026-12-01T00:00:00Z'}))")
+    page = check_page(context, mirrors["s3"])
+    assert page.locator("#status").get_attribute("data-state") == "bad"
+    assert page.locator("#status").inner_text().startswith("Genuine but old")
+    assert "version 999" in page.locator("#status").inner_text()
+    context.close()
+
+
 def _forge_under_the_same_key_id(client: S3Client, bucket: str, key: PublicKey) -> str:
     """A forger's copy: a page changed, signed by the forger's key given the outlet's key
     ID (minisign key IDs are 8 bytes anyone may choose), verify.html carrying that key.
