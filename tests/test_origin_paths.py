@@ -45,6 +45,8 @@ CYRILLIC = "https://news.example/ru/%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8/"
                      id="outlets-articles-folder"),
         pytest.param("https://o.example/archive/2024/story", "archive/2024/story",
                      id="outlets-archive-folder"),
+        pytest.param("https://o.example/offline/story", "offline/story",
+                     id="outlets-folder-named-like-a-site-file"),
     ],
 )
 def test_origin_key(url: str, key: str) -> None:
@@ -77,6 +79,9 @@ def test_origin_key(url: str, key: str) -> None:
                      id="own-article-any-case"),
         pytest.param("https://o.example/archive/Index.html", "clashes",
                      id="own-archive-index-any-case"),
+        # On a directory mirror "rss.xml/x" needs a folder where the file rss.xml is.
+        pytest.param("https://o.example/rss.xml/x", "clashes", id="own-file-as-folder"),
+        pytest.param("https://o.example/offline.zip/y/", "clashes", id="own-zip-as-folder"),
     ],
 )
 def test_not_host_swappable(url: str, reason: str) -> None:
@@ -92,6 +97,8 @@ def test_not_host_swappable(url: str, reason: str) -> None:
         ("a/story.html", "a/story.html", "a/story.html"),
         ("a/story.php", "a/story.php", "a/story.php/index.html"),
         ("a.html/b", "a.html/b", None),
+        # "/a.htm" is the file a.htm there: "/a.htm/" cannot be a folder beside it.
+        ("a.htm/", "a.htm/", None),
     ],
 )
 def test_site_path_per_style(key: str, on_s3: str, on_dir: str | None) -> None:

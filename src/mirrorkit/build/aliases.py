@@ -98,17 +98,20 @@ def own_path(path: str) -> bool:
     case-insensitive file system would be, the place of one of the site's own files."""
     folded = unicodedata.normalize("NFKC", path).casefold()
     first = folded.split("/", 1)[0]
+    # A site file's name as a folder ("rss.xml/x") is a folder where a directory mirror
+    # holds that file: it could write neither.
+    alone = "/" not in folded.removesuffix("/")
     return bool(first in _OWN_FOLDERS or first.startswith(".") or _OWN_NAME.match(folded)
-                or ("/" not in folded.removesuffix("/") and _OWN_FILE.match(first)))
+                or ((alone or "." in first) and _OWN_FILE.match(first)))
 
 
 def site_path(key: str, style: str) -> str | None:
     """Where a ``style`` mirror holds the page for origin path ``key``; None if it cannot."""
     if style == KEY:
         return key
-    folders = key.removesuffix("/").split("/")
-    if any(_FILE_PAGE.search(name) for name in folders[:-1]):
+    names = key.removesuffix("/").split("/")
+    path = key if not key.endswith("/") and _FILE_PAGE.search(names[-1]) else (
+        key.removesuffix("/") + "/index.html")
+    if any(_FILE_PAGE.search(name) for name in path.split("/")[:-1]):
         return None  # a folder named like a page would clash with such a page on disk
-    if not key.endswith("/") and _FILE_PAGE.search(folders[-1]):
-        return key
-    return key.removesuffix("/") + "/index.html"
+    return path
