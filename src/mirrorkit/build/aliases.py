@@ -48,6 +48,10 @@ _OWN_FILE = re.compile(r"^(?:index\.html?|mirrors\..*|manifest\.json.*|rss\.xml|
 # 1024, and a directory mirror adds "/index.html", a bucket perhaps a prefix.
 MAX_NAME_BYTES = 200
 MAX_KEY_BYTES = 800
+# Names Windows cannot hold (devices, a trailing dot, which it drops): an offline copy
+# unpacked there would lose the page, or put it where another is.
+_NOT_ON_WINDOWS = re.compile(r"^(?:(?:con|prn|aux|nul|com\d|lpt\d)(?:\..*)?|.*\.)$",
+                             re.IGNORECASE)
 _FILE_PAGE = re.compile(r"\.html?$", re.IGNORECASE)
 # Query parameters that only say where a reader came from.
 _TRACKING = re.compile(r"^(?:utm_.*|fbclid|gclid|yclid|mc_cid|mc_eid|ref|ref_src|_ga)$")
@@ -84,6 +88,8 @@ def origin_key(url: str) -> str | NotSwappable:
     try:
         check_path(key)
     except ValueError:
+        return NotSwappable(url, "its path has characters or segments a mirror cannot hold")
+    if any(_NOT_ON_WINDOWS.match(name) for name in key.split("/")):
         return NotSwappable(url, "its path has characters or segments a mirror cannot hold")
     if (len(key.encode()) > MAX_KEY_BYTES
             or any(len(name.encode()) > MAX_NAME_BYTES for name in key.split("/"))):
