@@ -533,3 +533,20 @@ def test_section_page_named_as_a_feed_or_sitemap_says_so(tmp_path: Path, store: 
     assert report.sources[0].error == (
         f"{site.url}news/: an HTML page, not {wanted} (check the source URL; for a section"
         ' page use type = "listing")')
+
+
+@pytest.mark.parametrize(("said", "kept"), [
+    ("ru", "ru"), ("en_US", "en-US"), (' en" onload="x', None), ("English", None),
+    ("x" * 300, None),
+])
+def test_a_feeds_language_is_kept_only_as_a_language_tag(said: str, kept: str | None) -> None:
+    """It ends up in every article's lang attribute and the Atom feed's xml:lang."""
+    from xml.sax.saxutils import escape
+
+    from mirrorkit.sources import parse_feed
+
+    feed = (f"<rss version='2.0'><channel><title>t</title><link>https://o.example/</link>"
+            f"<language>{escape(said)}</language><item><title>a</title>"
+            f"<link>https://o.example/a</link></item></channel></rss>").encode()
+    (entry,) = parse_feed(feed, "https://o.example/rss")
+    assert entry.language == kept

@@ -358,10 +358,16 @@ def _language(tree: lxml.html.HtmlElement, detected: str | None) -> str | None:
         if (el.get("http-equiv") or "").lower() == "content-language":
             candidates.append(el.get("content"))
     for value in candidates:
-        tag = (value or "").strip().replace("_", "-")
-        if _LANGUAGE.match(tag):
+        if tag := language_tag(value):
             return tag
     return None
+
+
+def language_tag(value: str | None) -> str | None:
+    """``value`` as a language tag (``en-US`` for ``en_US``), or None if it is none: what
+    an origin says ends up in ``lang`` and ``xml:lang`` attributes."""
+    tag = (value or "").strip().replace("_", "-")
+    return tag if _LANGUAGE.match(tag) else None
 
 
 def _drop_title_heading(body_html: str, title: str) -> str:

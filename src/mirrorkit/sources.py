@@ -141,7 +141,7 @@ def parse_feed(data: bytes, url: str, content_type: str = "") -> list[Entry]:
     except (ValueError, LookupError) as e:
         # An encoding name feedparser cannot take (a NUL or a stray byte in it; fuzzed).
         raise SourceError(f"not a valid RSS or Atom feed: {str(e)[:200]}", where=url) from e
-    language = parsed.feed.get("language") or None
+    language = extract.language_tag(parsed.feed.get("language"))
     entries = []
     for item in parsed.entries:
         link = entry_url(url, item.get("link") or "")
