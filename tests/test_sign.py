@@ -89,6 +89,22 @@ def test_secret_key_file_is_private_and_never_overwritten(keys: Path) -> None:
         write_keypair(keys)
 
 
+@pytest.mark.parametrize("passphrase", [None, "a passphrase"], ids=["plain", "encrypted"])
+def test_a_secret_key_given_as_the_public_key_is_named_so(
+        tmp_path: Path, passphrase: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mirrorkit.sign
+
+    monkeypatch.setattr(mirrorkit.sign, "_OPSLIMIT", 1 << 16)
+    monkeypatch.setattr(mirrorkit.sign, "_MEMLIMIT", 1 << 22)
+    write_keypair(tmp_path / "outlet", passphrase)
+    secret = tmp_path / "outlet.key"
+    with pytest.raises(KeyFileError, match="this is the secret key") as e:
+        load_public_key(secret)
+    assert e.value.hint == "give the .pub file beside it"
+    blob = secret.read_text().splitlines()[1]
+    assert blob[:20] not in str(e.value)
+
+
 def test_secret_key_repr_hides_the_key(keys: Path) -> None:
     key = load_secret_key(keys.with_suffix(".key"))
     assert key.seed.hex() not in repr(key)

@@ -65,6 +65,11 @@ class PublicKey:
         except (IndexError, binascii.Error) as e:
             raise KeyFileError("not a minisign public key", where=where) from e
         if len(blob) != 42 or blob[:2] != _SIG_ALG:
+            if blob[2:4] in (_KDF_SCRYPT, _KDF_NONE) and len(blob) > 42:
+                # Given where the public key goes (verify --key outlet.key): say so, and
+                # nothing of what it holds.
+                raise KeyFileError("this is the secret key, not the public key",
+                                   where=where, hint="give the .pub file beside it")
             raise KeyFileError("not a minisign Ed25519 public key", where=where)
         return cls(key_id=blob[2:10], raw=blob[10:])
 
