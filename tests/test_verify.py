@@ -205,6 +205,20 @@ def test_a_copy_tells_its_age_as_readers_say_it(tmp_path: Path, age: timedelta,
     assert note == f"a copy of version 3, made {NOW:%Y-%m-%d %H:%M}Z, {said}", note
 
 
+def test_a_changed_size_reads_as_plainly_as_a_changed_page(tmp_path: Path) -> None:
+    write_site(tmp_path)
+    (tmp_path / "index.html").write_bytes(b"forged, and longer than the page signed")
+    (tmp_path / "media/ab.png").write_bytes(b"\x89")
+    report = verify_target(DirectoryTarget(tmp_path), KEY.public, now=NOW)
+    lines = sorted(f.line() for f in report.findings if f.fatal)
+    assert lines == [
+        f"size: index.html: larger than signed ({len(FILES['index.html'])} bytes): "
+        "content differs from what was signed",
+        f"size: media/ab.png: 1 bytes, signed {len(FILES['media/ab.png'])} bytes: "
+        "content differs from what was signed",
+    ], lines
+
+
 def test_manifest_bytes_are_canonical(tmp_path: Path) -> None:
     m = write_site(tmp_path, bins=2)
     again = Manifest.from_bytes(m.to_bytes())
