@@ -362,7 +362,7 @@ def test_a_url_target_over_s3(tmp_path: Path, moto_server: MotoServer,
     report = verify_target(UrlTarget(url), KEY.public, now=NOW)
     assert [(f.kind, f.path) for f in report.findings] == [
         ("tampered", "articles/a-1/index.html"), ("size", "index.html"), ("extra", "evil.js")]
-    assert "more than" in report.findings[1].detail
+    assert "larger than signed" in report.findings[1].detail
     # A missing manifest means no site there.
     client.delete_object(Bucket=bucket, Key=MANIFEST_NAME)
     with pytest.raises(TargetUnreachableError, match=r"no manifest\.json"):
