@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import feedparser
 import lxml.etree
@@ -237,3 +240,103 @@ def test_lead_image_is_an_enclosure_on_that_mirror(config: Config, name: str) ->
         entry = feedparser.parse(io.BytesIO(data)).entries[0]
         assert [(e.href, e.length, e.type) for e in entry.enclosures] == [
             (f"{mirror.public_url}media/{IMAGE}", "1234", "image/png")], m
+
+
+# -- the feed validator's rules -------------------------------------------------------------
+# The W3C feed validator is not packaged; these are the rules of RFC 4287 and RSS 2.0 that
+# it enforces as errors, checked on every element of both feeds of every mirror.
+ATOM = "{http://www.w3.org/2005/Atom}"
+RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)"
+LANGUAGE_TAG = r"[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*"
+
+
+def _one(parent: Any, tag: str) -> Any:
+    found = parent.findall(tag)
+    assert len(found) == 1, f"{parent.tag}: {len(found)} × {tag}, the spec wants exactly one"
+    return found[0]
+
+
+def _absolute(url: str) -> None:
+    parts = urlsplit(url)
+    assert parts.scheme and (parts.netloc or parts.scheme == "urn"), f"not absolute: {url}"
+
+
+def _atom_rules(root: Any) -> None:
+    assert root.tag == ATOM + "feed"
+    for tag in ("id", "title", "updated"):
+        _one(root, ATOM + tag)
+    for tag in ("icon", "logo", "rights", "subtitle", "generator"):
+        assert len(root.findall(ATOM + tag)) <= 1, tag
+    entries = root.findall(ATOM + "entry")
+    assert entries
+    feed_author = root.find(ATOM + "author") is not None
+    for element in [root, *entries]:
+        _absolute(_one(element, ATOM + "id").text)
+        assert re.fullmatch(RFC3339, _one(element, ATOM + "updated").text)
+        for link in element.findall(ATOM + "link"):
+            _absolute(link.get("href"))
+        alternates = [(ln.get("type"), ln.get("hreflang")) for ln in element.findall(ATOM + "link")
+                      if ln.get("rel", "alternate") == "alternate"]
+        assert len(alternates) == len(set(alternates)), "two alternate links of one type"
+        lang = element.get("{http://www.w3.org/XML/1998/namespace}lang")
+        assert lang is None or re.fullmatch(LANGUAGE_TAG, lang), lang
+    for entry in entries:
+        _one(entry, ATOM + "title")
+        assert feed_author or entry.find(ATOM + "author") is not None, "entry without author"
+        for author in entry.findall(ATOM + "author"):
+            _one(author, ATOM + "name")
+        assert len(entry.findall(ATOM + "published")) <= 1
+        for published in entry.findall(ATOM + "published"):
+            assert re.fullmatch(RFC3339, published.text)
+        content = entry.find(ATOM + "content")
+        if content is None:
+            assert any(ln.get("rel", "alternate") == "alternate"
+                       for ln in entry.findall(ATOM + "link"))
+        else:
+            assert content.get("type") in (None, "text", "html", "xhtml")
+            if content.get("type") == "html":
+                assert len(content) == 0, "html content must be escaped text, not elements"
+
+
+def _rss_rules(root: Any) -> None:
+    assert root.tag == "rss" and root.get("version") == "2.0"
+    channel = _one(root, "channel")
+    for tag in ("title", "link", "description"):
+        assert (_one(channel, tag).text or "").strip(), f"channel {tag} is empty"
+    _absolute(channel.findtext("link"))
+    for tag in ("language", "pubDate", "lastBuildDate", "ttl", "image", "docs"):
+        assert len(channel.findall(tag)) <= 1, tag
+    if channel.find("language") is not None:
+        assert re.fullmatch(LANGUAGE_TAG, channel.findtext("language"))
+    dates = [d.text for d in channel.iter("pubDate", "lastBuildDate")]
+    items = channel.findall("item")
+    assert items
+    for item in items:
+        assert item.find("title") is not None or item.find("description") is not None
+        for tag in ("link", "guid", "pubDate", "enclosure", "description", "title"):
+            assert len(item.findall(tag)) <= 1, f"item with two {tag}"
+        if item.find("link") is not None:
+            _absolute(item.findtext("link"))
+        guid = item.find("guid")
+        if guid is not None and guid.get("isPermaLink", "true") == "true":
+            _absolute(guid.text)
+        enclosure = item.find("enclosure")
+        if enclosure is not None:
+            _absolute(enclosure.get("url"))
+            assert enclosure.get("length", "").isdigit() and enclosure.get("type")
+    for date in dates:
+        assert re.fullmatch(r"(\w{3}, )?\d{1,2} \w{3} \d{4} \d\d:\d\d(:\d\d)? "
+                            r"([+-]\d{4}|GMT|UT|[A-Z]{3})", date), f"not RFC 822: {date}"
+        assert parsedate_to_datetime(date).tzinfo is not None, date
+
+
+@pytest.mark.parametrize("language", ["ru", "fa", "en"])
+def test_feeds_follow_the_rss_20_and_atom_rules_the_feed_validator_checks(
+        tmp_path: Path, language: str) -> None:
+    config = make_config(tmp_path)
+    config = dataclasses.replace(config, outlet=dataclasses.replace(config.outlet,
+                                                                    language=language))
+    for mirror in config.mirrors:
+        feeds = render_feeds(config, ARTICLES, mirror, built=BUILT)
+        _atom_rules(lxml.etree.fromstring(feeds["atom.xml"]))
+        _rss_rules(lxml.etree.fromstring(feeds["rss.xml"]))
