@@ -181,7 +181,7 @@ def test_images_past_the_byte_cap_are_not_stored(tmp_path: Path, store: Store) -
         run(config_for(tmp_path, {"type": "sitemap", "url": site.url + "s.xml"},
                        max_image_bytes_per_article=int(len(data[0]) * 2.5)), store)
     (stored,) = store.articles()
-    assert len(stored.media) == 2
+    assert len(stored.media) == 2  # the byte cap per article (also issue 10's test)
     # What the cap leaves out takes no disk: only the two kept images are in the store.
     assert len([p for p in store.blob_dir.rglob("*") if p.is_file()]) == 2
 

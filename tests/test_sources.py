@@ -339,24 +339,6 @@ def test_images_per_article_are_capped_and_captions_stay(tmp_path: Path, store: 
     assert any("7 of 12 images left out (max_images_per_article = 5)" in line for line in lines)
 
 
-def test_image_bytes_per_article_are_capped(tmp_path: Path, store: Store) -> None:
-    noisy = [Image.effect_noise((200, 200), 80 + n).convert("RGB") for n in range(4)]
-    data = []
-    for img in noisy:
-        out = io.BytesIO()
-        img.save(out, "PNG")
-        data.append(out.getvalue())
-    figures = "".join(f'<img src="/img/{n}.png">' for n in range(4))
-    routes = {"/a/1.html": fixed(article("Heavy", extra=figures)),
-              **{f"/img/{n}.png": fixed(d, "image/png") for n, d in enumerate(data)}}
-    with LoopbackServer(routes) as site:
-        site.routes["/s.xml"] = fixed(urlset((f"{site.url}a/1.html", "")), "application/xml")
-        run(config_for(tmp_path, {"type": "sitemap", "url": site.url + "s.xml"},
-                       max_image_bytes_per_article=int(len(data[0]) * 2.5)), store)
-    (stored,) = store.articles()
-    assert len(stored.media) == 2
-
-
 def test_decompression_bomb_is_left_out_with_its_caption_kept(tmp_path: Path,
                                                               store: Store) -> None:
     # 20,000 x 20,000 pixels of one colour: a few hundred kilobytes as PNG.
